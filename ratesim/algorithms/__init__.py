@@ -1,0 +1,28 @@
+"""Pure rate-limiting algorithms: frozen parameter objects plus integer kernels (no I/O).
+
+See :mod:`ratesim.algorithms.base` for the contract every algorithm follows.
+"""
+
+from .base import Algorithm, Decision, cell_seconds
+from .breaker import CircuitBreaker
+from .bucketed import BucketedWindow, DoubleBufferedWindow
+from .concurrency import ConcurrencyLimit
+from .gcra import GCRA
+from .sliding_log import SlidingWindowLog
+from .token_bucket import TokenBucket
+from .window_counter import FixedWindow, SlidingWindowCounter
+
+__all__ = [
+    "GCRA",
+    "Algorithm",
+    "BucketedWindow",
+    "CircuitBreaker",
+    "ConcurrencyLimit",
+    "Decision",
+    "DoubleBufferedWindow",
+    "FixedWindow",
+    "SlidingWindowCounter",
+    "SlidingWindowLog",
+    "TokenBucket",
+    "cell_seconds",
+]

@@ -1,0 +1,191 @@
+"""The contract every rate-limiting algorithm follows.
+
+An algorithm is two things:
+
+* a **frozen parameter object** (a subclass of :class:`Algorithm`), validated on construction,
+  hashable, so it can key a store's state;
+* a **kernel**: a module-level plain function ``kernel(p, state, now_us, cost)`` that reads
+  and updates ``state`` in place and returns ``(allowed, remaining, retry_after_us,
+  reset_after_us)`` as four ints (``allowed`` is 0 or 1).
+
+The kernel is the single source of truth. It touches only integers, tuples of integers and an
+indexable, mutable sequence of integers (``state``): a Python ``list`` in the memory store and
+the event engine, a numpy ``int64`` array in the numba-compiled fast engine. So a kernel must not
+use dicts, objects, floats, ``len(state)`` tricks that differ between lists and arrays, or
+Python-only builtins beyond ``min``/``max``/``abs``. Integer division uses ``//`` on
+non-negative operands only (Python floors, C truncates: they agree only there).
+
+State conventions:
+
+* ``new_state()`` is the state of a key that has never been seen (``absent``). It is what a
+  store hands the kernel for a missing key, and what the kernel itself treats as "nothing
+  recorded".
+* ``expires_at_us(state)`` is the earliest time from which the state decides exactly as an
+  absent key would (for any later ``now_us``). Stores use it for garbage collection only: a store
+  keeps a key for a grace period beyond this instant so that a clock that steps backwards a
+  little still finds the state it wrote (see :mod:`ratesim.stores.memory`).
+
+Times are integer microseconds (``*_us``). ``retry_after_us`` is ``-1`` when the request was
+allowed, or when it can never be allowed (cost above capacity).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, MutableSequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+US_PER_S = 1_000_000
+#: Largest integer a double (Lua's only number type) holds exactly; all state stays below it.
+MAX_EXACT_INT = 2**53
+
+State = MutableSequence[int]
+Kernel = Callable[[tuple[int, ...], State, int, int], tuple[int, int, int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one ``acquire``.
+
+    ``limit`` is the algorithm's capacity at rest (redis-cell: ``max_burst + 1``),
+    ``remaining`` what is left after this request, ``retry_after_us`` how long until this
+    request could pass (``-1`` when allowed or never), ``reset_after_us`` how long until the key
+    is back to full capacity. ``outcome`` says who decided: ``"limiter"`` for the algorithm
+    itself, or the failure path of a store (``"fail_open"``, ``"fail_closed"``, ``"drift"``,
+    ``"local"``) when the algorithm could not be asked.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_us: int
+    reset_after_us: int
+    outcome: str = "limiter"
+
+    def throttle_reply(self) -> tuple[int, int, int, int, int]:
+        """The 5-integer ``CL.THROTTLE`` reply with redis-cell v0.4+ rounding.
+
+        ``[limited, limit, remaining, retry_after_s, reset_after_s]``; durations are ceiled at
+        millisecond granularity (a sub-millisecond remainder is dropped), ``-1`` stays ``-1``.
+        """
+        return (
+            0 if self.allowed else 1,
+            self.limit,
+            self.remaining,
+            cell_seconds(self.retry_after_us),
+            cell_seconds(self.reset_after_us),
+        )
+
+
+def cell_seconds(duration_us: int) -> int:
+    """redis-cell v0.4+ rounding of a duration to whole seconds (``-1`` passes through).
+
+    ``secs = trunc(d)``, plus one if the sub-second *millisecond* part is non-zero:
+    2.0004 s -> 2, 2.001 s -> 3, 0.0005 s -> 0.
+    """
+    if duration_us < 0:
+        return -1
+    secs, rest_us = divmod(duration_us, US_PER_S)
+    return secs + (1 if rest_us // 1000 > 0 else 0)
+
+
+def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def seconds_to_us(name: str, seconds: float, *, minimum_us: int = 1) -> int:
+    """Convert a duration in seconds to whole microseconds, refusing nonsense.
+
+    Raises ``ValueError`` naming ``name`` when the value is not a finite number, is below
+    ``minimum_us`` once converted, or is not a whole number of microseconds.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {seconds!r}")
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {seconds!r}")
+    us = round(seconds * US_PER_S)
+    if abs(us - seconds * US_PER_S) > 1e-6 * max(1.0, abs(seconds * US_PER_S)):
+        raise ValueError(f"{name} must be a whole number of microseconds, got {seconds!r} s")
+    if us < minimum_us:
+        raise ValueError(f"{name} must be at least {minimum_us} us, got {seconds!r} s")
+    return us
+
+
+def check_now(now_us: object) -> int:
+    """Validate a timestamp: an integer number of microseconds (any sign: time is relative)."""
+    if isinstance(now_us, bool) or not isinstance(now_us, int):
+        # numpy integers are fine; floats are not (they would silently lose exactness).
+        try:
+            import numpy as np
+
+            if isinstance(now_us, np.integer):
+                return int(now_us)
+        except ImportError:  # pragma: no cover - numpy is a core dependency
+            pass
+        raise ValueError(f"now_us must be an integer number of microseconds, got {now_us!r}")
+    return now_us
+
+
+def check_cost(cost: object) -> int:
+    """Validate a request cost: a non-negative integer (0 is a peek where supported)."""
+    try:
+        import numpy as np
+
+        if isinstance(cost, np.integer):
+            cost = int(cost)
+    except ImportError:  # pragma: no cover
+        pass
+    return require_int("cost", cost, minimum=0)
+
+
+class Algorithm(ABC):
+    """Base class of all keyed, rate-type algorithms (everything but concurrency/breaker).
+
+    Subclasses are ``@dataclass(frozen=True)``; they set ``name`` and implement the abstract
+    members. ``params`` is the tuple of ints the kernel receives.
+    """
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def params(self) -> tuple[int, ...]:
+        """Integer parameters handed to the kernel (units in the subclass docstring)."""
+
+    @property
+    @abstractmethod
+    def kernel(self) -> Kernel:
+        """The module-level step function (see the module docstring)."""
+
+    @property
+    @abstractmethod
+    def state_size(self) -> int:
+        """Number of integers in this algorithm's state."""
+
+    @property
+    @abstractmethod
+    def limit(self) -> int:
+        """Capacity at rest, reported as ``Decision.limit``."""
+
+    def new_state(self) -> list[int]:
+        """State of a key never seen before (all zeros unless a subclass says otherwise)."""
+        return [0] * self.state_size
+
+    @abstractmethod
+    def expires_at_us(self, state: State) -> int:
+        """Earliest time from which ``state`` decides as an absent key would."""
+
+    def step(self, state: State, now_us: int, cost: int = 1) -> Decision:
+        """Run the kernel on ``state`` (mutated in place) and wrap the result."""
+        now_us = check_now(now_us)
+        cost = check_cost(cost)
+        allowed, remaining, retry_after_us, reset_after_us = self.kernel(
+            self.params, state, now_us, cost
+        )
+        return Decision(bool(allowed), self.limit, remaining, retry_after_us, reset_after_us)

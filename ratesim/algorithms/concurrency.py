@@ -1,0 +1,3 @@
+"""Placeholder: being written."""
+class ConcurrencyLimit:  # noqa: D101
+    pass

@@ -1,0 +1,3 @@
+"""Placeholder: being written."""
+class SlidingWindowLog:  # noqa: D101
+    pass

@@ -1,0 +1,3 @@
+"""Placeholder: being written."""
+class TokenBucket:  # noqa: D101
+    pass
