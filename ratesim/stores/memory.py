@@ -36,9 +36,7 @@ class MemoryStore:
         self._ops = 0
         self._sweep_iter: Any = None
 
-    def acquire(
-        self, limiter: Algorithm, key: Hashable, now_us: int, cost: int = 1
-    ) -> Decision:
+    def acquire(self, limiter: Algorithm, key: Hashable, now_us: int, cost: int = 1) -> Decision:
         """Ask ``limiter`` about one request of ``cost`` for ``key`` at ``now_us``."""
         now_us = check_now(now_us)
         cost = check_cost(cost)
