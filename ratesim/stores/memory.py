@@ -5,7 +5,9 @@ Idle keys are garbage collected: a key whose state decides like an absent key
 The grace exists because time going backwards is normal here: nodes with skewed clocks share one
 store, and a lagging node must still find the state a leading node wrote. With the default grace
 (60 s) decisions never depend on collection unless clocks disagree by more than a minute.
-Collection is amortised: every ``gc_every`` acquisitions the store sweeps one slice of keys.
+Collection is amortised: every ``gc_every`` acquisitions the store sweeps the next
+``2 * gc_every`` keys, so the sweep outruns even traffic where every request brings a new key
+(a sweep of only one key per request would let dead keys pile up without bound).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class MemoryStore:
         )
         self._ops += 1
         if self._ops % self.gc_every == 0:
-            self.collect(now_us, budget=self.gc_every)
+            self.collect(now_us, budget=2 * self.gc_every)
         return Decision(bool(allowed), limiter.limit, remaining, retry_after_us, reset_after_us)
 
     def state_of(self, limiter: Algorithm, key: Hashable) -> State | None:
