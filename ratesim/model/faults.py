@@ -1,0 +1,127 @@
+"""Infrastructure faults as plain data: Redis outages, failovers, network partitions.
+
+All windows are half-open in *true* time: a fault is active at ``t_us`` when
+``start_us <= t_us < end_us`` (seconds in the spec, converted to the nearest µs). The engine
+decides what a fault does; these specs only say when and where it is active:
+
+* :class:`OutageSpec` — Redis (all shards, or the listed ``shards``) is down. ``"refused"``:
+  connections fail at once (fast error). ``"blackhole"``: calls get no answer, so every call
+  waits for the caller's timeout.
+* :class:`FailoverSpec` — at ``at_s`` a replica is promoted: writes acknowledged in the last
+  ``lost_writes_ms`` before it are lost (asynchronous replication), the server clock steps by
+  ``clock_step_ms`` (the new primary's offset), and the script cache is emptied when
+  ``flush_scripts`` (the first EVALSHA after it costs NOSCRIPT + reload).
+* :class:`PartitionSpec` — the gateway ``nodes`` listed cannot reach Redis during the window;
+  the other nodes carry on.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from .clock import SpecModel, ms_to_us, s_to_us
+
+NodeIndex = Annotated[int, Field(ge=0)]
+
+
+def _check_end(v: float, info: ValidationInfo) -> float:
+    start = info.data.get("start_s")
+    # Compared in whole µs, the unit the window is applied in, so it is never empty.
+    if start is not None and s_to_us(v) <= s_to_us(start):
+        raise ValueError(f"end_s must be > start_s ({start}) by at least 1 µs, got {v}")
+    return v
+
+
+def _check_unique(name: str, values: list[int] | None) -> list[int] | None:
+    if values is not None and len(set(values)) != len(values):
+        raise ValueError(f"{name} must not repeat an index, got {values}")
+    return values
+
+
+class _Window(SpecModel):
+    """A half-open window ``[start_s, end_s)`` of true time, seconds."""
+
+    start_s: Annotated[float, Field(ge=0.0)]
+    end_s: float
+
+    @field_validator("end_s")
+    @classmethod
+    def _end_after_start(cls, v: float, info: ValidationInfo) -> float:
+        return _check_end(v, info)
+
+    @property
+    def start_us(self) -> int:
+        """Window start, µs (inclusive)."""
+        return s_to_us(self.start_s)
+
+    @property
+    def end_us(self) -> int:
+        """Window end, µs (exclusive)."""
+        return s_to_us(self.end_s)
+
+    def active(self, t_us: int) -> bool:
+        """True when ``start_us <= t_us < end_us``."""
+        return self.start_us <= t_us < self.end_us
+
+
+class OutageSpec(_Window):
+    """Redis unreachable during ``[start_s, end_s)`` on ``shards`` (``None``: every shard)."""
+
+    kind: Literal["refused", "blackhole"] = "refused"
+    shards: Annotated[list[NodeIndex], Field(min_length=1)] | None = None
+
+    @field_validator("shards")
+    @classmethod
+    def _unique_shards(cls, v: list[int] | None) -> list[int] | None:
+        return _check_unique("shards", v)
+
+    def covers(self, t_us: int, shard: int) -> bool:
+        """True when this outage hits ``shard`` at true time ``t_us``."""
+        return self.active(t_us) and (self.shards is None or shard in self.shards)
+
+
+class FailoverSpec(SpecModel):
+    """A replica promotion at ``at_s`` with its losses (see the module docstring)."""
+
+    at_s: Annotated[float, Field(ge=0.0)]
+    lost_writes_ms: Annotated[float, Field(ge=0.0)] = 0.0
+    clock_step_ms: float = 0.0
+    flush_scripts: bool = True
+
+    @property
+    def at_us(self) -> int:
+        """Failover instant, µs of true time."""
+        return s_to_us(self.at_s)
+
+    @property
+    def lost_writes_us(self) -> int:
+        """Writes acknowledged in ``[at_us - lost_writes_us, at_us)`` are lost."""
+        return ms_to_us(self.lost_writes_ms)
+
+
+class PartitionSpec(_Window):
+    """Gateway ``nodes`` (0-based) cut off from Redis during ``[start_s, end_s)``."""
+
+    nodes: Annotated[list[NodeIndex], Field(min_length=1)]
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, v: list[int]) -> list[int]:
+        _check_unique("nodes", v)
+        return v
+
+
+def outage_at(outages: list[OutageSpec], t_us: int, shard: int) -> str | None:
+    """The kind (``"refused"`` / ``"blackhole"``) of the first listed outage hitting ``shard``
+    at true time ``t_us`` (µs), or ``None`` when the shard is up."""
+    for outage in outages:
+        if outage.covers(t_us, shard):
+            return outage.kind
+    return None
+
+
+def partitioned(partitions: list[PartitionSpec], t_us: int, node: int) -> bool:
+    """True when gateway ``node`` cannot reach Redis at true time ``t_us`` (µs)."""
+    return any(p.active(t_us) and node in p.nodes for p in partitions)

@@ -1,0 +1,269 @@
+"""Node clocks: offsets, drift, NTP steps and slews, exact integer µs (ratesim.model.clock)."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ratesim.model as model
+from ratesim.model import ClockSpec, ClockStep, NodeClock, ms_to_us, s_to_us
+
+DAY_US = 86_400_000_000
+
+
+def reference_read(spec: ClockSpec, t: int) -> int:
+    """The documented semantics as one exact rational, floored once (independent of the code).
+
+    local = t + offset + t * drift_ppm / 10^6 + sum(jumps done) + sum(slew fractions done).
+    Parameters are taken through their decimal text so the test does not reuse the code's
+    float-to-rational conversion.
+    """
+    total = Fraction(t) + Fraction(round(Fraction(str(spec.offset_ms)) * 1000))
+    total += Fraction(t) * Fraction(str(spec.drift_ppm)) / 10**6
+    for step in spec.steps:
+        at = round(Fraction(str(step.at_s)) * 10**6)
+        by = round(Fraction(str(step.by_ms)) * 1000)
+        slew = round(Fraction(str(step.slew_s)) * 10**6)
+        if slew == 0:
+            total += by if t >= at else 0
+        else:
+            done = min(max(t - at, 0), slew)
+            total += Fraction(by * done, slew)
+    return math.floor(total)
+
+
+def test_perfect_clock_reads_true_time() -> None:
+    clock = NodeClock(ClockSpec.perfect())
+    assert ClockSpec.perfect().is_perfect
+    for t in (0, 1, 999_999, DAY_US, -5, 2**60):
+        assert clock.read(t) == t
+    times = np.array([0, 7, 123_456_789, -3], dtype=np.int64)
+    assert clock.read_many(times).tolist() == times.tolist()
+    assert NodeClock().read(42) == 42  # no spec means perfect
+
+
+def test_offset_is_constant_and_rounded_to_nearest_us() -> None:
+    clock = NodeClock(ClockSpec(offset_ms=2.5))
+    assert [clock.read(t) for t in (0, 10, DAY_US)] == [2_500, 2_510, DAY_US + 2_500]
+    assert NodeClock(ClockSpec(offset_ms=-1.0)).read(0) == -1_000
+    assert NodeClock(ClockSpec(offset_ms=0.0004)).read(0) == 0
+    assert NodeClock(ClockSpec(offset_ms=0.0006)).read(0) == 1
+    assert not ClockSpec(offset_ms=2.5).is_perfect
+
+
+def test_drift_over_a_day_is_exact() -> None:
+    # +37.5 ppm over one day: 37.5e-6 * 86400 s = 3.24 s, exactly.
+    clock = NodeClock(ClockSpec(drift_ppm=37.5))
+    assert clock.read(DAY_US) == DAY_US + 3_240_000
+    assert clock.read(1_000_000) == 1_000_000 + 37  # 37.5 µs floored
+    # -20 ppm: one second reads 20 µs short; a week 12.096 s short.
+    slow = NodeClock(ClockSpec(drift_ppm=-20))
+    assert slow.read(1_000_000) == 999_980
+    assert slow.read(7 * DAY_US) == 7 * DAY_US - 12_096_000
+
+
+def test_fractional_drift_floors_exactly_over_long_spans() -> None:
+    spec = ClockSpec(drift_ppm=-12.345678, offset_ms=-0.75)
+    clock = NodeClock(spec)
+    for t in (1, 999_999, 7 * DAY_US + 13, 365 * DAY_US + 1, -DAY_US - 1):
+        expected = t - 750 + math.floor(Fraction(t) * Fraction(-12_345_678, 10**12))
+        assert clock.read(t) == expected
+    assert spec.drift_ppt == -12_345_678
+
+
+def test_drift_resolution_is_one_part_per_10_12() -> None:
+    # Below the documented resolution (1e-6 ppm) the drift is zero...
+    assert ClockSpec(drift_ppm=4e-7).drift_ppt == 0
+    assert NodeClock(ClockSpec(drift_ppm=4e-7)).read(DAY_US) == DAY_US
+    # ...at it, 1e-6 ppm over 10^12 µs is exactly 1 µs.
+    assert NodeClock(ClockSpec(drift_ppm=1e-6)).read(10**12) == 10**12 + 1
+
+
+def test_jump_step_applies_from_its_instant_and_can_go_backwards() -> None:
+    clock = NodeClock(ClockSpec(steps=[ClockStep(at_s=10, by_ms=-3)]))
+    before, at = clock.read(9_999_999), clock.read(10_000_000)
+    assert before == 9_999_999
+    assert at == 10_000_000 - 3_000
+    assert at < before  # local time went backwards: modelled, not an error
+    up = NodeClock(ClockSpec(steps=[ClockStep(at_s=1, by_ms=5)]))
+    assert up.read(999_999) == 999_999
+    assert up.read(1_000_000) == 1_005_000
+
+
+def test_slew_spreads_linearly() -> None:
+    clock = NodeClock(ClockSpec(steps=[ClockStep(at_s=5, by_ms=4, slew_s=2)]))
+    assert clock.read(5_000_000) == 5_000_000
+    assert clock.read(5_000_001) == 5_000_001  # 0.002 µs applied
+    assert clock.read(6_000_000) == 6_002_000
+    assert clock.read(6_000_001) == 6_002_001  # 2000.002 µs applied
+    assert clock.read(6_999_999) == 6_999_999 + 3_999
+    assert clock.read(7_000_000) == 7_004_000
+    assert clock.read(100_000_000) == 100_004_000
+
+
+def test_negative_slew_keeps_time_monotonic() -> None:
+    clock = NodeClock(ClockSpec(drift_ppm=-100, steps=[ClockStep(at_s=1, by_ms=-4, slew_s=2)]))
+    # Every µs around the start, the middle and the end of the slew; a grid elsewhere.
+    dense = [
+        np.arange(c - 20_000, c + 20_000, dtype=np.int64) for c in (1_000_000, 2_000_000, 3_000_000)
+    ]
+    times = np.unique(np.concatenate([np.arange(0, 4_000_000, 101), *dense]))
+    local = clock.read_many(times)
+    assert np.all(np.diff(local) >= 0)
+    # At 2 s: -200 µs of drift, half the slew (-2000 µs) done.
+    assert clock.read(2_000_000) == 2_000_000 - 200 - 2_000
+    assert clock.read(5_000_000) == 5_000_000 - 500 - 4_000
+
+
+def test_corrections_add_up_in_any_order() -> None:
+    steps = [
+        ClockStep(at_s=3, by_ms=1, slew_s=4),
+        ClockStep(at_s=1, by_ms=-2),
+        ClockStep(at_s=2, by_ms=0.5, slew_s=2),
+    ]
+    a = NodeClock(ClockSpec(offset_ms=0.25, drift_ppm=3, steps=steps))
+    b = NodeClock(ClockSpec(offset_ms=0.25, drift_ppm=3, steps=list(reversed(steps))))
+    times = np.arange(0, 8_000_000, 1_237, dtype=np.int64)
+    assert a.read_many(times).tolist() == b.read_many(times).tolist()
+    # Overlapping slews at 3.5 s: 0.25 ms of slew 2 (0.375 ms of 0.5 ms) and 1/8 of 1 ms.
+    assert a.read(3_500_000) == 3_500_000 + 250 + 10 - 2_000 + 375 + 125
+
+
+def test_read_many_keeps_shape_and_refuses_floats() -> None:
+    clock = NodeClock(ClockSpec(offset_ms=1))
+    grid = np.arange(6, dtype=np.int64).reshape(2, 3)
+    out = clock.read_many(grid)
+    assert out.shape == (2, 3)
+    assert out.dtype == np.int64
+    assert out.tolist() == (grid + 1_000).tolist()
+    with pytest.raises(ValueError, match="true_us"):
+        clock.read_many(np.array([1.5]))
+    with pytest.raises(ValueError, match="true_us"):
+        clock.read(1.5)  # type: ignore[arg-type]
+    assert clock.read(np.int64(7)) == 1_007
+    assert clock.read_many(np.array([], dtype=np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # Exact ties: drift 1/2 µs per µs plus a slew of 1/2 µs per µs hit floor boundaries.
+        ClockSpec(drift_ppm=500_000, steps=[ClockStep(at_s=0.000002, by_ms=5, slew_s=0.01)]),
+        ClockSpec(drift_ppm=-333_333.333333, steps=[ClockStep(at_s=0, by_ms=-0.3, slew_s=0.0009)]),
+        # Overlapping slews of both signs over a drifting clock.
+        ClockSpec(
+            drift_ppm=-7.654321,
+            steps=[
+                ClockStep(at_s=0.01, by_ms=3.333, slew_s=0.07),
+                ClockStep(at_s=0.05, by_ms=-1.777, slew_s=0.011),
+            ],
+        ),
+    ],
+)
+def test_read_many_equals_reference_densely_inside_slews(spec: ClockSpec) -> None:
+    clock = NodeClock(spec)
+    times = np.arange(-50, 60_000, 11, dtype=np.int64)
+    expected = [reference_read(spec, int(t)) for t in times]
+    assert clock.read_many(times).tolist() == expected
+    assert [clock.read(int(t)) for t in times[::50]] == expected[::50]
+
+
+step_strategy = st.builds(
+    ClockStep,
+    at_s=st.integers(0, 20_000_000).map(lambda us: us / 1e6),
+    by_ms=st.integers(-50_000, 50_000).map(lambda us: us / 1e3),
+    slew_s=st.sampled_from([0.0, 0.000001, 0.5, 3.0, 1000.0]),
+)
+spec_strategy = st.builds(
+    ClockSpec,
+    offset_ms=st.integers(-(10**7), 10**7).map(lambda us: us / 1e3),
+    drift_ppm=st.integers(-(10**9), 10**9).map(lambda ppt: ppt / 1e6),
+    steps=st.lists(step_strategy, max_size=4),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spec=spec_strategy,
+    times=st.lists(st.integers(-(2**54), 2**54), min_size=1, max_size=30),
+)
+def test_read_many_equals_read_and_the_reference(spec: ClockSpec, times: list[int]) -> None:
+    clock = NodeClock(spec)
+    # Times near every step boundary, where off-by-one errors live.
+    edges = [s_to_us(s.at_s) + d for s in spec.steps for d in (-1, 0, 1, 250_000)]
+    edges += [s_to_us(s.at_s + s.slew_s) + d for s in spec.steps for d in (-1, 0)]
+    all_times = np.array(times + edges, dtype=np.int64)
+    scalar = [clock.read(int(t)) for t in all_times]
+    assert clock.read_many(all_times).tolist() == scalar
+    assert scalar == [reference_read(spec, int(t)) for t in all_times]
+
+
+slow_slew = st.builds(
+    lambda at_us, slew_ms, frac: ClockStep(
+        at_s=at_us / 1e6, by_ms=round(slew_ms * frac, 3), slew_s=slew_ms / 1e3
+    ),
+    at_us=st.integers(0, 2_000_000),
+    slew_ms=st.integers(1, 200),
+    frac=st.floats(-0.4, 0.4),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    drift=st.integers(-500_000_000, 500_000_000),
+    jumps=st.lists(st.tuples(st.integers(0, 3_000_000), st.integers(0, 5_000)), max_size=3),
+    slews=st.lists(slow_slew, max_size=2),
+)
+def test_monotonic_without_negative_jumps(
+    drift: int, jumps: list[tuple[int, int]], slews: list[ClockStep]
+) -> None:
+    steps = [ClockStep(at_s=at / 1e6, by_ms=by / 1e3) for at, by in jumps] + slews
+    clock = NodeClock(ClockSpec(drift_ppm=drift / 1e6, steps=steps))
+    # Total rate >= 1 - 0.0005 - 2 * 0.4 > 0: local time must never decrease. Every µs near
+    # each correction's start and end, a coarse grid elsewhere.
+    edges = [s_to_us(s.at_s) for s in steps] + [s_to_us(s.at_s + s.slew_s) for s in steps]
+    dense = [np.arange(e - 1_500, e + 1_500, dtype=np.int64) for e in edges]
+    times = np.unique(np.concatenate([np.arange(0, 2_500_000, 97, dtype=np.int64), *dense]))
+    assert np.all(np.diff(clock.read_many(times)) >= 0)
+
+
+def test_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="drift_ppm"):
+        ClockSpec(drift_ppm=-1_000_000)
+    with pytest.raises(ValueError, match="offset_ms"):
+        ClockSpec(offset_ms=float("nan"))
+    with pytest.raises(ValueError, match=r"steps\.0\.slew_s"):
+        ClockSpec.model_validate({"steps": [{"at_s": 1, "by_ms": 1, "slew_s": -1}]})
+    with pytest.raises(ValueError, match=r"steps\.1\.at_s"):
+        ClockSpec.model_validate({"steps": [{"at_s": 1, "by_ms": 1}, {"at_s": -2, "by_ms": 1}]})
+    with pytest.raises(ValueError, match="skew"):
+        ClockSpec.model_validate({"skew": 3})
+    with pytest.raises(ValueError, match="slew_s"):
+        ClockStep(at_s=0, by_ms=10**9, slew_s=10**9)  # beyond exact int64 arithmetic
+
+
+def test_spec_round_trips_through_plain_data() -> None:
+    spec = ClockSpec(offset_ms=1.5, drift_ppm=-3.25, steps=[ClockStep(at_s=2, by_ms=1, slew_s=1)])
+    again = ClockSpec.model_validate(spec.model_dump())
+    assert again == spec
+    assert NodeClock(again).read(2_500_000) == NodeClock(spec).read(2_500_000)
+
+
+def test_unit_conversions_round_to_nearest_us() -> None:
+    assert ms_to_us(1.2344) == 1_234
+    assert ms_to_us(1.2346) == 1_235
+    assert ms_to_us(-0.0006) == -1
+    assert s_to_us(0.1) == 100_000
+    assert s_to_us(86_400) == DAY_US
+
+
+def test_package_exports_resolve() -> None:
+    for name in model.__all__:
+        assert getattr(model, name) is not None
+    with pytest.raises(AttributeError):
+        _ = model.no_such_name
