@@ -16,7 +16,7 @@ before its truncated ``PEXPIRE`` fires, where it would report a negative ``reset
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .base import (
@@ -78,6 +78,7 @@ class GCRA(Algorithm):
     max_burst: int
     count_per_period: int
     period_s: float
+    _params: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     name: ClassVar[str] = "gcra"
 
@@ -95,6 +96,9 @@ class GCRA(Algorithm):
                 f"max_burst={self.max_burst} with period_s={self.period_s} exceeds 2**53 us of "
                 "tolerance (Lua could not represent it exactly)"
             )
+        # Cached: the hot path reads params on every decision.
+        params = (self.emission_interval_us, self.tolerance_us, self.max_burst + 1)
+        object.__setattr__(self, "_params", params)
 
     @property
     def emission_interval_us(self) -> int:
@@ -113,7 +117,7 @@ class GCRA(Algorithm):
 
     @property
     def params(self) -> tuple[int, ...]:
-        return (self.emission_interval_us, self.tolerance_us, self.max_burst + 1)
+        return self._params
 
     @property
     def kernel(self) -> Kernel:
