@@ -203,9 +203,12 @@ def test_retry_after_ceils_to_whole_microseconds() -> None:
 def test_huge_idle_gap_does_not_overflow() -> None:
     tb = TokenBucket(1e6, 5)
     state = tb.new_state()
-    assert tb.step(state, -(2**61), 5).allowed
-    d = tb.step(state, 2**61, 5)
+    # The widest gap the store accepts: from -2**52 to 2**52 us (elapsed * rate would be 2**73).
+    assert tb.step(state, -(2**52) + 1, 5).allowed
+    d = tb.step(state, 2**52 - 1, 5)
     assert (d.allowed, d.remaining) == (True, 0)
+    with pytest.raises(ValueError, match="now_us"):
+        tb.step(state, 2**61, 5)
 
 
 def test_expires_at_is_when_full() -> None:
@@ -342,31 +345,31 @@ def test_equivalent_to_gcra_on_the_redis_cell_vector() -> None:
         assert (d.allowed, d.remaining) == (allowed, remaining), (t_ms, q)
 
 
-def test_where_gcra_equivalence_stops() -> None:
-    """T = 1_000_003 µs: 10**6/T has denominator 1_000_003 > 10**6, so the rate is approximated
-    (within 1e-9) and the token period is 1_000_002.9999985 µs. A bucket kept below its burst by
-    one request per T keeps one extra unit per cycle; after ``per_us`` cycles it admits 1 µs
-    before GCRA would. (At burst 1 the cap discards the surplus and the two agree.)"""
+def test_gcra_equivalence_holds_for_a_long_awkward_emission_interval() -> None:
+    """T = 1_000_003 µs: 10**6/T has denominator 1_000_003 > 10**6. The rate count/period
+    (a float) is read as exactly one token per T µs (review fix: it used to be rounded to a
+    denominator <= 10**6, and after ``per_us`` saturated cycles the bucket admitted 1 µs before
+    GCRA). Now the token period is T exactly and the two agree at that late instant too."""
     big_t = 1_000_003
     tb = TokenBucket(1e6 / big_t, 2)
     unit, per_us = tb.params[0], tb.params[1]
-    assert Fraction(unit, per_us) != big_t
-    assert big_t * per_us - unit == 1  # one spare unit per cycle
+    assert Fraction(unit, per_us) == big_t
     gcra = GCRA(1, 1, big_t / 1e6)
     assert gcra.emission_interval_us == big_t
     state, g_state = tb.new_state(), gcra.new_state()
     assert tb.step(state, 0, 2).allowed and gcra.step(g_state, 0, 2).allowed
-    for c in range(1, 5):  # one request per T: both admit, and the surplus grows by 1 unit
+    for c in range(1, 5):  # one request per T: both admit, and no surplus unit builds up
         assert tb.step(state, c * big_t).allowed and gcra.step(g_state, c * big_t).allowed
-        assert state[1:] == [c * big_t, c]
+        assert state[1:] == [c * big_t, 0]
         assert g_state[1] == (c + 2) * big_t
-    # The states after c = per_us cycles (extrapolated from the pattern just checked):
-    c = per_us
-    state = [1, c * big_t, c]
+    # Where the rounded rate used to diverge (after 1_000_000 cycles): both reject 1 µs early.
+    c = 1_000_000
+    state = [1, c * big_t, 0]
     g_state = [1, (c + 2) * big_t]
     now = (c + 1) * big_t - 1
-    assert tb.step(state, now).allowed
+    assert not tb.step(state, now).allowed
     assert not gcra.step(g_state, now).allowed
+    assert tb.step(state, now + 1).allowed and gcra.step(g_state, now + 1).allowed
 
 
 # ------------------------------------------------------------------------------ errors
@@ -381,7 +384,7 @@ def test_where_gcra_equivalence_stops() -> None:
         ({"rate": -math.inf, "burst": 1}, "rate"),
         ({"rate": "10", "burst": 1}, "rate"),
         ({"rate": True, "burst": 1}, "rate"),
-        ({"rate": 1e-7, "burst": 1}, "rate"),  # nearest fraction with denominator <= 1e6 is 0
+        ({"rate": 1e-10, "burst": 1}, "rate"),  # one token per 10**16 us: refill >= 2**51 us
         ({"rate": 1e22, "burst": 1}, "rate"),
         ({"rate": 10, "burst": -1}, "burst"),
         ({"rate": 10, "burst": 1.5}, "burst"),

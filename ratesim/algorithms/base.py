@@ -36,11 +36,18 @@ from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 US_PER_S = 1_000_000
 #: Largest integer a double (Lua's only number type) holds exactly; all state stays below it.
 MAX_EXACT_INT = 2**53
 
-State = MutableSequence[int]
+#: Largest ``|now_us|`` accepted: durations are bounded below 2**51 us, so every sum a kernel forms
+#: stays below 2**53 (exact in Lua) and far from int64 overflow (numba). 2**52 us is the year 2112.
+MAX_ABS_NOW_US = 2**52
+
+State = MutableSequence[int] | npt.NDArray[np.int64]
 Kernel = Callable[[tuple[int, ...], State, int, int], tuple[int, int, int, int]]
 
 
@@ -92,6 +99,8 @@ def cell_seconds(duration_us: int) -> int:
 
 def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
     """Return ``value`` as an int, or raise ``ValueError`` naming the parameter."""
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
@@ -109,8 +118,10 @@ def seconds_to_us(name: str, seconds: float, *, minimum_us: int = 1) -> int:
         raise ValueError(f"{name} must be a number of seconds, got {seconds!r}")
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be finite, got {seconds!r}")
-    us = round(seconds * US_PER_S)
-    if abs(us - seconds * US_PER_S) > 1e-6 * max(1.0, abs(seconds * US_PER_S)):
+    exact_us = seconds * US_PER_S
+    us = round(exact_us)
+    # Tolerate float representation error only (0.1 s is 100000.00000000001 us), not 0.4 us.
+    if abs(us - exact_us) > max(1e-6, 1e-12 * abs(exact_us)):
         raise ValueError(f"{name} must be a whole number of microseconds, got {seconds!r} s")
     if us < minimum_us:
         raise ValueError(f"{name} must be at least {minimum_us} us, got {seconds!r} s")
@@ -118,29 +129,21 @@ def seconds_to_us(name: str, seconds: float, *, minimum_us: int = 1) -> int:
 
 
 def check_now(now_us: object) -> int:
-    """Validate a timestamp: an integer number of microseconds (any sign: time is relative)."""
-    if isinstance(now_us, bool) or not isinstance(now_us, int):
-        # numpy integers are fine; floats are not (they would silently lose exactness).
-        try:
-            import numpy as np
+    """Validate a timestamp: an integer number of microseconds, ``|now_us| < 2**52``.
 
-            if isinstance(now_us, np.integer):
-                return int(now_us)
-        except ImportError:  # pragma: no cover - numpy is a core dependency
-            pass
+    Any sign is fine (time is relative). Floats are refused: they would silently lose exactness.
+    """
+    if isinstance(now_us, np.integer):
+        now_us = int(now_us)
+    if isinstance(now_us, bool) or not isinstance(now_us, int):
         raise ValueError(f"now_us must be an integer number of microseconds, got {now_us!r}")
+    if not -MAX_ABS_NOW_US < now_us < MAX_ABS_NOW_US:
+        raise ValueError(f"now_us must lie within +-2**52 us (year 2112), got {now_us!r}")
     return now_us
 
 
 def check_cost(cost: object) -> int:
     """Validate a request cost: a non-negative integer (0 is a peek where supported)."""
-    try:
-        import numpy as np
-
-        if isinstance(cost, np.integer):
-            cost = int(cost)
-    except ImportError:  # pragma: no cover
-        pass
     return require_int("cost", cost, minimum=0)
 
 
@@ -188,4 +191,6 @@ class Algorithm(ABC):
         allowed, remaining, retry_after_us, reset_after_us = self.kernel(
             self.params, state, now_us, cost
         )
-        return Decision(bool(allowed), self.limit, remaining, retry_after_us, reset_after_us)
+        return Decision(
+            bool(allowed), self.limit, int(remaining), int(retry_after_us), int(reset_after_us)
+        )

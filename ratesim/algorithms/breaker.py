@@ -69,7 +69,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import US_PER_S, State, check_now, require_int, seconds_to_us
+from .base import MAX_EXACT_INT, US_PER_S, State, check_now, require_int, seconds_to_us
 
 CLOSED = 0
 OPEN = 1
@@ -99,6 +99,17 @@ STATE_SIZE = 6
 
 #: Bucket start of a breaker that has never seen a completion (any real window is later).
 NO_BUCKET_US = -(2**62)
+#: Longest duration parameter (2**51 us, about 71 years): ``next_retry = now + open`` stays in
+#: int64 (numba) and below 2**53 for ``|now_us| < 2**52``.
+MAX_DURATION_US = MAX_EXACT_INT // 4
+
+
+def _duration_us(name: str, seconds: float, *, minimum_us: int = 1) -> int:
+    """``seconds_to_us`` plus the upper bound every duration parameter shares."""
+    us = seconds_to_us(name, seconds, minimum_us=minimum_us)
+    if us >= MAX_DURATION_US:
+        raise ValueError(f"{name} must be below 2**51 us (about 71 years), got {seconds!r} s")
+    return us
 
 
 def breaker_try_pass(p: tuple[int, ...], state: State, now_us: int) -> int:
@@ -211,15 +222,17 @@ class CircuitBreaker:
         if self.grade == "slow_ratio":
             if self.max_rt_s is None:
                 raise ValueError("max_rt_s is required for grade 'slow_ratio', got None")
-            seconds_to_us("max_rt_s", self.max_rt_s, minimum_us=0)
+            _duration_us("max_rt_s", self.max_rt_s, minimum_us=0)
         elif self.max_rt_s is not None:
             raise ValueError(
                 f"max_rt_s is only used by grade 'slow_ratio', got {self.max_rt_s!r} "
                 f"with grade {self.grade!r}"
             )
         require_int("min_requests", self.min_requests, minimum=1)
-        stat_interval_us = seconds_to_us("stat_interval_s", self.stat_interval_s)
-        open_us = seconds_to_us("open_s", self.open_s)
+        if self.min_requests >= MAX_EXACT_INT:
+            raise ValueError(f"min_requests must be below 2**53, got {self.min_requests!r}")
+        stat_interval_us = _duration_us("stat_interval_s", self.stat_interval_s)
+        open_us = _duration_us("open_s", self.open_s)
         if self.grade == "error_count":
             threshold = int(math.floor(self.threshold))
         else:
@@ -236,6 +249,8 @@ class CircuitBreaker:
             raise ValueError(f"threshold must be a finite number, got {t!r}")
         if t < 0:
             raise ValueError(f"threshold must be >= 0, got {t!r}")
+        if self.grade == "error_count" and t >= MAX_EXACT_INT:
+            raise ValueError(f"threshold must be below 2**53 errors, got {t!r}")
         if self.grade != "error_count" and t > 1:
             raise ValueError(
                 f"threshold must be a ratio in [0, 1] for grade {self.grade!r}, got {t!r}"

@@ -48,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import State, check_now, require_int, seconds_to_us
+from .base import MAX_EXACT_INT, State, check_now, require_int, seconds_to_us
 
 #: acquire: the request was refused (all slots busy and no room, or no waiting allowed).
 REJECT = 0
@@ -141,9 +141,16 @@ class ConcurrencyLimit:
 
     def __post_init__(self) -> None:
         require_int("max_in_flight", self.max_in_flight, minimum=1)
+        # Upper bounds keep every count and deadline in int64 (numba) and below 2**53.
+        if self.max_in_flight >= MAX_EXACT_INT:
+            raise ValueError(f"max_in_flight must be below 2**53, got {self.max_in_flight!r}")
         wait_us = seconds_to_us("max_wait_s", self.max_wait_s, minimum_us=0)
+        if wait_us >= MAX_EXACT_INT // 4:
+            raise ValueError(f"max_wait_s must be below 2**51 us, got {self.max_wait_s!r} s")
         if self.max_queue is not None:
             require_int("max_queue", self.max_queue, minimum=0)
+            if self.max_queue >= MAX_EXACT_INT:
+                raise ValueError(f"max_queue must be below 2**53, got {self.max_queue!r}")
             if wait_us == 0 and self.max_queue > 0:
                 raise ValueError(
                     f"max_queue={self.max_queue!r} needs max_wait_s > 0 "

@@ -29,6 +29,10 @@ from .base import (
 )
 
 ABSENT_EXPIRY_US = -(2**62)
+#: Longest tolerance ``DVT`` allowed (2**51 us, about 71 years): a TAT is at most ``now + DVT``
+#: and an intermediate ``new_tat`` at most ``now + 2 * DVT``, so with ``|now_us| < 2**52`` (Unix
+#: epoch microseconds until 2112) every value the kernel and its Lua port touch stays below 2**53.
+MAX_TOLERANCE_US = MAX_EXACT_INT // 4
 
 
 def gcra_kernel(
@@ -91,10 +95,11 @@ class GCRA(Algorithm):
                 f"count_per_period={self.count_per_period} per period_s={self.period_s} gives an "
                 "emission interval below 1 us, which integer microseconds cannot represent"
             )
-        if self.emission_interval_us * (self.max_burst + 1) >= MAX_EXACT_INT:
+        if self.emission_interval_us * (self.max_burst + 1) >= MAX_TOLERANCE_US:
             raise ValueError(
-                f"max_burst={self.max_burst} with period_s={self.period_s} exceeds 2**53 us of "
-                "tolerance (Lua could not represent it exactly)"
+                f"max_burst={self.max_burst} with count_per_period={self.count_per_period} per "
+                f"period_s={self.period_s} gives a tolerance of >= 2**51 us: a TAT of now + "
+                "tolerance at epoch-scale times would leave the 2**53 range Lua represents exactly"
             )
         # Cached: the hot path reads params on every decision.
         params = (self.emission_interval_us, self.tolerance_us, self.max_burst + 1)
@@ -132,4 +137,5 @@ class GCRA(Algorithm):
         return self.max_burst + 1
 
     def expires_at_us(self, state: State) -> int:
-        return state[1] if state[0] else ABSENT_EXPIRY_US
+        # int(): a numpy state would otherwise leak np.int64 into the store's bookkeeping.
+        return int(state[1]) if state[0] else ABSENT_EXPIRY_US

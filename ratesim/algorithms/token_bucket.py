@@ -7,21 +7,19 @@ now``, tokens debited), a failed one changes nothing. ``burst=0`` admits no requ
 cost; ``rate=0`` lets the first ``burst`` tokens through and never refills. ``cost=0`` always
 passes.
 
-**Exact accounting.** x/time/rate computes tokens in float64; we do not. The rate is taken as the
-exact rational ``n/d = Fraction(rate).limit_denominator(10**6)`` tokens per second (a rate this
-moves by more than 1e-9 relative is refused), so one token is ``S = d * 10**6`` *units* and the
-bucket gains ``n`` units per microsecond (``S`` and ``n`` reduced by their gcd). All state is
-integer units, below 2**53 (Lua-exact). Consequence: when ``1/rate`` is a whole number ``T`` of
-microseconds and ``10**6 / T`` reduces to a denominator <= 10**6 (always so for ``T <= 1 s``;
-e.g. ``T = 60 s`` or ``3600 s`` too), ``S = T * n`` and ``TokenBucket(rate, burst)`` decides
-*exactly* like ``GCRA(burst - 1, count, period)`` with ``T = period / count``: same
-``allowed``, ``remaining``, ``retry_after_us`` and ``reset_after_us`` for every cost (0 is a
-peek in both, ``cost > burst`` gets -1 in both), because the token count is
-``(DVT - (TAT - now)) / T``. Two exceptions: time going backwards (GCRA gives a lagging caller
-*less* capacity, x/time/rate credits the interval again, see below), and a ``T`` whose
-``10**6 / T`` needs a larger denominator (e.g. ``T = 1_000_003 µs``): the rate is then rounded
-by < 1e-9 relative and, kept below its burst, the bucket gains a spare unit per cycle, so after
-~``n`` saturated cycles it admits 1 µs earlier than GCRA.
+**Exact accounting.** x/time/rate computes tokens in float64; we do not. The rate is taken as an
+exact rational ``n/d`` tokens per second: ``Fraction(rate).limit_denominator(10**6)``, or one
+token every whole ``T = round(10**6 / rate)`` microseconds when that reads the given number more
+closely (a rate either reading moves by more than 1e-9 relative is refused). One token is ``S =
+d * 10**6`` *units* and the bucket gains ``n`` units per microsecond (``S`` and ``n`` reduced by
+their gcd). All state is integer units, below 2**53 (Lua-exact), and a bucket takes less than
+2**51 µs (about 71 years) to refill, so retry/reset instants stay below 2**53 for ``|now_us| <
+2**52``. Consequence: when ``1/rate`` is a whole number ``T`` of microseconds, ``S = T * n`` and
+``TokenBucket(rate, burst)`` decides *exactly* like ``GCRA(burst - 1, count, period)`` with ``T =
+period / count``: same ``allowed``, ``remaining``, ``retry_after_us`` and ``reset_after_us`` for
+every cost (0 is a peek in both, ``cost > burst`` gets -1 in both), because the token count is
+``(DVT - (TAT - now)) / T``. The exception is time going backwards (GCRA gives a lagging caller
+*less* capacity, x/time/rate credits the interval again, see below).
 
 **Ticker refill** (``refill="ticker"``): the seed's ``time.Ticker`` and Envoy's local rate limit
 (``tokens_per_fill`` every ``fill_interval``). Whole tokens arrive in packets of
@@ -71,6 +69,10 @@ MAX_RATE_DENOMINATOR = 10**6
 RATE_TOLERANCE = Fraction(1, 10**9)
 
 REFILL_MODES = ("continuous", "ticker")
+#: Longest time a bucket may take to refill from empty (2**51 us, about 71 years): retry and
+#: reset instants are ``now`` plus at most this, and with ``|now_us| < 2**52`` (Unix-epoch
+#: microseconds until 2112) every intermediate stays below 2**53, exact in the Lua port.
+MAX_REFILL_US = MAX_EXACT_INT // 4
 
 
 def token_bucket_kernel(
@@ -162,10 +164,20 @@ def exact_rate(rate: object) -> Fraction:
     if given < 0:
         raise ValueError(f"rate must be >= 0, got {rate!r}")
     approx = given.limit_denominator(MAX_RATE_DENOMINATOR)
+    if given > 0:
+        # One token every whole number of µs is always exact (unit / per_us == T), whatever
+        # the denominator of 10**6 / T: prefer it when it is the closer reading of the float,
+        # so TokenBucket(count / period, b) matches GCRA whenever period / count is whole µs.
+        period_us = round(US_PER_S / given)
+        if period_us >= 1:
+            whole = Fraction(US_PER_S, period_us)
+            if abs(whole - given) < abs(approx - given):
+                approx = whole
     if abs(approx - given) > RATE_TOLERANCE * given:
         raise ValueError(
             f"rate={rate!r} tokens/s is not within 1e-9 of a fraction with denominator <= "
-            f"{MAX_RATE_DENOMINATOR} (nearest: {approx}); integer accounting cannot represent it"
+            f"{MAX_RATE_DENOMINATOR} or of one token per whole µs (nearest: {approx}); integer "
+            "accounting cannot represent it"
         )
     return approx
 
@@ -176,13 +188,24 @@ def _continuous_params(rate: Fraction, burst: int) -> tuple[int, ...]:
     g = math.gcd(unit, per_us)
     unit //= g
     per_us //= g
+    if unit >= MAX_EXACT_INT:
+        # Even at burst 0 the kernel divides by unit: it must fit int64 and a Lua double.
+        raise ValueError(
+            f"rate={rate} tokens/s needs {unit} integer units per token (>= 2**53); "
+            "use a rate of at least one token per 2**53 / 10**6 s"
+        )
     if burst * unit >= MAX_EXACT_INT:
         raise ValueError(
             f"burst={burst} at rate={rate} tokens/s needs {burst * unit} integer units "
             "(>= 2**53, not exact in Lua); lower burst or use a rate with a smaller denominator"
         )
-    if per_us >= MAX_EXACT_INT:
+    if per_us >= MAX_EXACT_INT - burst * unit:
         raise ValueError(f"rate={rate} tokens/s is too large for integer accounting")
+    if per_us > 0 and -(-burst * unit // per_us) >= MAX_REFILL_US:
+        raise ValueError(
+            f"burst={burst} at rate={rate} tokens/s takes >= 2**51 us to refill from empty; "
+            "retry/reset times past now would leave the 2**53 range Lua represents exactly"
+        )
     return (unit, per_us, burst * unit, burst, 0, 0)
 
 
@@ -195,9 +218,11 @@ def _ticker_params(rate: Fraction, burst: int, fill_interval_s: float) -> tuple[
             f"{float(per_fill)!r} tokens per fill; ticker refill needs a whole number >= 1"
         )
     fills_to_full = -(-burst // int(per_fill))
-    if burst >= MAX_EXACT_INT or fills_to_full * fill_us >= MAX_EXACT_INT:
+    if burst + int(per_fill) >= MAX_EXACT_INT or fills_to_full * fill_us >= MAX_REFILL_US:
         raise ValueError(
-            f"burst={burst} with fill_interval_s={fill_interval_s!r} takes >= 2**53 us to refill"
+            f"burst={burst} with fill_interval_s={fill_interval_s!r} and rate={float(rate)!r} "
+            "takes >= 2**51 us to refill (or needs >= 2**53 tokens): tick times past now would "
+            "leave the 2**53 range Lua represents exactly"
         )
     return (1, 0, burst, burst, fill_us, int(per_fill))
 

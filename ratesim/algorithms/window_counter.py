@@ -54,6 +54,8 @@ from typing import ClassVar
 from .base import MAX_EXACT_INT, Algorithm, Kernel, State, require_int, seconds_to_us
 
 ABSENT_EXPIRY_US = -(2**62)
+#: Longest window (2**51 us, about 71 years), as for the sliding log and the bucketed windows.
+MAX_WINDOW_US = MAX_EXACT_INT // 4
 
 
 def fixed_window_kernel(
@@ -146,6 +148,10 @@ def _check_window(limit: int, window_s: float) -> int:
             f"limit={limit} times window_s={window_s} exceeds 2**53 us (Lua could not "
             "represent the weighted count exactly)"
         )
+    if window_us >= MAX_WINDOW_US:
+        # Window ends two windows past now are computed: with |now_us| < 2**52 (epoch µs until
+        # 2112) and window < 2**51 they stay below 2**53.
+        raise ValueError(f"window_s={window_s} is too long to stay below 2**53 us (>= 2**51 us)")
     return window_us
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from ..algorithms.base import Algorithm, Decision, State, check_cost, check_now
+from ..algorithms.base import Algorithm, Decision, State, check_cost, check_now, require_int
 
 DEFAULT_GRACE_US = 60_000_000
 
@@ -28,10 +28,8 @@ class MemoryStore:
     """
 
     def __init__(self, *, grace_us: int = DEFAULT_GRACE_US, gc_every: int = 4096) -> None:
-        if grace_us < 0:
-            raise ValueError(f"grace_us must be >= 0, got {grace_us!r}")
-        if gc_every < 1:
-            raise ValueError(f"gc_every must be >= 1, got {gc_every!r}")
+        require_int("grace_us", grace_us, minimum=0)
+        require_int("gc_every", gc_every, minimum=1)
         self.grace_us = grace_us
         self.gc_every = gc_every
         self._state: dict[tuple[Algorithm, Hashable], State] = {}
@@ -67,7 +65,7 @@ class MemoryStore:
 
         Returns the number of keys dropped.
         """
-        horizon = now_us - self.grace_us
+        horizon = check_now(now_us) - self.grace_us
         if budget is None:
             dead = [k for k, s in self._state.items() if k[0].expires_at_us(s) <= horizon]
         else:
