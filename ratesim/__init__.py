@@ -1,5 +1,6 @@
 """ratesim: simulate API-gateway rate limiting, then run the same policies on a real Redis."""
 
+from . import scenarios
 from .algorithms import (
     GCRA,
     BucketedWindow,
@@ -12,6 +13,10 @@ from .algorithms import (
     SlidingWindowLog,
     TokenBucket,
 )
+from .engine import simulate
+from .policy import LayerSpec, PolicySpec
+from .results import Result
+from .scenario import Scenario, ScenarioError, load_scenario
 from .stores import MemoryStore
 
 __version__ = "0.1.0"
@@ -24,8 +29,16 @@ __all__ = [
     "Decision",
     "DoubleBufferedWindow",
     "FixedWindow",
+    "LayerSpec",
     "MemoryStore",
+    "PolicySpec",
+    "Result",
+    "Scenario",
+    "ScenarioError",
     "SlidingWindowCounter",
     "SlidingWindowLog",
     "TokenBucket",
+    "load_scenario",
+    "scenarios",
+    "simulate",
 ]

@@ -1,0 +1,48 @@
+"""The Redis server model's pure arithmetic (the engines own the events).
+
+One shard is one thread executing commands in arrival order, each for its service time:
+Lindley's recursion ``start = max(arrival, busy_until)``, ``finish = start + service``. So a
+shard saturates at ``1 / mean service`` commands per second and beyond that its queue - and
+every caller's latency - grows without bound. All times are integer microseconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fifo_schedule(
+    arrive_us: np.ndarray, service_us: np.ndarray, busy_until_us: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start and finish times of commands reaching one shard at ``arrive_us`` (sorted, in
+    execution order) with ``service_us`` each, the shard being busy until ``busy_until_us``."""
+    a = np.asarray(arrive_us, dtype=np.int64)
+    s = np.asarray(service_us, dtype=np.int64)
+    start = np.empty_like(a)
+    finish = np.empty_like(a)
+    busy = int(busy_until_us)
+    for k in range(len(a)):
+        st = max(int(a[k]), busy)
+        busy = st + int(s[k])
+        start[k] = st
+        finish[k] = busy
+    return start, finish
+
+
+def queue_depths(at: list[int], fin: list[int], shard: list[int] | None) -> np.ndarray:
+    """Commands ahead of each command when it reached its shard (waiting or in service).
+
+    Commands are listed in execution order; on one shard (FIFO) finishes never decrease, so the
+    commands still there at arrival ``a_k`` are ``k`` minus those finished by ``a_k``.
+    """
+    a = np.asarray(at, dtype=np.int64)
+    f = np.asarray(fin, dtype=np.int64)
+    depth = np.zeros(len(a), dtype=np.int64)
+    groups = [np.arange(len(a))] if shard is None else None
+    if groups is None:
+        sh = np.asarray(shard, dtype=np.int64)
+        groups = [np.flatnonzero(sh == s) for s in np.unique(sh)]
+    for idx in groups:
+        k = np.arange(len(idx))
+        depth[idx] = k - np.searchsorted(f[idx], a[idx], side="right")
+    return depth

@@ -1,0 +1,377 @@
+"""A limiter policy as data: ordered layers, each an algorithm on keyed state.
+
+A :class:`PolicySpec` is an ordered list of :class:`LayerSpec`. Each layer names an algorithm
+(``{kind: gcra | token_bucket | sliding_log | sliding_counter | fixed_window | bucketed_window |
+double_buffered, ...params}``), a scope (``node``: in-process state per gateway node;
+``global``: one state in the Redis model), a key template (``"{user}"``, ``"{route}"``,
+``"{tier}:{user}"``, ``"*"``), per-tier parameter overrides, a mode (``enforce`` rejects;
+``shadow`` only counts what it would reject), and for global layers a decision timeout, a
+failure mode (``open`` / ``closed`` / ``local``), the local fallback's share of the global limit
+and the time source (``client``: the node's clock reading; ``redis``: the Redis server's clock).
+
+The order of the layers is the degradation order: a request rejected by an enforce layer is not
+seen by later layers. A layer with ``routes`` set only sees requests on those routes.
+
+This module never re-implements an algorithm: :meth:`AlgorithmSpec.build` returns the real
+:mod:`ratesim.algorithms` object, whose kernel the engine runs. All durations in the specs are
+seconds or milliseconds (named ``*_s`` / ``*_ms``); the built algorithms work in integer µs.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .algorithms import (
+    GCRA,
+    Algorithm,
+    BucketedWindow,
+    CircuitBreaker,
+    ConcurrencyLimit,
+    DoubleBufferedWindow,
+    FixedWindow,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    TokenBucket,
+)
+
+KEY_FIELDS = ("user", "tier", "route")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _AlgBase(_Spec):
+    """Shared behaviour of the algorithm specs: build, override, scale."""
+
+    def build(self) -> Any:
+        """The :mod:`ratesim.algorithms` object these parameters describe."""
+        raise NotImplementedError
+
+    def scaled(self, factor: float) -> _AlgBase:
+        """The same algorithm with its rate and capacity multiplied by ``factor`` (> 0).
+
+        Used for the ``local`` failure mode (a node's share of a global limit) and for
+        built-in scenario scaling. Counts are rounded and kept >= 1 (bursts >= 0).
+        """
+        raise NotImplementedError
+
+    def with_overrides(self, overrides: dict[str, Any]) -> _AlgBase:
+        """A validated copy with ``overrides`` applied (``kind`` may not change)."""
+        if "kind" in overrides and overrides["kind"] != getattr(self, "kind", None):
+            raise ValueError(f"a tier override cannot change the algorithm kind: {overrides!r}")
+        data = self.model_dump()
+        data.update(overrides)
+        return type(self).model_validate(data)
+
+
+def _scale_count(n: int, factor: float, minimum: int = 1) -> int:
+    return max(minimum, round(n * factor))
+
+
+class GcraSpec(_AlgBase):
+    """GCRA / ``CL.THROTTLE``: ``max_burst + 1`` at once, ``count_per_period`` per ``period_s``."""
+
+    kind: Literal["gcra"] = "gcra"
+    max_burst: Annotated[int, Field(ge=0)]
+    count_per_period: Annotated[int, Field(ge=1)]
+    period_s: Annotated[float, Field(gt=0)] = 1.0
+
+    def build(self) -> Algorithm:
+        return GCRA(self.max_burst, self.count_per_period, self.period_s)
+
+    def scaled(self, factor: float) -> GcraSpec:
+        return self.model_copy(
+            update={
+                "max_burst": _scale_count(self.max_burst, factor, 0),
+                "count_per_period": _scale_count(self.count_per_period, factor),
+            }
+        )
+
+
+class TokenBucketSpec(_AlgBase):
+    """Token bucket (x/time/rate): ``rate`` tokens per second, capacity ``burst``."""
+
+    kind: Literal["token_bucket"] = "token_bucket"
+    rate: Annotated[float, Field(gt=0)]
+    burst: Annotated[int, Field(ge=1)]
+    refill: Literal["continuous", "ticker"] = "continuous"
+    fill_interval_s: Annotated[float, Field(gt=0)] | None = None
+
+    def build(self) -> Algorithm:
+        return TokenBucket(
+            self.rate, self.burst, refill=self.refill, fill_interval_s=self.fill_interval_s
+        )
+
+    def scaled(self, factor: float) -> TokenBucketSpec:
+        return self.model_copy(
+            update={"rate": self.rate * factor, "burst": _scale_count(self.burst, factor)}
+        )
+
+
+class _WindowSpec(_AlgBase):
+    limit: Annotated[int, Field(ge=1)]
+    window_s: Annotated[float, Field(gt=0)]
+
+    def scaled(self, factor: float) -> _WindowSpec:
+        return self.model_copy(update={"limit": _scale_count(self.limit, factor)})
+
+
+class SlidingLogSpec(_WindowSpec):
+    """Exact sliding log (the seed's sorted set): at most ``limit`` per ``window_s``."""
+
+    kind: Literal["sliding_log"] = "sliding_log"
+
+    def build(self) -> Algorithm:
+        return SlidingWindowLog(self.limit, self.window_s)
+
+
+class SlidingCounterSpec(_WindowSpec):
+    """Cloudflare's two-counter sliding-window estimate."""
+
+    kind: Literal["sliding_counter"] = "sliding_counter"
+
+    def build(self) -> Algorithm:
+        return SlidingWindowCounter(self.limit, self.window_s)
+
+
+class FixedWindowSpec(_WindowSpec):
+    """Epoch-aligned fixed window (Envoy ratelimit)."""
+
+    kind: Literal["fixed_window"] = "fixed_window"
+
+    def build(self) -> Algorithm:
+        return FixedWindow(self.limit, self.window_s)
+
+
+class BucketedWindowSpec(_WindowSpec):
+    """Sentinel's LeapArray: ``buckets`` sub-windows over ``window_s``."""
+
+    kind: Literal["bucketed_window"] = "bucketed_window"
+    buckets: Annotated[int, Field(ge=1)] = 10
+
+    def build(self) -> Algorithm:
+        return BucketedWindow(self.limit, self.window_s, self.buckets)
+
+
+class DoubleBufferedSpec(_WindowSpec):
+    """The seed's active/pending buffers, swapped every ``swap_interval_s``."""
+
+    kind: Literal["double_buffered"] = "double_buffered"
+    buckets: Annotated[int, Field(ge=1)] = 10
+    swap_interval_s: Annotated[float, Field(gt=0)] = 0.1
+
+    def build(self) -> Algorithm:
+        return DoubleBufferedWindow(self.limit, self.window_s, self.buckets, self.swap_interval_s)
+
+
+class ConcurrencySpec(_AlgBase):
+    """At most ``max_in_flight`` requests in the backend at once (per node and key); others
+    wait FIFO up to ``max_wait_s`` (0: rejected at once). Needs a scenario ``backend``: a slot
+    is held from admission by this layer until the backend completes the request."""
+
+    kind: Literal["concurrency"] = "concurrency"
+    max_in_flight: Annotated[int, Field(ge=1)]
+    max_wait_s: Annotated[float, Field(ge=0)] = 0.0
+    max_queue: Annotated[int, Field(ge=0)] | None = None
+
+    def build(self) -> ConcurrencyLimit:
+        return ConcurrencyLimit(self.max_in_flight, self.max_wait_s, self.max_queue)
+
+    def scaled(self, factor: float) -> ConcurrencySpec:
+        return self.model_copy(update={"max_in_flight": _scale_count(self.max_in_flight, factor)})
+
+
+class BreakerSpec(_AlgBase):
+    """Sentinel 1.8 circuit breaker on the backend's completions (per node and key): slow-call
+    ratio (``rt > max_rt_s``) or error ratio / count over ``stat_interval_s``, OPEN for
+    ``open_s``, then one probe. Needs a scenario ``backend``."""
+
+    kind: Literal["circuit_breaker"] = "circuit_breaker"
+    grade: Literal["slow_ratio", "error_ratio", "error_count"] = "slow_ratio"
+    threshold: Annotated[float, Field(ge=0)]
+    max_rt_s: Annotated[float, Field(gt=0)] | None = None
+    min_requests: Annotated[int, Field(ge=1)] = 5
+    stat_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    open_s: Annotated[float, Field(gt=0)] = 10.0
+
+    def build(self) -> CircuitBreaker:
+        return CircuitBreaker(
+            grade=self.grade,
+            threshold=self.threshold,
+            max_rt_s=self.max_rt_s,
+            min_requests=self.min_requests,
+            stat_interval_s=self.stat_interval_s,
+            open_s=self.open_s,
+        )
+
+    def scaled(self, factor: float) -> BreakerSpec:
+        return self  # a ratio threshold does not scale with traffic
+
+
+#: Layer kinds that act on backend completions rather than on a rate.
+BACKEND_KINDS = ("concurrency", "circuit_breaker")
+
+AlgorithmSpec = Annotated[
+    GcraSpec
+    | TokenBucketSpec
+    | SlidingLogSpec
+    | SlidingCounterSpec
+    | FixedWindowSpec
+    | BucketedWindowSpec
+    | DoubleBufferedSpec
+    | ConcurrencySpec
+    | BreakerSpec,
+    Field(discriminator="kind"),
+]
+
+
+def key_fields(template: str) -> tuple[str, ...]:
+    """The request attributes a key template uses, in ``KEY_FIELDS`` order.
+
+    ``"*"`` (one key for everything) uses none. Raises ``ValueError`` naming the template for an
+    unknown field, a format spec, or an empty template.
+    """
+    if template == "*":
+        return ()
+    if not template:
+        raise ValueError("key template must not be empty (use '*' for one shared key)")
+    used: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"key template {template!r} is malformed: {exc}") from None
+    for _literal, field, spec, conv in parsed:
+        if field is None:
+            continue
+        if field not in KEY_FIELDS or spec or conv:
+            raise ValueError(
+                f"key template {template!r}: unknown field {{{field}}}; "
+                f"use {{user}}, {{tier}}, {{route}} or '*'"
+            )
+        used.add(field)
+    return tuple(f for f in KEY_FIELDS if f in used)
+
+
+def render_key(template: str, user: int, tier: str, route: str) -> str:
+    """The key string of one request (``"*"`` stays ``"*"``)."""
+    if template == "*":
+        return "*"
+    return template.format(user=user, tier=tier, route=route)
+
+
+class LayerSpec(_Spec):
+    """One layer of a policy (see the module docstring for the fields' meaning).
+
+    ``timeout_ms`` bounds the wait for a global layer's reply (the command may still execute on
+    the server after the caller gave up). ``local_share`` is the fraction of the global limit a
+    node's fallback limiter gets under ``failure_mode="local"`` (``None``: ``1 / nodes``).
+    ``drift_guard_ms`` (client time only) makes the server refuse a call whose client timestamp
+    differs from the Redis clock by more than this (the seed's error -3), which then goes to the
+    failure mode.
+    """
+
+    name: Annotated[str, Field(min_length=1)]
+    algorithm: AlgorithmSpec
+    scope: Literal["node", "global"] = "node"
+    key: str = "{user}"
+    tiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    routes: list[str] | None = None
+    mode: Literal["enforce", "shadow"] = "enforce"
+    timeout_ms: Annotated[float, Field(gt=0)] = 100.0
+    failure_mode: Literal["open", "closed", "local"] = "open"
+    local_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    time_source: Literal["client", "redis"] = "client"
+    drift_guard_ms: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, v: str) -> str:
+        key_fields(v)
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if ":" in v or v != v.strip():
+            raise ValueError(f"layer name {v!r} must not contain ':' or surrounding spaces")
+        return v
+
+    @model_validator(mode="after")
+    def _check_backend_kinds(self) -> LayerSpec:
+        if self.algorithm.kind in BACKEND_KINDS and (
+            self.scope != "node" or self.mode != "enforce"
+        ):
+            raise ValueError(
+                f"a {self.algorithm.kind} layer must have scope 'node' and mode 'enforce' "
+                f"(it holds requests until the backend completes them), got scope "
+                f"{self.scope!r}, mode {self.mode!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_tiers(self) -> LayerSpec:
+        for tier, overrides in self.tiers.items():
+            try:
+                self.algorithm.with_overrides(overrides)
+            except ValueError as exc:
+                raise ValueError(f"tiers.{tier}: invalid override {overrides!r}: {exc}") from None
+        return self
+
+    def algorithm_for(self, tier: str) -> _AlgBase:
+        """The algorithm spec that applies to requests of ``tier``."""
+        overrides = self.tiers.get(tier)
+        return self.algorithm if overrides is None else self.algorithm.with_overrides(overrides)
+
+    def scaled(self, factor: float) -> LayerSpec:
+        """This layer with every tier's rate and capacity multiplied by ``factor``."""
+        tiers = {
+            t: self.algorithm_for(t).scaled(factor).model_dump(exclude={"kind"}) for t in self.tiers
+        }
+        return self.model_copy(update={"algorithm": self.algorithm.scaled(factor), "tiers": tiers})
+
+
+class PolicySpec(_Spec):
+    """Ordered layers; names must be unique (they name result columns)."""
+
+    layers: list[LayerSpec] = Field(default_factory=list)
+
+    @field_validator("layers")
+    @classmethod
+    def _unique_names(cls, v: list[LayerSpec]) -> list[LayerSpec]:
+        seen: set[str] = set()
+        for layer in v:
+            if layer.name in seen:
+                raise ValueError(f"duplicate layer name {layer.name!r}")
+            seen.add(layer.name)
+        return v
+
+    def layer(self, name: str) -> LayerSpec:
+        """The layer called ``name`` (``KeyError`` if absent)."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+
+def build_tier_algorithms(layer: LayerSpec, tier_names: tuple[str, ...]) -> list[Any]:
+    """One built algorithm per tier code (index = code into ``tier_names``).
+
+    Tiers without an override share one object (same parameters, same state layout).
+    """
+    base = layer.algorithm.build()
+    return [base if t not in layer.tiers else layer.algorithm_for(t).build() for t in tier_names]
+
+
+def build_local_algorithms(
+    layer: LayerSpec, tier_names: tuple[str, ...], nodes: int
+) -> list[Algorithm]:
+    """The node-local fallback limiters of a ``failure_mode="local"`` layer, one per tier code.
+
+    Each is the tier's algorithm scaled by ``local_share`` (default ``1 / nodes``).
+    """
+    share = layer.local_share if layer.local_share is not None else 1.0 / nodes
+    return [layer.algorithm_for(t).scaled(share).build() for t in tier_names]

@@ -1,0 +1,327 @@
+"""What a run produced: per-request outcomes, time series, per-layer summary, oracle gap.
+
+:class:`Result` wraps the raw arrays of a run (:class:`RunData`) and builds pandas views on
+demand (each is computed once, then cached):
+
+* ``requests`` - one row per request: ``time_us``, ``node``, ``user``, ``tier``, ``route``
+  (categories), ``abusive``, ``cost``, ``layer:<name>`` (category, one of :data:`OUTCOMES`),
+  ``admitted``, ``rejected_by`` (layer name or ``None``), ``latency_us`` (decision latency: from
+  arrival to the final decision, pool and concurrency waits included), ``pool_wait_us``, and
+  with a backend ``backend_rt_us`` (arrival to backend completion, -1 if not admitted);
+* ``timeseries`` - indexed by bin start ``time_s`` (bins of ``scenario.interval_s`` by arrival
+  time): ``arrivals``, ``admitted``, ``rejected:<layer>``, ``shadow_rejected:<layer>``,
+  ``remaining:<layer>`` (last value reported in the bin, NaN if none), ``redis_queue_depth``
+  (max commands ahead of an arriving command in the bin), ``pool_wait_p99_us``,
+  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``;
+* ``summary`` - one row per layer: ``layer``, ``scope``, ``mode``, ``algorithm``, ``reached``,
+  ``allowed``, ``rejected``, ``shadow_rejected``, ``fail_open``, ``fail_closed``, ``local``;
+* ``totals`` - ``arrivals``, ``admitted``, ``rejected``, ``latency_p50_us``, ``latency_p99_us``,
+  ``latency_p999_us``;
+* ``oracle`` - the same arrivals through the intended policy, ideally executed (see
+  :func:`ratesim.engine.run_oracle`), as a Result;
+* ``vs_oracle`` - rows ``(group, key)`` for the total, each layer, each tier and the abusive
+  flag, columns ``over_admitted`` (system admitted, oracle rejected), ``wrongly_rejected``
+  (system rejected, oracle admitted) and ``peak_excess`` (the largest, over every window of
+  ``window_s`` = 1 s, of system admissions minus oracle admissions in the window, >= 0).
+  A layer's row counts the requests the oracle rejected at that layer (over-admitted) or the
+  system rejected at that layer (wrongly rejected). :meth:`Result.compare_oracle` takes
+  another window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+    from .traffic import Arrivals
+
+NOT_REACHED = 0
+ALLOWED = 1
+REJECTED = 2
+SHADOW_REJECTED = 3
+FAIL_OPEN = 4
+FAIL_CLOSED = 5
+LOCAL_ALLOWED = 6
+LOCAL_REJECTED = 7
+
+#: Outcome names, indexed by code (the categories of the ``layer:<name>`` columns).
+OUTCOMES = (
+    "not_reached",
+    "allowed",
+    "rejected",
+    "shadow_rejected",
+    "fail_open",
+    "fail_closed",
+    "local_allowed",
+    "local_rejected",
+)
+
+
+@dataclass
+class RunData:
+    """Raw per-request arrays of one run (row ``i`` = arrival ``i``).
+
+    ``outcomes`` / ``remaining`` are ``(n, layers)``; ``remaining`` is -1 where the layer gave
+    no figure. ``rejected_by`` is the rejecting layer's position or -1 (admitted).
+    ``depth_t_us`` / ``depth`` sample the Redis queue depth at each command's arrival.
+    """
+
+    arrivals: Arrivals
+    node: np.ndarray
+    outcomes: np.ndarray
+    remaining: np.ndarray
+    decided_us: np.ndarray
+    rejected_by: np.ndarray
+    pool_wait_us: np.ndarray
+    depth_t_us: np.ndarray
+    depth: np.ndarray
+    backend_done_us: np.ndarray | None = None
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def window_max_sum(time_us: np.ndarray, d: np.ndarray, window_us: int) -> int:
+    """``max(0, max over windows [s, s + window_us) of sum(d))`` for events at ``time_us``.
+
+    Times are integer µs, sorted.
+    """
+    if len(d) == 0:
+        return 0
+    c = np.concatenate(([0], np.cumsum(d, dtype=np.int64)))
+    # As a function of the window start s the sum is piecewise constant; it changes only where
+    # an event enters (s = t - window + 1) or leaves (s = t + 1). Each piece starts at one of
+    # those points, so they are the only starts to try.
+    starts = np.concatenate((time_us + 1, time_us - window_us + 1))
+    i = np.searchsorted(time_us, starts, side="left")
+    j = np.searchsorted(time_us, starts + window_us, side="left")
+    return max(0, int((c[j] - c[i]).max()))
+
+
+class Result:
+    """The outcome of ``ratesim.simulate`` (see the module docstring for every view)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        data: RunData,
+        oracle_fn: Callable[[], RunData] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.data = data
+        self._oracle_fn = oracle_fn
+        self.layer_names = [layer.name for layer in scenario.policy.layers]
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return (
+            f"Result({self.scenario.name!r}, seed={self.seed}, arrivals={t['arrivals']}, "
+            f"admitted={t['admitted']}, rejected={t['rejected']})"
+        )
+
+    # --- raw views --------------------------------------------------------------------------
+
+    @property
+    def admitted(self) -> np.ndarray:
+        """Bool per request: admitted by every enforce layer."""
+        return self.data.rejected_by < 0
+
+    @property
+    def latency_us(self) -> np.ndarray:
+        """Decision latency per request (µs)."""
+        return self.data.decided_us - self.data.arrivals.time_us
+
+    # --- DataFrames -------------------------------------------------------------------------
+
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        a = self.data.arrivals
+        cols: dict[str, Any] = {
+            "time_us": a.time_us,
+            "node": self.data.node,
+            "user": a.user,
+            "tier": pd.Categorical.from_codes(a.tier.astype(np.int64), pd.Index(a.tier_names))
+            if a.tier_names
+            else pd.Categorical([""] * len(a)),
+            "route": pd.Categorical.from_codes(a.route.astype(np.int64), pd.Index(a.route_names))
+            if a.route_names
+            else pd.Categorical([""] * len(a)),
+            "abusive": a.abusive,
+            "cost": a.cost,
+        }
+        for pos, name in enumerate(self.layer_names):
+            cols[f"layer:{name}"] = pd.Categorical.from_codes(
+                self.data.outcomes[:, pos].astype(np.int64), pd.Index(OUTCOMES)
+            )
+        cols["admitted"] = self.admitted
+        names = np.array([*self.layer_names, None], dtype=object)
+        # object dtype keeps None for "admitted" (a string dtype would turn it into NaN)
+        cols["rejected_by"] = pd.Series(names[self.data.rejected_by.astype(np.int64)], dtype=object)
+        cols["latency_us"] = self.latency_us
+        cols["pool_wait_us"] = self.data.pool_wait_us
+        if self.data.backend_done_us is not None:
+            done = self.data.backend_done_us
+            cols["backend_rt_us"] = np.where(done >= 0, done - a.time_us, -1)
+        return pd.DataFrame(cols)
+
+    @cached_property
+    def timeseries(self) -> pd.DataFrame:
+        sc = self.scenario
+        iv = sc.interval_us
+        t = self.data.arrivals.time_us
+        n_bins = max(1, -(-sc.duration_us // iv), int(t[-1] // iv) + 1 if len(t) else 0)
+        b = t // iv
+        cols: dict[str, Any] = {
+            "arrivals": np.bincount(b, minlength=n_bins),
+            "admitted": np.bincount(b, weights=self.admitted, minlength=n_bins).astype(np.int64),
+        }
+        rej = self.data.rejected_by
+        outc = self.data.outcomes
+        for pos, name in enumerate(self.layer_names):
+            cols[f"rejected:{name}"] = np.bincount(b, weights=rej == pos, minlength=n_bins).astype(
+                np.int64
+            )
+            cols[f"shadow_rejected:{name}"] = np.bincount(
+                b, weights=outc[:, pos] == SHADOW_REJECTED, minlength=n_bins
+            ).astype(np.int64)
+        for pos, name in enumerate(self.layer_names):
+            rem = self.data.remaining[:, pos]
+            sel = rem >= 0
+            gauge = np.full(n_bins, np.nan)
+            bs, vs = b[sel], rem[sel]
+            if len(bs):
+                last = np.flatnonzero(np.append(bs[1:] != bs[:-1], True))
+                gauge[bs[last]] = vs[last]
+            cols[f"remaining:{name}"] = gauge
+        depth = np.zeros(n_bins, dtype=np.int64)
+        if len(self.data.depth):
+            db = np.minimum(self.data.depth_t_us // iv, n_bins - 1)
+            np.maximum.at(depth, db, self.data.depth)
+        cols["redis_queue_depth"] = depth
+        frame = pd.DataFrame({"b": b, "pw": self.data.pool_wait_us, "lat": self.latency_us})
+        grouped = frame.groupby("b")
+        pw = grouped["pw"].quantile(0.99).reindex(range(n_bins))
+        lat = grouped["lat"].quantile(np.array([0.5, 0.99, 0.999])).unstack()
+        lat = lat.reindex(range(n_bins)) if len(lat) else pd.DataFrame(index=range(n_bins))
+        cols["pool_wait_p99_us"] = pw.to_numpy(dtype=float)
+        for q, label in ((0.5, "p50"), (0.99, "p99"), (0.999, "p999")):
+            cols[f"latency_{label}_us"] = (
+                lat[q].to_numpy(dtype=float) if q in lat else np.full(n_bins, np.nan)
+            )
+        index = pd.Index(np.arange(n_bins) * sc.interval_s, name="time_s")
+        return pd.DataFrame(cols, index=index)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        rows = []
+        outc = self.data.outcomes
+        for pos, layer in enumerate(self.scenario.policy.layers):
+            o = outc[:, pos]
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "scope": layer.scope,
+                    "mode": layer.mode,
+                    "algorithm": layer.algorithm.kind,
+                    "reached": int((o != NOT_REACHED).sum()),
+                    "allowed": int((o == ALLOWED).sum()),
+                    "rejected": int((self.data.rejected_by == pos).sum()),
+                    "shadow_rejected": int((o == SHADOW_REJECTED).sum()),
+                    "fail_open": int((o == FAIL_OPEN).sum()),
+                    "fail_closed": int((o == FAIL_CLOSED).sum()),
+                    "local": int(((o == LOCAL_ALLOWED) | (o == LOCAL_REJECTED)).sum()),
+                }
+            )
+        columns = [
+            "layer",
+            "scope",
+            "mode",
+            "algorithm",
+            "reached",
+            "allowed",
+            "rejected",
+            "shadow_rejected",
+            "fail_open",
+            "fail_closed",
+            "local",
+        ]
+        return pd.DataFrame(rows, columns=columns)
+
+    @cached_property
+    def totals(self) -> dict[str, Any]:
+        lat = self.latency_us
+        adm = int(self.admitted.sum())
+        n = len(self.data.arrivals)
+        return {
+            "arrivals": n,
+            "admitted": adm,
+            "rejected": n - adm,
+            "latency_p50_us": _pct(lat, 50),
+            "latency_p99_us": _pct(lat, 99),
+            "latency_p999_us": _pct(lat, 99.9),
+        }
+
+    # --- oracle -----------------------------------------------------------------------------
+
+    @cached_property
+    def oracle(self) -> Result | None:
+        """The oracle's Result (``None`` for an oracle itself)."""
+        if self._oracle_fn is None:
+            return None
+        return Result(self.scenario, self.seed, self._oracle_fn())
+
+    @cached_property
+    def vs_oracle(self) -> pd.DataFrame:
+        return self.compare_oracle(1.0)
+
+    def compare_oracle(self, window_s: float = 1.0) -> pd.DataFrame:
+        """The oracle gap with ``peak_excess`` over windows of ``window_s`` seconds."""
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s!r}")
+        oracle = self.oracle
+        if oracle is None:
+            raise ValueError("this Result is an oracle run; it has no oracle to compare with")
+        w_us = max(1, round(window_s * 1_000_000))
+        sys_adm = self.admitted
+        ora_adm = oracle.admitted
+        over = sys_adm & ~ora_adm
+        wrong = ~sys_adm & ora_adm
+        d = sys_adm.astype(np.int64) - ora_adm.astype(np.int64)
+        t = self.data.arrivals.time_us
+        a = self.data.arrivals
+
+        def row(group: str, key: str, mask: np.ndarray) -> dict[str, Any]:
+            return {
+                "group": group,
+                "key": key,
+                "over_admitted": int((over & mask).sum()),
+                "wrongly_rejected": int((wrong & mask).sum()),
+                "peak_excess": window_max_sum(t[mask], d[mask], w_us),
+            }
+
+        rows = [row("total", "all", np.ones(len(a), dtype=bool))]
+        for pos, name in enumerate(self.layer_names):
+            at_layer = (oracle.data.rejected_by == pos) | (self.data.rejected_by == pos)
+            rows.append(row("layer", name, at_layer))
+        for code, tier in enumerate(a.tier_names):
+            rows.append(row("tier", tier, a.tier == code))
+        rows.append(row("abusive", "true", a.abusive))
+        rows.append(row("abusive", "false", ~a.abusive))
+        return pd.DataFrame(
+            rows, columns=["group", "key", "over_admitted", "wrongly_rejected", "peak_excess"]
+        )
+
+    def peak_excess(self, window_s: float = 1.0) -> int:
+        """Largest excess of system over oracle admissions in any window of ``window_s``."""
+        df = self.compare_oracle(window_s)
+        return int(df.loc[df["group"] == "total", "peak_excess"].iloc[0])

@@ -1,0 +1,267 @@
+"""A scenario as plain data: topology, network, Redis, policy, traffic, duration and seed.
+
+Build one in code, load one from YAML (:func:`load_scenario`), save it back
+(:meth:`Scenario.to_yaml`). Every model forbids unknown fields. A scenario that cannot run (zero
+nodes, a global layer without a Redis, a tier named in a layer but absent from the population,
+an outage on a shard that does not exist, ...) is refused at construction with a
+:class:`ScenarioError` (a ``ValueError``) whose message names the field path and the reason;
+when the scenario came from a file the message also names the file and the YAML line.
+
+Units: durations in seconds (``*_s``) or milliseconds (``*_ms``), as the field names say.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .model.backend import BackendSpec
+from .model.clock import ClockSpec
+from .model.faults import FailoverSpec, OutageSpec, PartitionSpec
+from .model.latency import ConstantLatency, LatencySpec, SpikeSpec
+from .policy import BACKEND_KINDS, PolicySpec
+from .traffic import PopulationSpec, TrafficSpec
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded or cannot run; the message says where and why."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopologySpec(_Spec):
+    """Gateway nodes behind a load balancer; ``clocks`` is one spec for all or one per node."""
+
+    nodes: Annotated[int, Field(ge=1)] = 1
+    load_balancer: Literal["round_robin", "random", "hash_user"] = "round_robin"
+    clocks: ClockSpec | list[ClockSpec] = Field(default_factory=ClockSpec)
+
+    @model_validator(mode="after")
+    def _clock_count(self) -> TopologySpec:
+        if isinstance(self.clocks, list) and len(self.clocks) != self.nodes:
+            raise ValueError(
+                f"clocks: {len(self.clocks)} clock specs for {self.nodes} nodes "
+                "(give one spec for all nodes or exactly one per node)"
+            )
+        return self
+
+    def clock_specs(self) -> list[ClockSpec]:
+        """One clock spec per node."""
+        if isinstance(self.clocks, list):
+            return list(self.clocks)
+        return [self.clocks] * self.nodes
+
+
+class NetworkSpec(_Spec):
+    """Node <-> Redis network: one-way latency (drawn separately out and back), spikes by
+    arrival time, partitions (nodes that cannot reach Redis), and a connection pool per node
+    (``pool_size`` connections, a request waits at most ``pool_max_wait_ms`` for one)."""
+
+    latency: LatencySpec = Field(default_factory=lambda: ConstantLatency(ms=0.0))
+    spikes: list[SpikeSpec] = Field(default_factory=list)
+    partitions: list[PartitionSpec] = Field(default_factory=list)
+    pool_size: Annotated[int, Field(ge=1)] = 200
+    pool_max_wait_ms: Annotated[float, Field(ge=0)] = 500.0
+
+
+class RedisSpec(_Spec):
+    """The Redis model: ``shards`` single-threaded FIFO servers (key -> hash slot -> shard),
+    a per-command service time, the server clock, outages and failovers (replica promotions
+    that lose the last writes, step the server clock and empty the script cache)."""
+
+    shards: Annotated[int, Field(ge=1, le=16384)] = 1
+    service_time: LatencySpec = Field(default_factory=lambda: ConstantLatency(ms=0.01))
+    clock: ClockSpec = Field(default_factory=ClockSpec)
+    outages: list[OutageSpec] = Field(default_factory=list)
+    failovers: list[FailoverSpec] = Field(default_factory=list)
+
+
+class Scenario(_Spec):
+    """Everything a run needs. ``redis`` may be ``None`` when every layer is node-scoped;
+    ``backend`` (the protected service) is needed by concurrency and circuit-breaker layers."""
+
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    duration_s: Annotated[float, Field(gt=0)]
+    seed: Annotated[int, Field(ge=0)] = 0
+    interval_s: Annotated[float, Field(gt=0)] = 1.0
+    topology: TopologySpec = Field(default_factory=TopologySpec)
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    redis: RedisSpec | None = Field(default_factory=RedisSpec)
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    traffic: TrafficSpec
+    population: PopulationSpec = Field(default_factory=PopulationSpec)
+    backend: BackendSpec | None = None
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Scenario:
+        tiers = set(self.population.tiers)
+        routes = set(self.population.routes)
+        from_trace = getattr(self.traffic, "kind", None) == "trace"
+        for i, layer in enumerate(self.policy.layers):
+            where = f"policy.layers.{i}"
+            if layer.scope == "global" and self.redis is None:
+                raise ValueError(
+                    f"{where}: layer {layer.name!r} has scope 'global' but the scenario has no "
+                    "redis (set redis: or make the layer node-scoped)"
+                )
+            if layer.algorithm.kind in BACKEND_KINDS and self.backend is None:
+                raise ValueError(
+                    f"{where}: layer {layer.name!r} is a {layer.algorithm.kind} layer, which "
+                    "needs completions from a backend, but the scenario has no backend"
+                )
+            if from_trace:
+                continue  # tiers and routes come from the trace file
+            for tier in layer.tiers:
+                if tier not in tiers:
+                    raise ValueError(
+                        f"{where}.tiers: layer {layer.name!r} names tier {tier!r}, which is not "
+                        f"in population.tiers {sorted(tiers)}"
+                    )
+            for route in layer.routes or []:
+                if route not in routes:
+                    raise ValueError(
+                        f"{where}.routes: layer {layer.name!r} names route {route!r}, which is "
+                        f"not in population.routes {sorted(routes)}"
+                    )
+        if self.redis is not None:
+            for j, outage in enumerate(self.redis.outages):
+                for shard in outage.shards or []:
+                    if shard >= self.redis.shards:
+                        raise ValueError(
+                            f"redis.outages.{j}.shards: shard {shard} does not exist "
+                            f"(redis.shards = {self.redis.shards})"
+                        )
+        for j, part in enumerate(self.network.partitions):
+            for node in part.nodes:
+                if node >= self.topology.nodes:
+                    raise ValueError(
+                        f"network.partitions.{j}.nodes: node {node} does not exist "
+                        f"(topology.nodes = {self.topology.nodes})"
+                    )
+        return self
+
+    @property
+    def duration_us(self) -> int:
+        """The run length in integer microseconds."""
+        return round(self.duration_s * 1_000_000)
+
+    @property
+    def interval_us(self) -> int:
+        """The time-series bin width in integer microseconds."""
+        return max(1, round(self.interval_s * 1_000_000))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible data (what :meth:`to_yaml` writes)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """The scenario as YAML text; also written to ``path`` when given.
+
+        ``load_scenario(path)`` gives back an equal scenario.
+        """
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<scenario>") -> Scenario:
+        """Validate plain data; errors become :class:`ScenarioError` naming ``source``."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ScenarioError(format_errors(exc, source, None)) from None
+
+
+# --- loading with line numbers ------------------------------------------------------------
+
+_PATH_PREFIX = re.compile(r"^([A-Za-z_][\w.]*):")
+
+
+def _loc_str(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
+    """The YAML node a pydantic error location points at (the key node for a mapping entry).
+
+    Location parts that match nothing in the document (pydantic inserts union tags such as
+    ``'poisson'`` or ``'function-after[...]'``) are skipped.
+    """
+    node = root
+    found = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            hit = None
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                    hit = (key_node, value_node)
+                    break
+            if hit is None:
+                continue
+            found, node = hit[0], hit[1]
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            node = node.value[part]
+            found = node
+        # scalars: nothing deeper to find
+    return found
+
+
+def format_errors(exc: ValidationError, source: str, root: yaml.Node | None) -> str:
+    """One line per pydantic error: ``file:line: field.path: reason``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = str(err["msg"])
+        if not loc:
+            # model-level checks put the field path at the start of their message
+            m = _PATH_PREFIX.match(msg.removeprefix("Value error, "))
+            if m:
+                loc = tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field {loc[-1]!r}" if loc else msg
+        node = _node_at(root, loc) if root is not None else None
+        where = f"{source}:{node.start_mark.line + 1}" if node is not None else source
+        lines.append(f"{where}: {_loc_str(loc)}: {msg}")
+    return "scenario is invalid:\n  " + "\n  ".join(lines)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario from a YAML file.
+
+    Raises :class:`ScenarioError` naming the file, the field path, the reason and (where YAML
+    gives it) the line, for unreadable files, bad YAML, unknown or wrong fields, and scenarios
+    that cannot run.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read scenario: {exc}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ScenarioError(f"{p}{line}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{p}: a scenario must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(format_errors(exc, str(p), root)) from None
