@@ -15,9 +15,10 @@ from .algorithms import (
 )
 from .engine import simulate
 from .policy import LayerSpec, PolicySpec
+from .replay import CompareReport, compare, replay
 from .results import Result
 from .scenario import Scenario, ScenarioError, load_scenario
-from .stores import MemoryStore
+from .stores import MemoryStore, RedisStore
 
 __version__ = "0.1.0"
 
@@ -32,13 +33,17 @@ __all__ = [
     "LayerSpec",
     "MemoryStore",
     "PolicySpec",
+    "RedisStore",
+    "CompareReport",
     "Result",
     "Scenario",
     "ScenarioError",
     "SlidingWindowCounter",
     "SlidingWindowLog",
     "TokenBucket",
+    "compare",
     "load_scenario",
+    "replay",
     "scenarios",
     "simulate",
 ]
