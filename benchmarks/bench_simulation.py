@@ -1,0 +1,89 @@
+"""Benchmark: simulated requests per second of the event engine vs a bare SimPy loop.
+
+Both run in this one process, one after the other, so the ratio cancels most of the machine's
+speed (issue 4's target: the engine simulates at least 0.15x as many requests per second as a
+bare SimPy loop processes timeouts).
+
+    .venv/bin/python benchmarks/bench_simulation.py [--events N] [--scenario NAME] [--scale S]
+                                                     [--seed N] [--repeat R] [--check]
+
+(a) one SimPy process doing ``yield env.timeout(1)`` N times: events per second of wall time;
+(b) ``ratesim.simulate`` on a built-in scenario (exchange-surge by default): simulated requests
+    (``len(result.requests)``) per second of wall time of the ``simulate`` call (traffic
+    generation included; the oracle run is lazy, computed on first access, and not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+TARGET_RATIO = 0.15
+
+
+def bare_simpy_loop(n_events: int) -> float:
+    """Wall seconds for one SimPy process to yield ``n_events`` unit timeouts."""
+    env = simpy.Environment()
+
+    def ticker() -> Generator[simpy.events.Event, Any, None]:
+        for _ in range(n_events):
+            yield env.timeout(1)
+
+    env.process(ticker())
+    started = time.perf_counter()
+    env.run()
+    return time.perf_counter() - started
+
+
+def simulate_once(name: str, scale: float, seed: int | None) -> tuple[int, float]:
+    """(simulated requests, wall seconds of ``simulate``) for one run of a built-in scenario."""
+    from ratesim import scenarios, simulate
+
+    scenario = scenarios.get(name, scale=scale)
+    started = time.perf_counter()
+    result = simulate(scenario, seed=seed, progress=False)
+    wall = time.perf_counter() - started
+    return len(result.requests), wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="bare-loop timeouts")
+    parser.add_argument("--scenario", default="exchange-surge", help="built-in scenario name")
+    parser.add_argument("--scale", type=float, default=1.0, help="scenario scale")
+    parser.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
+    parser.add_argument("--repeat", type=int, default=2, help="best of R runs of each part")
+    parser.add_argument("--check", action="store_true", help="exit 1 below the target ratio")
+    args = parser.parse_args(argv)
+
+    bare_wall = min(bare_simpy_loop(args.events) for _ in range(args.repeat))
+    events_per_s = args.events / bare_wall
+    runs = [simulate_once(args.scenario, args.scale, args.seed) for _ in range(args.repeat)]
+    requests, sim_wall = min(runs, key=lambda run: run[1])
+    requests_per_s = requests / sim_wall
+    ratio = requests_per_s / events_per_s
+
+    rows = [
+        ("bare SimPy timeout loop", f"{args.events:,} events", bare_wall, f"{events_per_s:,.0f}/s"),
+        (
+            f"simulate({args.scenario}, scale={args.scale:g})",
+            f"{requests:,} requests",
+            sim_wall,
+            f"{requests_per_s:,.0f}/s",
+        ),
+    ]
+    print(f"{'measurement':<40} {'work':>20} {'wall s':>8} {'throughput':>14}")
+    for label, work, wall, rate in rows:
+        print(f"{label:<40} {work:>20} {wall:>8.2f} {rate:>14}")
+    verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+    print(f"\nratio requests/s : events/s = {ratio:.3f}x ({verdict} the {TARGET_RATIO}x target)")
+    return 1 if args.check and ratio < TARGET_RATIO else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""The ``ratesim`` command: run a scenario and write its results, or list the built-in scenarios.
+
+    ratesim run [SCENARIO.yaml | built-in name] [--seed N] [--scale S] [--duration SECONDS]
+                [--out DIR] [--no-progress] [--no-plots]
+    ratesim scenarios
+
+Bad input (an unreadable or invalid scenario, an unknown built-in name, an impossible topology)
+is reported as one paragraph on stderr with exit status 2, never as a traceback; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+__all__ = ["EXIT_BAD_INPUT", "InputError", "format_summary", "main", "write_outputs"]
+
+#: Exit status for bad input (the same status argparse uses for a bad command line).
+EXIT_BAD_INPUT = 2
+
+_SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class InputError(Exception):
+    """Bad input from the user: reported as a message and exit status 2, not a traceback."""
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+def _validation_message(err: Any, source: str) -> str:
+    """One line per field from a pydantic ``ValidationError``: the field path and the reason."""
+    parts = []
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item.get("loc", ())) or "(top level)"
+        parts.append(f"field '{loc}': {item.get('msg', 'invalid')}")
+    return f"invalid scenario {source}: " + "; ".join(parts)
+
+
+def _bad_input_message(err: BaseException, source: str) -> str:
+    """A readable one-paragraph message for an input error raised while loading or running."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        return _validation_message(err, source)
+    if isinstance(err, FileNotFoundError):
+        return f"scenario file {source} not found"
+    if isinstance(err, OSError):
+        return f"cannot read scenario {source}: {err.strerror or err}"
+    text = str(err).strip() or type(err).__name__
+    # The scenario loader usually names the file already; add it only when it is missing.
+    return text if source.strip("'") in text else f"{source}: {text}"
+
+
+#: Errors that mean "bad scenario" while loading or starting a run. ScenarioError and pydantic's
+#: ValidationError are ValueErrors; OSError covers unreadable files.
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, yaml.YAMLError)
+
+
+def _one_paragraph(message: str) -> str:
+    """Join a multi-line message (a heading line ending in ':' and one line per problem)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return lines[0] + " " + "; ".join(lines[1:])
+    return " ".join(lines)
+
+
+def _report(message: str) -> int:
+    """Print ``message`` as one wrapped paragraph on stderr; return the bad-input exit status."""
+    paragraph = textwrap.fill(
+        f"ratesim: error: {_one_paragraph(message)}",
+        width=100,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    print(paragraph, file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _is_path(target: str) -> bool:
+    return target.lower().endswith(_SCENARIO_SUFFIXES) or "/" in target or Path(target).exists()
+
+
+def _builtin_names() -> list[str]:
+    from ratesim import scenarios
+
+    return list(scenarios.names())
+
+
+def load_target(target: str, scale: float | None) -> tuple[Any, str]:
+    """The scenario named by ``target`` (a file path or a built-in name) and a label for messages.
+
+    Raises :class:`InputError` for an unknown built-in name or ``--scale`` with a file; the
+    loader's own errors (ScenarioError, ValidationError, YAML errors, OSError) pass through.
+    """
+    if _is_path(target):
+        if scale is not None:
+            raise InputError(
+                f"--scale applies to built-in scenarios only; edit the sizes in {target} instead"
+            )
+        path = Path(target)
+        if not path.is_file():
+            raise FileNotFoundError(str(path))
+        from ratesim.scenario import load_scenario
+
+        return load_scenario(path), f"'{target}'"
+    names = _builtin_names()
+    if target not in names:
+        known = ", ".join(names) or "(none)"
+        raise InputError(
+            f"unknown scenario '{target}'. Built-in scenarios: {known}. "
+            "Give one of these names or the path of a scenario YAML file."
+        )
+    from ratesim import scenarios
+
+    scenario = scenarios.get(target) if scale is None else scenarios.get(target, scale=scale)
+    return scenario, f"built-in scenario '{target}'"
+
+
+def _with_duration(scenario: Any, duration_s: float | None) -> Any:
+    """A validated copy of ``scenario`` with another ``duration_s`` (or the scenario itself)."""
+    if duration_s is None:
+        return scenario
+    data = scenario.model_dump()
+    data["duration_s"] = duration_s
+    return type(scenario).model_validate(data)
+
+
+def _simulate(scenario: Any, seed: int | None, progress: bool) -> Any:
+    from ratesim import simulate
+
+    return simulate(scenario, seed=seed, progress=progress)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _ms(us: Any) -> str:
+    value = float(us)
+    return "n/a" if math.isnan(value) else f"{value / 1000.0:.3f} ms"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.2f}%" if whole else "n/a"
+
+
+def _gap_totals(result: Any) -> tuple[int, int, int | None]:
+    """(over-admitted, wrongly rejected, peak excess or None) for the whole run."""
+    vs = getattr(result, "vs_oracle", None)
+    if isinstance(vs, pd.DataFrame) and {"group", "over_admitted"} <= set(vs.columns):
+        total = vs[vs["group"] == "total"]
+        if len(total):
+            row = total.iloc[0]
+            peak = int(row["peak_excess"]) if "peak_excess" in vs.columns else None
+            return int(row["over_admitted"]), int(row["wrongly_rejected"]), peak
+    from ratesim.plots import oracle_gap_frame
+
+    gap = oracle_gap_frame(result)
+    return int(gap["over_admitted"].sum()), int(gap["wrongly_rejected"].sum()), None
+
+
+def _oracle_lines(result: Any) -> list[str]:
+    oracle = getattr(result, "oracle", None)
+    if oracle is None:
+        return ["Oracle gap: no oracle run"]
+    over, wrong, peak = _gap_totals(result)
+    oracle_admitted = int(np.asarray(oracle.requests["admitted"], dtype=bool).sum())
+    line = f"Oracle gap: over-admitted {over:,}, wrongly rejected {wrong:,}"
+    if peak is not None:
+        line += f", peak excess {peak:,} in a 1 s window"
+    lines = [line + f" (the oracle admitted {oracle_admitted:,})"]
+    vs = getattr(result, "vs_oracle", None)
+    if isinstance(vs, pd.DataFrame) and not vs.empty:
+        lines += ["", "vs oracle:", vs.to_string(index="group" not in vs.columns)]
+    return lines
+
+
+def format_summary(result: Any, wall_s: float | None = None) -> str:
+    """The run's summary as plain text: per-layer table, totals, latency and the oracle gap."""
+    totals = dict(getattr(result, "totals", None) or {})
+    arrivals = int(totals.get("arrivals", len(result.requests)))
+    admitted = int(totals.get("admitted", int(result.requests["admitted"].sum())))
+    rejected = int(totals.get("rejected", arrivals - admitted))
+    name = getattr(result.scenario, "name", "scenario")
+    head = f"Scenario {name} (seed {getattr(result, 'seed', '?')})"
+    duration = getattr(result.scenario, "duration_s", None)
+    if duration is not None:
+        head += f": {duration:g} s simulated"
+    if wall_s is not None:
+        head += f" in {wall_s:.1f} s wall"
+    lines = [head, "", result.summary.to_string(index=False), ""]
+    lines.append(
+        f"Totals: arrivals {arrivals:,}, admitted {admitted:,} ({_pct(admitted, arrivals)}), "
+        f"rejected {rejected:,} ({_pct(rejected, arrivals)})"
+    )
+    lat = [totals.get(k, float("nan")) for k in ("latency_p50_us", "latency_p99_us")]
+    lat.append(totals.get("latency_p999_us", float("nan")))
+    lines.append(f"Decision latency: p50 {_ms(lat[0])}, p99 {_ms(lat[1])}, p99.9 {_ms(lat[2])}")
+    lines += _oracle_lines(result)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def write_outputs(result: Any, out_dir: Path, plots: bool = True) -> list[Path]:
+    """Write requests.parquet, timeseries.parquet, summary.csv, totals.json, vs_oracle.csv and PNGs.
+
+    Returns the paths written, in that order.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "requests.parquet", out_dir / "timeseries.parquet"]
+    result.requests.to_parquet(written[0], index=False)
+    result.timeseries.to_parquet(written[1])
+    result.summary.to_csv(out_dir / "summary.csv", index=False)
+    written.append(out_dir / "summary.csv")
+    totals = getattr(result, "totals", None)
+    if totals:
+        path = out_dir / "totals.json"
+        path.write_text(json.dumps({k: _jsonable(v) for k, v in totals.items()}, indent=2) + "\n")
+        written.append(path)
+    vs = getattr(result, "vs_oracle", None)
+    if isinstance(vs, pd.DataFrame):
+        vs.to_csv(out_dir / "vs_oracle.csv")
+        written.append(out_dir / "vs_oracle.csv")
+    if plots:
+        from ratesim import plots as plotting
+
+        written += plotting.save_all(result, out_dir)
+    return written
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    errors = _LOAD_ERRORS
+    try:
+        scenario, source = load_target(args.scenario, args.scale)
+        scenario = _with_duration(scenario, args.duration)
+    except errors as err:
+        raise InputError(_bad_input_message(err, f"'{args.scenario}'")) from err
+    started = time.perf_counter()
+    try:
+        result = _simulate(scenario, args.seed, progress=not args.no_progress)
+    except errors as err:  # e.g. an impossible topology, refused before the run starts
+        raise InputError(f"the run was refused: {_bad_input_message(err, source)}") from err
+    wall_s = time.perf_counter() - started
+    print(format_summary(result, wall_s))
+    out_dir = Path(args.out) if args.out else Path("out") / str(scenario.name)
+    try:
+        written = write_outputs(result, out_dir, plots=not args.no_plots)
+    except OSError as err:
+        raise InputError(f"cannot write the results to {out_dir}: {err}") from err
+    print(f"\nWrote {len(written)} files to {out_dir}/: " + ", ".join(p.name for p in written))
+    return 0
+
+
+def _cmd_scenarios(_: argparse.Namespace) -> int:
+    from ratesim import scenarios
+
+    names = _builtin_names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        description = str(getattr(scenarios.get(name), "description", "") or "").strip()
+        first = description.splitlines()[0] if description else ""
+        print(f"{name:<{width}}  {first}".rstrip())
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ratesim`` command."""
+    parser = argparse.ArgumentParser(
+        prog="ratesim", description="Simulate API-gateway rate limiting."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run a scenario, print its summary and write its results")
+    run.add_argument("scenario", metavar="SCENARIO", help="a scenario YAML file or a built-in name")
+    run.add_argument("--seed", type=_non_negative_int, help="random seed (default: the scenario's)")
+    run.add_argument(
+        "--scale", type=_positive_float, help="size factor for a built-in scenario (default 1)"
+    )
+    run.add_argument(
+        "--duration", type=_positive_float, metavar="SECONDS", help="override the simulated time"
+    )
+    run.add_argument("--out", metavar="DIR", help="output directory (default out/<scenario name>)")
+    run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    run.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    run.set_defaults(handler=_cmd_run)
+    listing = sub.add_parser("scenarios", help="list the built-in scenarios")
+    listing.set_defaults(handler=_cmd_scenarios)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ratesim`` command; returns the exit status (0 ok, 2 bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its usage message already
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_BAD_INPUT
+    try:
+        return int(args.handler(args))
+    except InputError as err:
+        return _report(str(err))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""Plots of a simulation :class:`~ratesim.results.Result` (matplotlib).
+
+Every plotting function takes the result and an optional ``ax``; with ``ax=None`` it creates a new
+figure (through pyplot, so notebooks show it), draws into it and returns the ``Axes``.
+:func:`save_all` renders every plot to PNG files without touching pyplot's global state.
+
+The functions read only the documented columns of ``Result.timeseries`` (indexed by the bin
+start ``time_s``) and ``Result.requests``; see ``docs/SIM-CONTRACT.md``. Counts per time-series
+bin are drawn as rates (requests per second of simulated time) so that plots of runs with
+different bin widths compare directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = [
+    "PLOTS",
+    "latency",
+    "oracle_gap",
+    "remaining",
+    "save_all",
+    "timeline",
+    "use_agg_if_headless",
+]
+
+_US_PER_MS = 1000.0
+# Layer colours avoid black and green, which mark arrivals and admissions.
+_LAYER_COLORS = (
+    "tab:red",
+    "tab:orange",
+    "tab:purple",
+    "tab:brown",
+    "tab:blue",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+    "tab:gray",
+)
+_LATENCY_COLUMNS = (
+    ("latency_p50_us", "p50"),
+    ("latency_p99_us", "p99"),
+    ("latency_p999_us", "p99.9"),
+)
+
+
+def use_agg_if_headless() -> None:
+    """Select matplotlib's Agg backend, but only when nobody chose a backend and there is no display.
+
+    A backend set by ``MPLBACKEND``, by ``matplotlib.use`` / rcParams, or by a Jupyter kernel
+    (the inline backend) is always left alone.
+    """
+    if os.environ.get("MPLBACKEND") or "ipykernel" in sys.modules:
+        return
+    if matplotlib.rcParams._get_backend_or_none() is not None:  # type: ignore[attr-defined]
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform != "linux":
+        return
+    matplotlib.use("Agg")
+
+
+def _new_axes(ax: Axes | None) -> Axes:
+    """``ax`` itself, or the single Axes of a new pyplot figure."""
+    if ax is not None:
+        return ax
+    use_agg_if_headless()
+    import matplotlib.pyplot as plt  # imported late: the backend must be settled first
+
+    _, new_ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    return new_ax
+
+
+def _columns(frame: pd.DataFrame, prefix: str) -> list[tuple[str, str]]:
+    """``(column, layer)`` pairs for every column named ``<prefix>:<layer>``, in frame order."""
+    start = prefix + ":"
+    return [(str(c), str(c)[len(start) :]) for c in frame.columns if str(c).startswith(start)]
+
+
+def bin_width_s(result: Any) -> float:
+    """Width of one time-series bin in seconds (the scenario's ``interval_s``, else the index step)."""
+    width = getattr(getattr(result, "scenario", None), "interval_s", None)
+    if isinstance(width, int | float) and width > 0:
+        return float(width)
+    index = np.asarray(result.timeseries.index, dtype=float)
+    if len(index) >= 2:
+        return float(np.median(np.diff(index)))
+    return 1.0
+
+
+def _time_axis(ax: Axes, result: Any) -> None:
+    ax.set_xlabel("simulated time (s)")
+    ax.grid(True, alpha=0.3)
+    name = getattr(getattr(result, "scenario", None), "name", None)
+    if name:
+        ax.set_title(f"{ax.get_title()} — {name}")
+
+
+def _bin_mid_s(result: Any) -> np.ndarray:
+    """Bin centres in seconds: a per-bin count is the average over the bin, drawn at its middle."""
+    start = np.asarray(result.timeseries.index, dtype=float)
+    return start + bin_width_s(result) / 2.0
+
+
+def _layer_color(position: int) -> str:
+    return _LAYER_COLORS[position % len(_LAYER_COLORS)]
+
+
+def _shadow_layers(result: Any) -> set[str]:
+    """Names of the layers in shadow mode, from ``result.summary`` (empty when it does not say)."""
+    summary = getattr(result, "summary", None)
+    if not isinstance(summary, pd.DataFrame) or not {"layer", "mode"} <= set(summary.columns):
+        return set()
+    return {str(name) for name in summary.loc[summary["mode"] == "shadow", "layer"]}
+
+
+def timeline(result: Any, ax: Axes | None = None) -> Axes:
+    """Arrivals, admissions and rejections per layer over time, as rates (requests/s).
+
+    One line for ``arrivals``, one for ``admitted``, one per enforcing layer (``rejected:<layer>``;
+    layers that ``result.summary`` marks as shadow are left out, they never reject) and a dashed
+    one in the layer's colour per layer with shadow rejections (``shadow_rejected:<layer>``;
+    layers that never shadow-reject are left out because the line would be zero throughout).
+    Each point is the average rate over one bin, drawn at the bin's middle.
+    """
+    ax = _new_axes(ax)
+    ts = result.timeseries
+    t = _bin_mid_s(result)
+    per_s = 1.0 / bin_width_s(result)
+    ax.plot(
+        t, ts["arrivals"].to_numpy(dtype=float) * per_s, color="black", lw=1.5, label="arrivals"
+    )
+    ax.plot(t, ts["admitted"].to_numpy(dtype=float) * per_s, color="tab:green", label="admitted")
+    colors: dict[str, str] = {}
+    shadow = _shadow_layers(result)
+    for pos, (col, layer) in enumerate(_columns(ts, "rejected")):
+        colors[layer] = _layer_color(pos)
+        if layer in shadow:
+            continue  # a shadow layer rejects nothing: its dashed line below says what it would
+        values = ts[col].to_numpy(dtype=float) * per_s
+        ax.plot(t, values, color=colors[layer], label=f"rejected by {layer}")
+    for col, layer in _columns(ts, "shadow_rejected"):
+        values = ts[col].to_numpy(dtype=float)
+        if np.nansum(values) > 0:
+            color = colors.get(layer, "tab:gray")
+            ax.plot(t, values * per_s, ls="--", color=color, label=f"shadow-rejected by {layer}")
+    ax.set_title("Traffic and decisions")
+    ax.set_ylabel("rate (requests/s, average per bin)")
+    _time_axis(ax, result)
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def latency(result: Any, ax: Axes | None = None) -> Axes:
+    """Decision-latency percentiles (p50, p99, p99.9) per time bin, in ms on a log scale.
+
+    When the time series carries a non-zero ``pool_wait_p99_us`` it is drawn too (dotted): the
+    connection-pool wait is the part of the decision latency the seed's pool change attacked.
+    """
+    ax = _new_axes(ax)
+    ts = result.timeseries
+    t = _bin_mid_s(result)
+    for col, label in _LATENCY_COLUMNS:
+        ax.plot(t, ts[col].to_numpy(dtype=float) / _US_PER_MS, label=label)
+    if "pool_wait_p99_us" in ts.columns:
+        wait = ts["pool_wait_p99_us"].to_numpy(dtype=float)
+        if np.nansum(wait) > 0:
+            ax.plot(t, wait / _US_PER_MS, ls=":", color="gray", label="pool wait p99")
+    ax.set_yscale("log")
+    ax.set_title("Decision latency")
+    ax.set_ylabel("decision latency (ms, log scale)")
+    _time_axis(ax, result)
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def oracle_gap_frame(result: Any) -> pd.DataFrame:
+    """Over-admitted and wrongly rejected requests per time bin, against the oracle run.
+
+    A request is *over-admitted* when the simulated system admits it and the oracle (perfect
+    clocks, no latency, one global state) rejects it, *wrongly rejected* in the opposite case.
+    Rows of ``result.requests`` and ``result.oracle.requests`` are matched by position (the
+    oracle replays the same arrivals in the same order); if they do not line up, only the net
+    difference of admissions per bin is available and it is split by sign.
+    Returns counts (not rates) indexed like ``result.timeseries``.
+    """
+    oracle = getattr(result, "oracle", None)
+    if oracle is None:
+        raise ValueError("result.oracle is None: this run has no oracle to compare with")
+    index = result.timeseries.index
+    width = bin_width_s(result)
+    req, ref = result.requests, oracle.requests
+    aligned = len(req) == len(ref) and np.array_equal(
+        req["time_us"].to_numpy(), ref["time_us"].to_numpy()
+    )
+    if aligned:
+        mine = req["admitted"].to_numpy(dtype=bool)
+        theirs = ref["admitted"].to_numpy(dtype=bool)
+        bins = np.floor(req["time_us"].to_numpy(dtype=float) / 1e6 / width) * width
+        frame = pd.DataFrame({"bin": bins, "over": mine & ~theirs, "wrong": ~mine & theirs})
+        counts = frame.groupby("bin")[["over", "wrong"]].sum()
+        counts = counts.reindex(np.asarray(index, dtype=float), fill_value=0)
+        over, wrong = counts["over"].to_numpy(), counts["wrong"].to_numpy()
+    else:
+        net = result.timeseries["admitted"].to_numpy(dtype=np.int64) - oracle.timeseries[
+            "admitted"
+        ].reindex(index, fill_value=0).to_numpy(dtype=np.int64)
+        over, wrong = np.clip(net, 0, None), np.clip(-net, 0, None)
+    return pd.DataFrame(
+        {"over_admitted": over.astype(np.int64), "wrongly_rejected": wrong.astype(np.int64)},
+        index=index,
+    )
+
+
+def oracle_gap(result: Any, ax: Axes | None = None) -> Axes:
+    """Over-admitted and wrongly rejected requests vs the oracle over time, as rates (requests/s).
+
+    Over-admissions are drawn above zero and wrong rejections below it, so the two kinds of
+    error never hide each other; see :func:`oracle_gap_frame` for the definitions.
+    """
+    ax = _new_axes(ax)
+    gap = oracle_gap_frame(result)
+    t = _bin_mid_s(result)
+    per_s = 1.0 / bin_width_s(result)
+    over = gap["over_admitted"].to_numpy(dtype=float) * per_s
+    wrong = gap["wrongly_rejected"].to_numpy(dtype=float) * per_s
+    ax.plot(t, over, color="tab:red", label="over-admitted (oracle rejects)")
+    ax.plot(t, -wrong, color="tab:blue", label="wrongly rejected (oracle admits)")
+    ax.fill_between(t, 0, over, color="tab:red", alpha=0.2)
+    ax.fill_between(t, 0, -wrong, color="tab:blue", alpha=0.2)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_title("Gap to the oracle")
+    ax.set_ylabel("requests/s (+ over-admitted, − wrongly rejected)")
+    _time_axis(ax, result)
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def remaining(result: Any, ax: Axes | None = None) -> Axes:
+    """The seed's ``bucket_remaining_gauge``: remaining tokens/requests per layer, last value per bin."""
+    ax = _new_axes(ax)
+    ts = result.timeseries
+    t = np.asarray(ts.index, dtype=float)
+    # The gauge is the last value reported in a bin: drawn at the bin's end.
+    t = t + bin_width_s(result)
+    for pos, (col, layer) in enumerate(_columns(ts, "remaining")):
+        values = ts[col].to_numpy(dtype=float)
+        ax.plot(t, values, marker=".", color=_layer_color(pos), label=layer)
+    ax.set_title("Remaining quota (bucket_remaining_gauge)")
+    ax.set_ylabel("remaining (tokens or requests, last value in bin)")
+    _time_axis(ax, result)
+    if ax.get_lines():
+        ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+PlotFunction = Callable[[Any, Axes | None], Axes]
+
+#: The plots :func:`save_all` writes, by file stem.
+PLOTS: dict[str, PlotFunction] = {
+    "timeline": timeline,
+    "latency": latency,
+    "oracle_gap": oracle_gap,
+    "remaining": remaining,
+}
+
+
+def save_all(result: Any, out_dir: str | os.PathLike[str], dpi: int = 110) -> list[Path]:
+    """Write every plot in :data:`PLOTS` as ``<out_dir>/<name>.png``; return the paths written.
+
+    Figures are built without pyplot (so nothing leaks into an interactive session and no GUI
+    backend is needed). The oracle plot is skipped when the result has no oracle run.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, draw in PLOTS.items():
+        if name == "oracle_gap" and getattr(result, "oracle", None) is None:
+            continue
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
+        draw(result, fig.add_subplot())
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=dpi)
+        written.append(path)
+    return written
