@@ -256,7 +256,7 @@ def key_fields(template: str) -> tuple[str, ...]:
     return tuple(f for f in KEY_FIELDS if f in used)
 
 
-def render_key(template: str, user: int, tier: str, route: str) -> str:
+def render_key(template: str, user: int | str, tier: str, route: str) -> str:
     """The key string of one request (``"*"`` stays ``"*"``)."""
     if template == "*":
         return "*"
@@ -375,3 +375,43 @@ def build_local_algorithms(
     """
     share = layer.local_share if layer.local_share is not None else 1.0 / nodes
     return [layer.algorithm_for(t).scaled(share).build() for t in tier_names]
+
+
+def state_key_fields(layer: LayerSpec) -> tuple[str, ...]:
+    """The request attributes that select a layer's state, in ``KEY_FIELDS`` order.
+
+    The key template's fields, plus ``tier`` when the layer has per-tier overrides: each tier's
+    parameters get their own state, as if the tier were part of the key (the engine's
+    ``key_ids`` and :func:`ratesim.replay` both follow this).
+    """
+    fields = set(key_fields(layer.key))
+    if layer.tiers:
+        fields.add("tier")
+    return tuple(f for f in KEY_FIELDS if f in fields)
+
+
+def request_fields(layer: LayerSpec) -> tuple[str, ...]:
+    """Every request attribute ``layer`` reads: its state key fields, plus ``route`` when a
+    ``routes`` filter decides which requests it sees (``KEY_FIELDS`` order)."""
+    fields = set(state_key_fields(layer))
+    if layer.routes is not None:
+        fields.add("route")
+    return tuple(f for f in KEY_FIELDS if f in fields)
+
+
+def layer_applies(layer: LayerSpec, route: str) -> bool:
+    """Whether ``layer`` sees a request on ``route`` (always, without a ``routes`` filter)."""
+    return layer.routes is None or route in layer.routes
+
+
+def state_key(layer: LayerSpec, user: int | str, tier: str, route: str) -> str:
+    """The name of the state one request uses in ``layer``, distinct across layers.
+
+    ``"<layer name>:<rendered key>"`` (``"*"`` renders as ``*``), with ``":<tier>"`` appended
+    when the tier selects state (:func:`state_key_fields`) but the template lacks ``{tier}``.
+    Layer names hold no ``':'``, so two layers never share a state key.
+    """
+    rendered = render_key(layer.key, user, tier, route)
+    if layer.tiers and "tier" not in key_fields(layer.key):
+        rendered = f"{rendered}:{tier}"
+    return f"{layer.name}:{rendered}"

@@ -283,7 +283,7 @@ class RedisStore:
         self._mode: DeliveryMode = mode
         self._bundle = _redis_lua.bundle()
         self._specs: dict[Algorithm, _Spec] = {}
-        self._packers: dict[tuple[str, str], CallPacker] = {}
+        self._packers: dict[tuple[str, tuple[str, ...], str], CallPacker] = {}
         #: How many times this store found its code missing on the server and loaded it.
         self.code_loads = 0
         self._cell: bool | None = None if use_cell is not False else False
@@ -603,13 +603,15 @@ class RedisStore:
         raise RuntimeError("ratesim: the server kept losing the limiter code")  # pragma: no cover
 
     def _packer(self, spec: _Spec) -> CallPacker:
-        packer = self._packers.get((spec.name, self._mode))
+        # Keyed by the parameters too: the encoder pre-packs the limiter's ARGV tail.
+        cache_key = (spec.name, spec.argv_tail, self._mode)
+        packer = self._packers.get(cache_key)
         if packer is None:
             if self._mode == "script":
                 packer = CallPacker("EVALSHA", self._bundle.scripts[spec.name][1], spec.argv_tail)
             else:
                 packer = CallPacker("FCALL", self._bundle.functions[spec.name], spec.argv_tail)
-            self._packers[(spec.name, self._mode)] = packer
+            self._packers[cache_key] = packer
         return packer
 
     def _repair(
