@@ -47,3 +47,12 @@ __all__ = [
     "scenarios",
     "simulate",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # matplotlib is slow to import: load the plotting module only when it is asked for.
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'ratesim' has no attribute {name!r}")

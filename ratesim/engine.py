@@ -28,14 +28,24 @@ What is modelled (all times integer microseconds of *true* time):
   steps the Redis clock by ``clock_step_ms``, and with ``flush_scripts`` makes each node's next
   command pay one extra round trip (NOSCRIPT, then the script is sent again).
 
-Event economy (so the engine runs at a few hundred thousand requests per second): one SimPy
-event per distinct arrival instant processes every arrival of that instant; node layers are
-plain function calls; each global call costs one event, at the instant the command reaches the
-server (which fixes the FIFO order). Replies are not events: the continuation runs directly at
-its future instant when nothing shared is touched there (recording the outcome, sending the next
-command, finishing), and only becomes an event when it must touch state at that instant (a
-node-scoped layer after a global one, a local fallback, a pool hand-off while requests wait).
-Events are plain callbacks, never generator processes.
+Event economy: node layers are plain function calls; replies are not events: the continuation
+runs directly at its future instant when nothing shared is touched there (recording the outcome,
+sending the next command, finishing), and only becomes an event when it must touch state at that
+instant (a node-scoped layer after a global one, a local fallback, a pool hand-off while requests
+wait). Events are plain callbacks, never generator processes. The two kinds of work that make up
+almost all of a run - the arrivals (one batch per distinct instant) and the commands reaching
+Redis (which fix each shard's FIFO order) - are keyed exactly like SimPy events but kept out of
+SimPy's queue: arrivals are a sorted list, commands a plain heap, and one "pump" event runs both
+in key order for as long as they come before SimPy's next event (see ``run_events``). The order
+of everything is the one they would have as SimPy events; SimPy's queue only carries the rarer
+events (pool hand-offs and wait timeouts, fallbacks, node layers after global ones, backend,
+failovers, progress ticks).
+
+Per-request inputs and outputs are flat integer arrays, state tables are lists indexed by a
+dense per-layer key id (``np.unique`` of the key, computed once), and each layer's hot path is a
+closure with its lookups bound once (``make_node_layer``, ``make_send``, ``make_serve``). Leading
+node rate layers (before any global or guard layer) only ever run at arrival, on tables nothing
+else touches, so they run up front, layer by layer, in arrival order (``prefix_layer``).
 
 Tie-breaking at one instant (engine-independent, so the fast engine can reproduce it):
 connection releases that hand a connection to a waiter first, then the arrivals of that instant
@@ -62,6 +72,7 @@ whether or not the request reaches that layer, so no draw depends on a decision.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,8 +111,9 @@ from .policy import (
     LayerSpec,
     build_local_algorithms,
     build_tier_algorithms,
-    key_fields,
+    layer_applies,
     render_key,
+    state_key_fields,
 )
 from .results import (
     ALLOWED,
@@ -128,6 +140,8 @@ PRIO_RELEASE = -2
 PRIO_ARRIVAL = -1
 #: Progress-bar ticks come after everything else at their instant and change nothing.
 PRIO_TICK = 2**62
+#: Later than any simulated instant.
+NEVER_US = 2**63
 TICK_US = 100_000
 
 
@@ -171,9 +185,7 @@ def key_ids(layer: LayerSpec, arrivals: Arrivals) -> np.ndarray:
 
     Tiers with their own parameters get their own state, as if the tier were part of the key.
     """
-    fields = set(key_fields(layer.key))
-    if layer.tiers:
-        fields.add("tier")
+    fields = set(state_key_fields(layer))
     n_t = max(1, len(arrivals.tier_names))
     n_r = max(1, len(arrivals.route_names))
     k = np.zeros(len(arrivals), dtype=np.int64)
@@ -208,14 +220,20 @@ def shards_of(layer: LayerSpec, arrivals: Arrivals, keys: np.ndarray, shards: in
 
 @dataclass
 class CompiledLayer:
-    """A layer ready to run: algorithms per tier code, per-request keys and applicability."""
+    """A layer ready to run: algorithms per tier code, per-request key ids and applicability.
+
+    ``keys[i]`` is a dense key id in ``0 .. n_keys - 1`` (requests with the same id share
+    state), so state tables can be lists indexed by id.
+    """
 
     spec: LayerSpec
     algs: list[Algorithm]
     local_algs: list[Algorithm] | None
     keys: list[int]
+    n_keys: int
     applies: list[bool] | None
-    shard: list[int] | None
+    applies_np: np.ndarray | None
+    shard: array[int] | None
     gidx: int
 
 
@@ -236,17 +254,30 @@ def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer
         except (ValueError, TypeError) as exc:
             raise ScenarioError(f"layer {layer.name!r}: cannot build its algorithm: {exc}") from exc
         keys = key_ids(layer, arrivals)
-        applies = None
+        applies_np = None
         if layer.routes is not None:
-            codes = [c for c, r in enumerate(arrivals.route_names) if r in set(layer.routes)]
-            applies = np.isin(arrivals.route, codes).tolist()
+            codes = [c for c, r in enumerate(arrivals.route_names) if layer_applies(layer, r)]
+            applies_np = np.isin(arrivals.route, codes)
         shard = None
         gidx = -1
         if layer.scope == "global":
-            shard = shards_of(layer, arrivals, keys, shards).tolist()
+            shard = _q(shards_of(layer, arrivals, keys, shards))
             gidx = g
             g += 1
-        out.append(CompiledLayer(layer, algs, local, keys.tolist(), applies, shard, gidx))
+        uniq, dense = np.unique(keys, return_inverse=True)
+        out.append(
+            CompiledLayer(
+                layer,
+                algs,
+                local,
+                dense.reshape(-1).tolist(),
+                len(uniq),
+                applies_np.tolist() if applies_np is not None else None,
+                applies_np,
+                shard,
+                gidx,
+            )
+        )
     return out
 
 
@@ -274,6 +305,25 @@ def _stepped_reader(
     return read
 
 
+def _q(values: np.ndarray) -> array[int]:
+    """``values`` as a flat ``array('q')`` (items read back as Python ints)."""
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
+
+
+def _columns(cols: list[array[int]], dtype: type[np.generic], n: int) -> np.ndarray:
+    """Per-layer arrays as one ``(n, layers)`` numpy array of ``dtype``."""
+    if not cols:
+        return np.zeros((n, 0), dtype=dtype)
+    return np.stack([np.frombuffer(c, dtype=dtype) for c in cols], axis=1)
+
+
+def _uniform(algs: list[Algorithm]) -> bool:
+    """True when every tier runs the very same algorithm (so one state shape and kernel)."""
+    return all(a == algs[0] for a in algs)
+
+
 class _Call:
     """A bare, already-triggered event for SimPy's queue: one callback, its payload and its
     integer time ``at`` (µs). ``Environment.step`` only needs ``callbacks`` and ``_ok``; a
@@ -286,6 +336,13 @@ class _Call:
         self._value = value
         self._ok = True
         self.at = at
+
+
+class _Pump(_Call):
+    """The event that runs queued arrivals and Redis commands (see ``run_events``)."""
+
+    __slots__ = ("key",)
+    key: tuple[int, int, int]
 
 
 def run_events(
@@ -307,6 +364,7 @@ def run_events(
     env = simpy.Environment()
     queue: list[Any] = env._queue
     heappush = heapq.heappush
+    heappop = heapq.heappop
     eid = env._eid
     cur = 0  # the current instant (µs), set by every callback from its event's ``at``
 
@@ -317,22 +375,30 @@ def run_events(
     redis = scenario.redis
     net = scenario.network
 
-    t_arr: list[int] = arrivals.time_us.tolist()
+    # Per-request inputs and outputs are flat int64 arrays (``array('q')``: 8 bytes a value, no
+    # Python int object kept per entry); small-valued ones (node, tier, cost) stay lists.
+    t_arr = _q(arrivals.time_us)
     node_of: list[int] = draws.node.tolist()
     tier_of: list[int] = arrivals.tier.tolist()
     cost_of: list[int] = arrivals.cost.tolist()
-    lat_out = [draws.lat_out_us[:, g].tolist() for g in range(draws.lat_out_us.shape[1])]
-    lat_back = [draws.lat_back_us[:, g].tolist() for g in range(draws.lat_back_us.shape[1])]
-    service = [draws.service_us[:, g].tolist() for g in range(draws.service_us.shape[1])]
+    lat_out = [_q(draws.lat_out_us[:, g]) for g in range(draws.lat_out_us.shape[1])]
+    lat_back = [_q(draws.lat_back_us[:, g]) for g in range(draws.lat_back_us.shape[1])]
+    service = [_q(draws.service_us[:, g]) for g in range(draws.service_us.shape[1])]
+    bk_base = _q(draws.backend_us)
+    node_np = draws.node
+    # Nothing else needs the draws: ``simulate`` passes them as a bare argument, so this frees
+    # their arrays now rather than when the run ends (they are as large as the copies above).
+    del draws
 
     clocks = [NodeClock(spec) for spec in scenario.topology.clock_specs()]
     readers = [_clock_reader(c) for c in clocks]
     clk_at_arrival = arrivals.time_us.copy()
     for k, c in enumerate(clocks):
         if readers[k] is not None:
-            sel = draws.node == k
+            sel = node_np == k
             clk_at_arrival[sel] = c.read_many(arrivals.time_us[sel])
-    clk_arr: list[int] = clk_at_arrival.tolist()
+    clk_arr = _q(clk_at_arrival)
+    del clk_at_arrival
     redis_read = _clock_reader(NodeClock(redis.clock)) if redis is not None else None
     failovers = sorted(redis.failovers, key=lambda f: f.at_us) if redis is not None else []
     if any(f.clock_step_ms for f in failovers):
@@ -342,22 +408,29 @@ def run_events(
     partitions = list(net.partitions)
 
     # per layer: outcome code, remaining, state tables
-    outcome = [[0] * n for _ in range(n_layers)]
-    remaining = [[-1] * n for _ in range(n_layers)]
-    node_tables: list[list[dict[int, Any]]] = [
-        [{} for _ in range(nodes)] if cl.spec.scope == "node" else [] for cl in layers
+    outcome = [array("b", bytes(n)) for _ in range(n_layers)]
+    remaining = [array("q", [-1]) * n for _ in range(n_layers)]
+    # state tables: lists indexed by the layer's dense key id (None: key never seen)
+    node_tables: list[list[list[Any]]] = [
+        [[None] * cl.n_keys for _ in range(nodes)] if cl.spec.scope == "node" else []
+        for cl in layers
     ]
-    global_tables: list[dict[int, Any]] = [{} for _ in layers]
-    local_tables: list[list[dict[int, Any]]] = [[{} for _ in range(nodes)] for _ in layers]
-    decided = [-1] * n
-    rejected_by = [-1] * n
-    pool_wait = [0] * n
-    conn = [0] * n  # 0 none yet, 1 held, 2 unavailable, 3 returned
-    waiting = [False] * n
-    wait_pos = [0] * n
-    wait_since = [0] * n
-    cmd_at: list[int] = []  # per executed command: server arrival, finish, shard
-    cmd_fin: list[int] = []
+    global_tables: list[list[Any]] = [
+        [None] * cl.n_keys if cl.spec.scope == "global" else [] for cl in layers
+    ]
+    local_tables: list[list[list[Any]]] = [
+        [[None] * cl.n_keys for _ in range(nodes)] if cl.local_algs is not None else []
+        for cl in layers
+    ]
+    decided = array("q", [-1]) * n
+    rejected_by = array("h", [-1]) * n
+    pool_wait = array("q", [0]) * n
+    conn = bytearray(n)  # 0 none yet, 1 held, 2 unavailable, 3 returned
+    waiting = bytearray(n)  # 1 while parked in its node's pool wait queue
+    wait_pos = array("q", [0]) * n
+    wait_since = array("q", [0]) * n
+    cmd_at = array("q")  # per executed command: server arrival, finish, shard
+    cmd_fin = array("q")
     cmd_shard: list[int] = []
 
     n_shards = redis.shards if redis is not None else 1
@@ -381,12 +454,11 @@ def run_events(
     kern = [[a.kernel for a in cl.algs] if not kind_of[p] else [] for p, cl in enumerate(layers)]
     par = [[a.params for a in cl.algs] for cl in layers]
     backend = scenario.backend
-    bk_base: list[int] = draws.backend_us.tolist()
-    bk_done = [-1] * n
+    bk_done = array("q", [-1]) * n
     bk_inflight = 0
     # per request: the concurrency slots / breaker passes it holds until the backend completes
     held: list[list[tuple[Any, ...]] | None] = [None] * n
-    cwait = [False] * n
+    cwait = bytearray(n)  # 1 while waiting for a concurrency slot
     cqueues: list[list[dict[int, deque[int]]]] = [[{} for _ in range(nodes)] for _ in layers]
     is_node = [s.scope == "node" for s in specs]
     is_shadow = [s.mode == "shadow" for s in specs]
@@ -410,7 +482,7 @@ def run_events(
             if live_waiters[nd]:
                 post(on_release, nd, PRIO_RELEASE, y)
             else:
-                heapq.heappush(release_heap[nd], y)
+                heappush(release_heap[nd], y)
         if backend is None:
             return
         if rej < 0:
@@ -435,7 +507,7 @@ def run_events(
         p = alg.params
         table = node_tables[pos][nd]
         k = keys[pos][i]
-        st = table.get(k)
+        st = table[k]
         if st is None:
             st = table[k] = alg.new_state()
         local_now = local_clock(i, x)
@@ -448,7 +520,7 @@ def run_events(
                 return 1
             if code == QUEUE:
                 cqueues[pos][nd].setdefault(k, deque()).append(i)
-                cwait[i] = True
+                cwait[i] = 1
                 post(on_conc_timeout, (i, pos, st), i * PRIO_STRIDE + pos, x + p[1])
                 return 2
         else:
@@ -473,7 +545,7 @@ def run_events(
         w, pos, st = ev._value
         if not cwait[w]:
             return
-        cwait[w] = False
+        cwait[w] = 0
         concurrency_cancel_wait(par[pos][tier_of[w]], st, local_clock(w, cur))
         outcome[pos][w] = REJECTED
         finish(w, cur, pos)
@@ -494,7 +566,7 @@ def run_events(
                     w = dq.popleft()
                     while not cwait[w]:  # skip waiters that already gave up
                         w = dq.popleft()
-                    cwait[w] = False
+                    cwait[w] = 0
                     outcome[pos][w] = ALLOWED
                     remaining[pos][w] = 0
                     hold(w, h)
@@ -536,27 +608,41 @@ def run_events(
         bk_done[i] = cur
         release_held(i, cur, True)
 
-    def run_node_layer(i: int, pos: int, x: int) -> bool:
-        """Evaluate node layer ``pos`` at true time ``x`` (== the current instant); False if rejected."""
-        nd = node_of[i]
-        rd = readers[nd]
-        local_now = x if rd is None else (clk_arr[i] if x == t_arr[i] else rd(x))
-        tr = tier_of[i]
-        table = node_tables[pos][nd]
-        k = keys[pos][i]
-        st = table.get(k)
-        if st is None:
-            st = table[k] = algs[pos][tr].new_state()
-        ok, rem, _, _ = kern[pos][tr](par[pos][tr], st, local_now, cost_of[i])
-        remaining[pos][i] = rem
-        if ok:
-            outcome[pos][i] = ALLOWED
-            return True
-        if is_shadow[pos]:
-            outcome[pos][i] = SHADOW_REJECTED
-            return True
-        outcome[pos][i] = REJECTED
-        return False
+    def make_node_layer(pos: int) -> Callable[[int, int], bool]:
+        """Node rate layer ``pos`` as ``fn(i, x) -> passed``, its per-layer lookups bound once."""
+        tables = node_tables[pos]
+        keys_p, outcome_p, remaining_p = keys[pos], outcome[pos], remaining[pos]
+        algs_p, kern_p, par_p = algs[pos], kern[pos], par[pos]
+        miss = SHADOW_REJECTED if is_shadow[pos] else REJECTED
+        kn, pr, alg0 = kern_p[0], par_p[0], algs_p[0]
+        uniform = _uniform(algs_p)
+
+        def run(i: int, x: int) -> bool:
+            """Evaluate the layer for request ``i`` at true time ``x`` (== now); False if
+            rejected."""
+            nd = node_of[i]
+            rd = readers[nd]
+            local_now = x if rd is None else (clk_arr[i] if x == t_arr[i] else rd(x))
+            table = tables[nd]
+            k = keys_p[i]
+            st = table[k]
+            if uniform:
+                if st is None:
+                    st = table[k] = alg0.new_state()
+                ok, rem, _, _ = kn(pr, st, local_now, cost_of[i])
+            else:
+                tr = tier_of[i]
+                if st is None:
+                    st = table[k] = algs_p[tr].new_state()
+                ok, rem, _, _ = kern_p[tr](par_p[tr], st, local_now, cost_of[i])
+            remaining_p[i] = rem
+            if ok:
+                outcome_p[i] = ALLOWED
+                return True
+            outcome_p[i] = miss
+            return miss == SHADOW_REJECTED
+
+        return run
 
     def proceed(i: int, pos: int, x: int) -> None:
         """Walk request ``i`` through layers from ``pos`` at true time ``x`` (== the current instant)."""
@@ -573,7 +659,7 @@ def run_events(
                     if code == 0:
                         finish(i, x, pos)
                         return
-                elif not run_node_layer(i, pos, x):
+                elif not node_fn[pos](i, x):
                     finish(i, x, pos)
                     return
                 pos += 1
@@ -583,7 +669,7 @@ def run_events(
             if conn[i] == 2:
                 fail(i, pos, x)
                 return
-            send(i, pos, x)
+            sends[pos](i, x)
             return
         finish(i, x, -1)
 
@@ -600,7 +686,7 @@ def run_events(
         if pos == n_layers:
             finish(i, x, -1)
         elif not is_node[pos] and conn[i] == 1:
-            send(i, pos, x)
+            sends[pos](i, x)
         else:
             post(on_proceed, (i, pos), i * PRIO_STRIDE + pos, x)
 
@@ -615,7 +701,7 @@ def run_events(
         nd = node_of[i]
         heap = release_heap[nd]
         while heap and heap[0] <= x:
-            heapq.heappop(heap)
+            heappop(heap)
             in_use[nd] -= 1
         if not live_waiters[nd] and in_use[nd] < pool_size:
             in_use[nd] += 1
@@ -625,7 +711,7 @@ def run_events(
             conn[i] = 2
             return True
         waiters[nd].append(i)
-        waiting[i] = True
+        waiting[i] = 1
         wait_pos[i] = pos
         wait_since[i] = x
         live_waiters[nd] += 1
@@ -646,7 +732,7 @@ def run_events(
         while q:
             w = q.popleft()
             if waiting[w]:
-                waiting[w] = False
+                waiting[w] = 0
                 live_waiters[nd] -= 1
                 in_use[nd] += 1
                 conn[w] = 1
@@ -660,91 +746,144 @@ def run_events(
         w = ev._value
         if not waiting[w]:
             return
-        waiting[w] = False
+        waiting[w] = 0
         live_waiters[node_of[w]] -= 1
         conn[w] = 2
         pool_wait[w] = cur - wait_since[w]
         proceed(w, wait_pos[w], cur)
 
-    def send(i: int, pos: int, x: int) -> None:
-        """Send layer ``pos``'s command at true time ``x >= the current instant``."""
+    reload_possible = any(f.flush_scripts for f in failovers)
+    # Redis commands in flight and the pump that runs them (see "Arrivals and Redis commands")
+    srv: list[tuple[Any, ...]] = []
+    running = _Pump(lambda ev: None, None, -1)  # marks "the pump is running now"
+    pump: _Pump | None = None  # the live pump (queued), ``running`` or None
+    dead: dict[tuple[int, int, int], _Pump] = {}  # queued pumps that must do nothing
+
+    def make_send(pos: int) -> Callable[[int, int], None]:
+        """Global layer ``pos``'s client side as ``fn(i, x)``: send request ``i``'s command at
+        true time ``x >= the current instant``."""
         g = gidx[pos]
-        deadline = x + timeout_us[pos]
-        a = x + lat_out[g][i]
-        if partitions and partitioned(partitions, x, node_of[i]):
-            fail(i, pos, deadline)
-            return
-        kind = outage_at(outages, a, shard_tbl[pos][i]) if outages else None
-        if kind == "refused":
-            fail(i, pos, min(a + lat_back[g][i], deadline))
-            return
-        if kind == "blackhole":
-            fail(i, pos, deadline)
-            return
-        rd = readers[node_of[i]]
-        client_now = x if rd is None or not needs_client_time[pos] else rd(x)
-        if script_reload[node_of[i]]:
-            # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
-            script_reload[node_of[i]] = False
-            a += lat_back[g][i] + lat_out[g][i]
-        heappush(
-            queue,
-            (
-                a,
-                i * PRIO_STRIDE + pos,
-                next(eid),
-                _Call(on_server, (i, pos, client_now, deadline, a > deadline), a),
-            ),
-        )
-        if a > deadline:
-            fail(i, pos, deadline)
+        lat_out_g, lat_back_g, shard_p = lat_out[g], lat_back[g], shard_tbl[pos]
+        tmo = timeout_us[pos]
+        serve_p = serves[pos]
+        client_time = needs_client_time[pos]
+        faulty = bool(partitions or outages)
+
+        def send(i: int, x: int) -> None:
+            nonlocal pump
+            deadline = x + tmo
+            a = x + lat_out_g[i]
+            if faulty:
+                if partitions and partitioned(partitions, x, node_of[i]):
+                    fail(i, pos, deadline)
+                    return
+                kind = outage_at(outages, a, shard_p[i]) if outages else None
+                if kind == "refused":
+                    fail(i, pos, min(a + lat_back_g[i], deadline))
+                    return
+                if kind == "blackhole":
+                    fail(i, pos, deadline)
+                    return
+            client_now = x
+            if client_time:
+                rd = readers[node_of[i]]
+                if rd is not None:
+                    client_now = rd(x)
+            if reload_possible and script_reload[node_of[i]]:
+                # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
+                script_reload[node_of[i]] = False
+                a += lat_back_g[i] + lat_out_g[i]
+            late = a > deadline
+            entry = (a, i * PRIO_STRIDE + pos, next(eid), serve_p, i, client_now, deadline, late)
+            heappush(srv, entry)
+            if pump is not running and (pump is None or entry < pump.key):
+                if pump is not None:
+                    dead[pump.key] = pump
+                post_pump(a, entry[1], entry[2])
+            if late:
+                fail(i, pos, deadline)
+
+        return send
 
     shard_tbl = [cl.shard if cl.shard is not None else [] for cl in layers]
 
-    def on_server(ev: _Call) -> None:
-        nonlocal cur
-        cur = a = ev.at
-        i, pos, client_now, deadline, charge_only = ev._value
+    def make_serve(pos: int) -> Callable[[int, int, int, int, bool], None]:
+        """Global layer ``pos``'s server side as ``fn(a, i, client_now, deadline, charge_only)``."""
         g = gidx[pos]
-        sh = shard_tbl[pos][i] if n_shards > 1 else 0
-        start = busy_until[sh]
-        if a > start:
-            start = a
-        fin = start + service[g][i]
-        busy_until[sh] = fin
-        cmd_at.append(a)
-        cmd_fin.append(fin)
-        if n_shards > 1:
-            cmd_shard.append(sh)
-        server_now = start if redis_read is None else redis_read(start)
-        reply = fin + lat_back[g][i]
-        if guard_us[pos] and abs(client_now - server_now) > guard_us[pos]:
-            if not charge_only:
-                fail(i, pos, min(reply, deadline))
-            return
-        tr = tier_of[i]
+        shard_p, service_g, lat_back_g = shard_tbl[pos], service[g], lat_back[g]
+        guard = guard_us[pos]
+        redis_time = use_redis_time[pos]
         table = global_tables[pos]
-        k = keys[pos][i]
-        st = table.get(k)
-        if st is None:
-            st = table[k] = algs[pos][tr].new_state()
-        now_k = server_now if use_redis_time[pos] else client_now
-        ok, rem, _, _ = kern[pos][tr](par[pos][tr], st, now_k, cost_of[i])
-        if charge_only:
-            return
-        if reply > deadline:
-            fail(i, pos, deadline)
-            return
-        remaining[pos][i] = rem
-        if ok:
-            outcome[pos][i] = ALLOWED
-        elif is_shadow[pos]:
-            outcome[pos][i] = SHADOW_REJECTED
-        else:
-            outcome[pos][i] = REJECTED
-            finish(i, reply, pos)
-            return
-        resume(i, pos + 1, reply)
+        keys_p, outcome_p, remaining_p = keys[pos], outcome[pos], remaining[pos]
+        algs_p, kern_p, par_p = algs[pos], kern[pos], par[pos]
+        kn, pr, alg0 = kern_p[0], par_p[0], algs_p[0]
+        uniform = _uniform(algs_p)
+        shadow = is_shadow[pos]
+        sharded = n_shards > 1
+        nxt = pos + 1
+        at_append, fin_append = cmd_at.append, cmd_fin.append
+
+        def serve(a: int, i: int, client_now: int, deadline: int, charge_only: bool) -> None:
+            """The command of request ``i`` reaches its shard at ``a`` (== now)."""
+            sh = shard_p[i] if sharded else 0
+            start = busy_until[sh]
+            if a > start:
+                start = a
+            fin = start + service_g[i]
+            busy_until[sh] = fin
+            at_append(a)
+            fin_append(fin)
+            if sharded:
+                cmd_shard.append(sh)
+            server_now = start if redis_read is None else redis_read(start)
+            reply = fin + lat_back_g[i]
+            if guard and abs(client_now - server_now) > guard:
+                if not charge_only:
+                    fail(i, pos, min(reply, deadline))
+                return
+            k = keys_p[i]
+            st = table[k]
+            now_k = server_now if redis_time else client_now
+            if uniform:
+                if st is None:
+                    st = table[k] = alg0.new_state()
+                ok, rem, _, _ = kn(pr, st, now_k, cost_of[i])
+            else:
+                tr = tier_of[i]
+                if st is None:
+                    st = table[k] = algs_p[tr].new_state()
+                ok, rem, _, _ = kern_p[tr](par_p[tr], st, now_k, cost_of[i])
+            if charge_only:
+                return
+            if reply > deadline:
+                fail(i, pos, deadline)
+                return
+            remaining_p[i] = rem
+            if ok:
+                outcome_p[i] = ALLOWED
+            elif shadow:
+                outcome_p[i] = SHADOW_REJECTED
+            else:
+                outcome_p[i] = REJECTED
+                finish(i, reply, pos)
+                return
+            if reply == cur:
+                proceed(i, nxt, reply)
+                return
+            p = nxt  # resume(i, nxt, reply), inlined
+            while p < n_layers:
+                ap = applies[p]
+                if ap is None or ap[i]:
+                    break
+                p += 1
+            if p == n_layers:
+                finish(i, reply, -1)
+            elif not is_node[p] and conn[i] == 1:
+                sends[p](i, reply)
+            else:
+                post(on_proceed, (i, p), i * PRIO_STRIDE + p, reply)
+
+        return serve
 
     def fail(i: int, pos: int, y: int) -> None:
         """Layer ``pos`` could not be asked; its failure mode decides at true time ``y``."""
@@ -779,7 +918,7 @@ def run_events(
         alg = local_algs[tier_of[i]]
         table = local_tables[pos][nd]
         k = keys[pos][i]
-        st = table.get(k)
+        st = table[k]
         if st is None:
             st = table[k] = alg.new_state()
         ok, rem, _, _ = alg.kernel(alg.params, st, local_now, cost_of[i])
@@ -794,7 +933,65 @@ def run_events(
             return
         resume(i, pos + 1, y)
 
-    # arrivals: one event per distinct arrival instant
+    def prefix_layer(pos: int, todo: range | list[int], rej: array[int]) -> list[int]:
+        """Node rate layer ``pos`` for the requests ``todo`` at their arrival instants, in
+        arrival order (what ``make_node_layer``'s function does, in one loop); returns those
+        that go on, marks the others rejected by ``pos`` in ``rej``."""
+        tables = node_tables[pos]
+        keys_p, outcome_p, remaining_p = keys[pos], outcome[pos], remaining[pos]
+        algs_p, kern_p, par_p = algs[pos], kern[pos], par[pos]
+        ap = applies[pos]
+        shadow = is_shadow[pos]
+        passed: list[int] = []
+        keep = passed.append
+        for i in todo:
+            if ap is not None and not ap[i]:
+                keep(i)
+                continue
+            nd = node_of[i]
+            local_now = t_arr[i] if readers[nd] is None else clk_arr[i]
+            table = tables[nd]
+            k = keys_p[i]
+            st = table[k]
+            tr = tier_of[i]
+            if st is None:
+                st = table[k] = algs_p[tr].new_state()
+            ok, rem, _, _ = kern_p[tr](par_p[tr], st, local_now, cost_of[i])
+            remaining_p[i] = rem
+            if ok:
+                outcome_p[i] = ALLOWED
+                keep(i)
+            elif shadow:
+                outcome_p[i] = SHADOW_REJECTED
+                keep(i)
+            else:
+                outcome_p[i] = REJECTED
+                rej[i] = pos
+        return passed
+
+    node_fn: list[Any] = [
+        make_node_layer(p) if is_node[p] and not kind_of[p] else None for p in range(n_layers)
+    ]
+    # Leading node rate layers run only at arrival, each on tables nothing else touches, so
+    # their kernel calls per table are in arrival order whatever else happens: run them up
+    # front, layer by layer (``pre_rej[i]``: the rejecting layer, -1 if passed).
+    n_pre = 0
+    while n_pre < n_layers and is_node[n_pre] and not kind_of[n_pre]:
+        n_pre += 1
+    pre_rej = array("h", [-1]) * (n if n_pre else 0)
+    todo: range | list[int] = range(n)
+    for p in range(n_pre):
+        todo = prefix_layer(p, todo, pre_rej)
+    serves: list[Any] = [make_serve(p) if not is_node[p] else None for p in range(n_layers)]
+    sends: list[Any] = [make_send(p) if not is_node[p] else None for p in range(n_layers)]
+
+    # Arrivals and Redis commands bypass SimPy's queue: arrivals are a sorted list (one batch
+    # per distinct instant, key ``(instant, PRIO_ARRIVAL)``), commands a plain heap ``srv`` of
+    # ``(at, prio, seq, payload...)`` with ``seq`` from SimPy's own event counter. One "pump"
+    # event, keyed like the earliest of the two, runs them in merged key order for as long as
+    # they come strictly before SimPy's next event: exactly the order the same items would
+    # have had as SimPy events, at a fraction of the cost. While the pump is queued, a command
+    # pushed ahead of it gets a new pump; the old one is dead (ignored when it fires).
     if n:
         instants, starts = np.unique(arrivals.time_us, return_index=True)
         bounds: list[int] = [*starts.tolist(), n]
@@ -802,41 +999,102 @@ def run_events(
     else:
         bounds, inst = [0], []
     n_batches = len(inst)
+    b_next = 0  # the next arrival batch
 
-    def on_arrivals(ev: _Call) -> None:
-        nonlocal cur, arrived
-        b = ev._value
+    def post_pump(k0: int, k1: int, k2: int) -> None:
+        nonlocal pump
+        key = (k0, k1, k2)
+        ev = dead.pop(key, None)  # revive a dead pump at the same key rather than duplicate it
+        if ev is None:
+            ev = _Pump(on_pump, None, k0)
+            ev.key = key
+            heappush(queue, (k0, k1, k2, ev))
+        pump = ev
+
+    def on_pump(ev: _Call) -> None:
+        nonlocal pump, cur, b_next, arrived
+        if ev is not pump:
+            dead.pop(ev.key, None)  # type: ignore[attr-defined]
+            return
+        pump = running
+        b = b_next
         while True:
-            cur = now = inst[b]
-            lo, hi = bounds[b], bounds[b + 1]
-            arrived += hi - lo
-            for i in range(lo, hi):
-                proceed(i, 0, now)
-            b += 1
-            if b == n_batches:
+            if srv:
+                s0 = srv[0]
+                take_arrival = b < n_batches and inst[b] <= s0[0]
+            elif b < n_batches:
+                take_arrival = True
+            else:
+                b_next = b
+                pump = None
                 return
-            # The next instant's arrivals run in this same callback when no queued event
-            # comes first (strictly earlier than every queued event: same order as an event).
-            if queue and queue[0][0] <= inst[b]:
-                post(on_arrivals, b, PRIO_ARRIVAL, inst[b])
-                return
+            if queue:  # SimPy has events too: stop before the first one that comes earlier
+                q0 = queue[0]
+                while type(q0[3]) is _Pump:  # every queued pump is dead while this one runs
+                    heappop(queue)
+                    dead.pop(q0[3].key, None)
+                    if not queue:
+                        break
+                    q0 = queue[0]
+                else:
+                    if take_arrival:
+                        now = inst[b]
+                        if q0[0] < now or (q0[0] == now and q0[1] < PRIO_ARRIVAL):
+                            b_next = b
+                            pump = None
+                            post_pump(now, PRIO_ARRIVAL, next(eid))
+                            return
+                    elif q0 < s0:
+                        b_next = b
+                        pump = None
+                        post_pump(s0[0], s0[1], s0[2])
+                        return
+            if take_arrival:
+                cur = now = inst[b]
+                lo, hi = bounds[b], bounds[b + 1]
+                b += 1
+                arrived += hi - lo
+                if n_pre:
+                    for i in range(lo, hi):
+                        if pre_rej[i] < 0:
+                            proceed(i, n_pre, now)
+                        else:
+                            finish(i, now, pre_rej[i])
+                else:
+                    for i in range(lo, hi):
+                        proceed(i, 0, now)
+            else:
+                heappop(srv)
+                cur = a = s0[0]
+                s0[3](a, s0[4], s0[5], s0[6], s0[7])
+                # the common case in a tight loop: commands only, up to the next arrival
+                # instant (which goes first at equal times), while SimPy has nothing queued
+                limit = inst[b] if b < n_batches else NEVER_US
+                while srv and not queue:
+                    s0 = srv[0]
+                    if s0[0] >= limit:
+                        break
+                    heappop(srv)
+                    cur = a = s0[0]
+                    s0[3](a, s0[4], s0[5], s0[6], s0[7])
 
     if n_batches:
-        post(on_arrivals, 0, PRIO_ARRIVAL, inst[0])
+        post_pump(inst[0], PRIO_ARRIVAL, next(eid))
 
     # Failovers: the state as it was at ``at - lost_writes`` comes back at ``at`` (writes are
     # timed at the command's arrival at its shard); both events precede everything else at
     # their instant.
-    snapshots: dict[int, list[dict[int, list[int]]]] = {}
+    snapshots: dict[int, list[list[Any]]] = {}
 
     def on_snapshot(ev: _Call) -> None:
-        snapshots[ev._value] = [{k: list(st) for k, st in t.items()} for t in global_tables]
+        snapshots[ev._value] = [
+            [None if st is None else list(st) for st in t] for t in global_tables
+        ]
 
     def on_failover(ev: _Call) -> None:
         j = ev._value
         for table, saved in zip(global_tables, snapshots.pop(j), strict=True):
-            table.clear()
-            table.update(saved)
+            table[:] = saved
         if failovers[j].flush_scripts:
             script_reload[:] = [True] * nodes
 
@@ -873,20 +1131,22 @@ def run_events(
     for pos in range(n_layers):
         if kind_of[pos] == 1:
             for table in node_tables[pos]:
-                for st in table.values():
-                    if st[IN_FLIGHT] or st[QUEUED]:
+                for st in table:
+                    if st is not None and (st[IN_FLIGHT] or st[QUEUED]):
                         raise AssertionError(f"conservation violated: layer {pos} slots held")
+    depth_t = np.frombuffer(cmd_at, dtype=np.int64)
+    shard_arr = np.array(cmd_shard, dtype=np.int64) if n_shards > 1 else None
     return RunData(
         arrivals=arrivals,
-        node=draws.node,
-        outcomes=np.array(outcome, dtype=np.int8).T.reshape(n, n_layers),
-        remaining=np.array(remaining, dtype=np.int64).T.reshape(n, n_layers),
-        decided_us=np.array(decided, dtype=np.int64),
-        rejected_by=np.array(rejected_by, dtype=np.int16),
-        pool_wait_us=np.array(pool_wait, dtype=np.int64),
-        depth_t_us=np.array(cmd_at, dtype=np.int64),
-        depth=queue_depths(cmd_at, cmd_fin, cmd_shard if n_shards > 1 else None),
-        backend_done_us=np.array(bk_done, dtype=np.int64) if backend is not None else None,
+        node=node_np,
+        outcomes=_columns(outcome, np.int8, n),
+        remaining=_columns(remaining, np.int64, n),
+        decided_us=np.frombuffer(decided, dtype=np.int64),
+        rejected_by=np.frombuffer(rejected_by, dtype=np.int16),
+        pool_wait_us=np.frombuffer(pool_wait, dtype=np.int64),
+        depth_t_us=depth_t,
+        depth=queue_depths(depth_t, np.frombuffer(cmd_fin, dtype=np.int64), shard_arr),
+        backend_done_us=np.frombuffer(bk_done, dtype=np.int64) if backend is not None else None,
     )
 
 
@@ -900,51 +1160,78 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer]) -> RunData:
     shows how far the distributed deployment strays from it. Concurrency and circuit-breaker
     layers guard the backend's capacity rather than a rate: with no backend in the ideal world
     they pass everything in the oracle.
+
+    Each layer has its own state table and sees, in arrival order, exactly the requests that
+    no earlier enforce layer rejected, so the loop runs layer by layer (same kernel calls in
+    the same order per table as request by request, without per-request dispatch).
     """
     n = len(arrivals)
     n_layers = len(layers)
     t_arr: list[int] = arrivals.time_us.tolist()
     tier_of: list[int] = arrivals.tier.tolist()
     cost_of: list[int] = arrivals.cost.tolist()
-    outcome = [[0] * n for _ in range(n_layers)]
-    remaining = [[-1] * n for _ in range(n_layers)]
-    rejected_by = [-1] * n
-    tables: list[dict[int, Any]] = [{} for _ in layers]
-    for i in range(n):
-        t = t_arr[i]
-        for pos in range(n_layers):
-            cl = layers[pos]
-            if cl.applies is not None and not cl.applies[i]:
-                continue
-            if cl.spec.algorithm.kind in BACKEND_KINDS:
-                outcome[pos][i] = ALLOWED  # capacity guards, not rate limits: see docstring
-                continue
-            alg = cl.algs[tier_of[i]]
-            k = cl.keys[i]
-            st = tables[pos].get(k)
-            if st is None:
-                st = tables[pos][k] = alg.new_state()
-            ok, rem, _, _ = alg.kernel(alg.params, st, t, cost_of[i])
-            remaining[pos][i] = rem
-            if ok:
-                outcome[pos][i] = ALLOWED
-            elif cl.spec.mode == "shadow":
-                outcome[pos][i] = SHADOW_REJECTED
-            else:
-                outcome[pos][i] = REJECTED
-                rejected_by[i] = pos
-                break
+    outcomes = np.zeros((n, n_layers), dtype=np.int8)
+    remaining = np.full((n, n_layers), -1, dtype=np.int64)
+    rejected_by = np.full(n, -1, dtype=np.int16)
+    for pos, cl in enumerate(layers):
+        live = rejected_by < 0
+        if cl.applies_np is not None:
+            live &= cl.applies_np
+        todo = np.flatnonzero(live)
+        if cl.spec.algorithm.kind in BACKEND_KINDS:
+            outcomes[todo, pos] = ALLOWED  # capacity guards, not rate limits: see docstring
+            continue
+        oks, rems = _oracle_layer(cl, todo.tolist(), t_arr, tier_of, cost_of)
+        ok = np.array(oks, dtype=bool)
+        remaining[todo, pos] = rems
+        outcomes[todo, pos] = np.where(
+            ok, ALLOWED, SHADOW_REJECTED if cl.spec.mode == "shadow" else REJECTED
+        )
+        if cl.spec.mode != "shadow":
+            rejected_by[todo[~ok]] = pos
     return RunData(
         arrivals=arrivals,
         node=np.zeros(n, dtype=np.int64),
-        outcomes=np.array(outcome, dtype=np.int8).T.reshape(n, n_layers),
-        remaining=np.array(remaining, dtype=np.int64).T.reshape(n, n_layers),
+        outcomes=outcomes,
+        remaining=remaining,
         decided_us=arrivals.time_us.copy(),
-        rejected_by=np.array(rejected_by, dtype=np.int16),
+        rejected_by=rejected_by,
         pool_wait_us=np.zeros(n, dtype=np.int64),
         depth_t_us=np.zeros(0, dtype=np.int64),
         depth=np.zeros(0, dtype=np.int64),
     )
+
+
+def _oracle_layer(
+    cl: CompiledLayer, todo: list[int], t_arr: list[int], tier_of: list[int], cost_of: list[int]
+) -> tuple[list[int], list[int]]:
+    """One rate layer's kernel over the requests ``todo`` (arrival order) on one shared table:
+    the (allowed, remaining) of each."""
+    algs = cl.algs
+    kern = [a.kernel for a in algs]
+    par = [a.params for a in algs]
+    keys = cl.keys
+    states: list[Any] = [None] * cl.n_keys
+    oks = [0] * len(todo)
+    rems = [0] * len(todo)
+    if _uniform(algs):
+        # one algorithm for every tier: no per-request tier dispatch
+        kn, pr, alg = kern[0], par[0], algs[0]
+        for j, i in enumerate(todo):
+            k = keys[i]
+            st = states[k]
+            if st is None:
+                st = states[k] = alg.new_state()
+            oks[j], rems[j], _, _ = kn(pr, st, t_arr[i], cost_of[i])
+        return oks, rems
+    for j, i in enumerate(todo):
+        tr = tier_of[i]
+        k = keys[i]
+        st = states[k]
+        if st is None:
+            st = states[k] = algs[tr].new_state()
+        oks[j], rems[j], _, _ = kern[tr](par[tr], st, t_arr[i], cost_of[i])
+    return oks, rems
 
 
 def simulate(
@@ -978,9 +1265,11 @@ def simulate(
         arrivals = generate_arrivals(
             scenario.traffic, scenario.population, scenario.duration_us, streams
         )
-    draws = draw_requests(scenario, arrivals, streams)
-    layers = compile_policy(scenario, arrivals)
-    data = run_events(scenario, arrivals, draws, layers, progress)
+    layers = compile_policy(scenario, arrivals)  # draws nothing: the draw order is unchanged
+    # the draws go straight in, so that run_events can free them once converted
+    data = run_events(
+        scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, progress
+    )
     return Result(scenario, seed, data, oracle_fn=lambda: run_oracle(arrivals, layers))
 
 

@@ -8,6 +8,8 @@ every caller's latency - grows without bound. All times are integer microseconds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -29,7 +31,11 @@ def fifo_schedule(
     return start, finish
 
 
-def queue_depths(at: list[int], fin: list[int], shard: list[int] | None) -> np.ndarray:
+def queue_depths(
+    at: Sequence[int] | np.ndarray,
+    fin: Sequence[int] | np.ndarray,
+    shard: Sequence[int] | np.ndarray | None,
+) -> np.ndarray:
     """Commands ahead of each command when it reached its shard (waiting or in service).
 
     Commands are listed in execution order; on one shard (FIFO) finishes never decrease, so the
