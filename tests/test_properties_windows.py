@@ -22,6 +22,7 @@ SETTINGS = settings(max_examples=150, deadline=None)
 limits = st.integers(1, 6)
 bucket_counts = st.integers(1, 5)
 bucket_lengths = st.integers(2, 12)
+starts = st.integers(-100, 100)
 
 
 def seconds(us: int) -> float:
@@ -56,6 +57,26 @@ def ops(backwards: bool) -> st.SearchStrategy[list[tuple[int, int]]]:
     return st.lists(st.tuples(step, st.integers(0, 7)), max_size=40)
 
 
+def window_cases(backwards: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``@given`` for one window algorithm: ``limit``, ``window_us`` (2..60), ``start``, ``moves``."""
+    return given(
+        limit=limits, window_us=st.integers(2, 60), start=starts, moves=ops(backwards=backwards)
+    )
+
+
+def double_buffer_cases() -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``@given`` for DoubleBufferedWindow: ``limit``, ``n`` buckets of ``bucket_us``,
+    ``swap_us`` (1..40), ``start``, ``moves`` in time order."""
+    return given(
+        limit=limits,
+        n=bucket_counts,
+        bucket_us=bucket_lengths,
+        swap_us=st.integers(1, 40),
+        start=starts,
+        moves=ops(backwards=False),
+    )
+
+
 def run(
     alg: Algorithm, start: int, moves: list[tuple[int, int]], on_step: Callable[..., None]
 ) -> list[int]:
@@ -79,7 +100,7 @@ def ignore(*_: object) -> None:
 @SETTINGS
 @given(
     alg=algorithms(),
-    start=st.integers(-100, 100),
+    start=starts,
     moves=ops(backwards=True),
     later=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 7)), min_size=1, max_size=25),
 )
@@ -97,7 +118,7 @@ def test_expired_state_decides_like_an_absent_key(
 
 
 @SETTINGS
-@given(alg=algorithms(), start=st.integers(-100, 100), moves=ops(backwards=True))
+@given(alg=algorithms(), start=starts, moves=ops(backwards=True))
 def test_rejected_requests_and_peeks_change_nothing(
     alg: Algorithm, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -116,7 +137,7 @@ def test_rejected_requests_and_peeks_change_nothing(
 
 
 @SETTINGS
-@given(alg=algorithms(), start=st.integers(-100, 100), moves=ops(backwards=True))
+@given(alg=algorithms(), start=starts, moves=ops(backwards=True))
 def test_retry_after_and_reset_after_are_exact(
     alg: Algorithm, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -137,7 +158,7 @@ def test_retry_after_and_reset_after_are_exact(
 
 
 @SETTINGS
-@given(alg=algorithms(), start=st.integers(-100, 100), moves=ops(backwards=False))
+@given(alg=algorithms(), start=starts, moves=ops(backwards=False))
 def test_expires_at_is_the_reset_instant(
     alg: Algorithm, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -167,12 +188,7 @@ def max_in_half_open(admitted: list[tuple[int, int]], length: int) -> int:
 
 
 @SETTINGS
-@given(
-    limit=limits,
-    window_us=st.integers(2, 60),
-    start=st.integers(-100, 100),
-    moves=ops(backwards=True),
-)
+@window_cases(backwards=True)
 def test_sliding_log_never_exceeds_limit_in_any_window(
     limit: int, window_us: int, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -182,12 +198,7 @@ def test_sliding_log_never_exceeds_limit_in_any_window(
 
 
 @SETTINGS
-@given(
-    limit=limits,
-    window_us=st.integers(2, 60),
-    start=st.integers(-100, 100),
-    moves=ops(backwards=False),
-)
+@window_cases(backwards=False)
 def test_sliding_log_matches_brute_force_log(
     limit: int, window_us: int, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -206,12 +217,7 @@ def test_sliding_log_matches_brute_force_log(
 
 
 @SETTINGS
-@given(
-    limit=limits,
-    window_us=st.integers(2, 60),
-    start=st.integers(-100, 100),
-    moves=ops(backwards=False),
-)
+@window_cases(backwards=False)
 def test_fixed_window_at_most_limit_per_aligned_window(
     limit: int, window_us: int, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -223,12 +229,7 @@ def test_fixed_window_at_most_limit_per_aligned_window(
 
 
 @SETTINGS
-@given(
-    limit=limits,
-    window_us=st.integers(2, 60),
-    start=st.integers(-100, 100),
-    moves=ops(backwards=False),
-)
+@window_cases(backwards=False)
 def test_sliding_counter_matches_weighted_formula(
     limit: int, window_us: int, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -254,7 +255,7 @@ def test_sliding_counter_matches_weighted_formula(
     limit=limits,
     n=bucket_counts,
     bucket_us=bucket_lengths,
-    start=st.integers(-100, 100),
+    start=starts,
     moves=ops(backwards=False),
 )
 def test_bucketed_at_most_limit_per_aligned_span_of_buckets(
@@ -270,14 +271,7 @@ def test_bucketed_at_most_limit_per_aligned_span_of_buckets(
 
 
 @SETTINGS
-@given(
-    limit=limits,
-    n=bucket_counts,
-    bucket_us=bucket_lengths,
-    swap_us=st.integers(1, 40),
-    start=st.integers(-100, 100),
-    moves=ops(backwards=False),
-)
+@double_buffer_cases()
 def test_double_buffer_admission_bound(
     limit: int, n: int, bucket_us: int, swap_us: int, start: int, moves: list[tuple[int, int]]
 ) -> None:
@@ -293,14 +287,7 @@ def test_double_buffer_admission_bound(
 
 
 @SETTINGS
-@given(
-    limit=limits,
-    n=bucket_counts,
-    bucket_us=bucket_lengths,
-    swap_us=st.integers(1, 40),
-    start=st.integers(-100, 100),
-    moves=ops(backwards=False),
-)
+@double_buffer_cases()
 def test_double_buffer_matches_lagged_bucket_model(
     limit: int, n: int, bucket_us: int, swap_us: int, start: int, moves: list[tuple[int, int]]
 ) -> None:

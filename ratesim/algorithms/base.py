@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, MutableSequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -194,3 +194,39 @@ class Algorithm(ABC):
         return Decision(
             bool(allowed), self.limit, int(remaining), int(retry_after_us), int(reset_after_us)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CachedParamsAlgorithm(Algorithm):
+    """An :class:`Algorithm` whose kernel ``params`` are computed once, in ``__post_init__``.
+
+    Stores read ``params`` on every decision, so recomputing it there would sit in the hot path.
+    The cache is no dataclass field that counts: it is left out of ``__init__``, ``repr``,
+    equality and hashing, so instances with equal fields stay equal and hash equal. Subclasses
+    validate their fields in ``__post_init__``, then call :meth:`_cache_params`.
+    """
+
+    _params: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
+
+    def _cache_params(self, params: tuple[int, ...]) -> None:
+        # The dataclass is frozen; object.__setattr__ fills the cache once, at construction.
+        object.__setattr__(self, "_params", params)
+
+    @property
+    def params(self) -> tuple[int, ...]:
+        return self._params
+
+
+class WindowAlgorithm(CachedParamsAlgorithm):
+    """A window limiter whose kernel ``params`` start ``(limit, window_us, ...)``.
+
+    Subclasses declare the ``limit`` and ``window_s`` (seconds) dataclass fields themselves, so
+    that their constructor signatures stay theirs.
+    """
+
+    __slots__ = ()
+
+    @property
+    def window_us(self) -> int:
+        """Window length in microseconds (``params[1]``, cached)."""
+        return self._params[1]

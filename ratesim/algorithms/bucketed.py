@@ -92,7 +92,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import MAX_EXACT_INT, Algorithm, Kernel, State, require_int, seconds_to_us
+from .base import (
+    MAX_EXACT_INT,
+    Kernel,
+    State,
+    WindowAlgorithm,
+    require_int,
+    seconds_to_us,
+)
 
 ABSENT_EXPIRY_US = -(2**62)
 
@@ -245,7 +252,27 @@ def _check_buckets(limit: int, window_s: float, buckets: int) -> tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
-class BucketedWindow(Algorithm):
+class _BucketRing(WindowAlgorithm):
+    """Fields and validation shared by both bucket rings; ``params`` start ``(limit, window_us,
+    buckets, bucket_us)``."""
+
+    # field() keeps dataclass from taking the base class's abstract ``limit`` as a default.
+    limit: int = field()
+    window_s: float = field()
+    buckets: int = field()
+
+    def __post_init__(self) -> None:
+        window_us, bucket_us = _check_buckets(self.limit, self.window_s, self.buckets)
+        self._cache_params((self.limit, window_us, self.buckets, bucket_us))
+
+    @property
+    def bucket_us(self) -> int:
+        """Bucket length in microseconds (``params[3]``)."""
+        return self._params[3]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketedWindow(_BucketRing):
     """Sentinel's LeapArray as a DefaultController QPS check: at most ``limit`` cost units in
     the ``buckets`` buckets covering the last ``window_s`` seconds.
 
@@ -253,29 +280,7 @@ class BucketedWindow(Algorithm):
     dividing the window in microseconds.
     """
 
-    # field() keeps dataclass from taking the base class's abstract ``limit`` as a default.
-    limit: int = field()
-    window_s: float = field()
-    buckets: int = field()
-
     name: ClassVar[str] = "bucketed_window"
-
-    def __post_init__(self) -> None:
-        _check_buckets(self.limit, self.window_s, self.buckets)
-
-    @property
-    def window_us(self) -> int:
-        """Window length in microseconds."""
-        return round(self.window_s * 1_000_000)
-
-    @property
-    def bucket_us(self) -> int:
-        """Bucket length in microseconds."""
-        return self.window_us // self.buckets
-
-    @property
-    def params(self) -> tuple[int, ...]:
-        return (self.limit, self.window_us, self.buckets, self.bucket_us)
 
     @property
     def kernel(self) -> Kernel:
@@ -304,7 +309,7 @@ class BucketedWindow(Algorithm):
 
 
 @dataclass(frozen=True, slots=True)
-class DoubleBufferedWindow(Algorithm):
+class DoubleBufferedWindow(_BucketRing):
     """The seed's timer-swapped active/pending bucket buffers (see the module docstring).
 
     ``limit``: an int >= 1; ``window_s``: seconds (whole microseconds); ``buckets``: an int >= 1
@@ -312,38 +317,21 @@ class DoubleBufferedWindow(Algorithm):
     microseconds, > 0).
     """
 
-    # field() keeps dataclass from taking the base class's abstract ``limit`` as a default.
-    limit: int = field()
-    window_s: float = field()
-    buckets: int = field()
     swap_interval_s: float = field()
 
     name: ClassVar[str] = "double_buffered_window"
 
     def __post_init__(self) -> None:
-        _check_buckets(self.limit, self.window_s, self.buckets)
+        window_us, bucket_us = _check_buckets(self.limit, self.window_s, self.buckets)
         swap_us = seconds_to_us("swap_interval_s", self.swap_interval_s)
         if swap_us >= MAX_EXACT_INT // 4:
             raise ValueError(f"swap_interval_s={self.swap_interval_s} is too long")
-
-    @property
-    def window_us(self) -> int:
-        """Window length in microseconds."""
-        return round(self.window_s * 1_000_000)
-
-    @property
-    def bucket_us(self) -> int:
-        """Bucket length in microseconds."""
-        return self.window_us // self.buckets
+        self._cache_params((self.limit, window_us, self.buckets, bucket_us, swap_us))
 
     @property
     def swap_us(self) -> int:
-        """Swap interval in microseconds."""
-        return round(self.swap_interval_s * 1_000_000)
-
-    @property
-    def params(self) -> tuple[int, ...]:
-        return (self.limit, self.window_us, self.buckets, self.bucket_us, self.swap_us)
+        """Swap interval in microseconds (``params[4]``)."""
+        return self._params[4]
 
     @property
     def kernel(self) -> Kernel:

@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import MAX_EXACT_INT, Algorithm, Kernel, State, require_int, seconds_to_us
+from .base import MAX_EXACT_INT, Kernel, State, WindowAlgorithm, require_int, seconds_to_us
 
 ABSENT_EXPIRY_US = -(2**62)
 
@@ -90,7 +90,7 @@ def sliding_log_kernel(
 
 
 @dataclass(frozen=True, slots=True)
-class SlidingWindowLog(Algorithm):
+class SlidingWindowLog(WindowAlgorithm):
     """At most ``limit`` cost units in any window ``(now - window_s, now]`` (exact log).
 
     ``limit``: cost units per window (an int >= 1); ``window_s``: window length in seconds (a
@@ -108,15 +108,7 @@ class SlidingWindowLog(Algorithm):
         window_us = seconds_to_us("window_s", self.window_s)
         if window_us >= MAX_EXACT_INT // 4:
             raise ValueError(f"window_s={self.window_s} is too long to stay below 2**53 us")
-
-    @property
-    def window_us(self) -> int:
-        """Window length in microseconds."""
-        return round(self.window_s * 1_000_000)
-
-    @property
-    def params(self) -> tuple[int, ...]:
-        return (self.limit, self.window_us)
+        self._cache_params((self.limit, window_us))
 
     @property
     def kernel(self) -> Kernel:

@@ -51,7 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import MAX_EXACT_INT, Algorithm, Kernel, State, require_int, seconds_to_us
+from .base import MAX_EXACT_INT, Kernel, State, WindowAlgorithm, require_int, seconds_to_us
 
 ABSENT_EXPIRY_US = -(2**62)
 #: Longest window (2**51 us, about 71 years), as for the sliding log and the bucketed windows.
@@ -156,29 +156,25 @@ def _check_window(limit: int, window_s: float) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class FixedWindow(Algorithm):
-    """At most ``limit`` cost units per epoch-aligned window of ``window_s`` seconds.
-
-    ``limit``: an int >= 1; ``window_s``: seconds, a whole number of microseconds.
-    """
+class _EpochWindow(WindowAlgorithm):
+    """Fields, validation and ``params = (limit, window_us)`` of both epoch-aligned counters."""
 
     # field() keeps dataclass from taking the base class's abstract ``limit`` as a default.
     limit: int = field()
     window_s: float = field()
 
-    name: ClassVar[str] = "fixed_window"
-
     def __post_init__(self) -> None:
-        _check_window(self.limit, self.window_s)
+        self._cache_params((self.limit, _check_window(self.limit, self.window_s)))
 
-    @property
-    def window_us(self) -> int:
-        """Window length in microseconds."""
-        return round(self.window_s * 1_000_000)
 
-    @property
-    def params(self) -> tuple[int, ...]:
-        return (self.limit, self.window_us)
+@dataclass(frozen=True, slots=True)
+class FixedWindow(_EpochWindow):
+    """At most ``limit`` cost units per epoch-aligned window of ``window_s`` seconds.
+
+    ``limit``: an int >= 1; ``window_s``: seconds, a whole number of microseconds.
+    """
+
+    name: ClassVar[str] = "fixed_window"
 
     @property
     def kernel(self) -> Kernel:
@@ -196,28 +192,12 @@ class FixedWindow(Algorithm):
 
 
 @dataclass(frozen=True, slots=True)
-class SlidingWindowCounter(Algorithm):
+class SlidingWindowCounter(_EpochWindow):
     """Cloudflare's two-counter estimate of a sliding window, epoch-aligned, floored like
     ``limits``. ``limit``: an int >= 1; ``window_s``: seconds, a whole number of microseconds.
     """
 
-    # field() keeps dataclass from taking the base class's abstract ``limit`` as a default.
-    limit: int = field()
-    window_s: float = field()
-
     name: ClassVar[str] = "sliding_window_counter"
-
-    def __post_init__(self) -> None:
-        _check_window(self.limit, self.window_s)
-
-    @property
-    def window_us(self) -> int:
-        """Window length in microseconds."""
-        return round(self.window_s * 1_000_000)
-
-    @property
-    def params(self) -> tuple[int, ...]:
-        return (self.limit, self.window_us)
 
     @property
     def kernel(self) -> Kernel:
