@@ -5,7 +5,7 @@ figure (through pyplot, so notebooks show it), draws into it and returns the ``A
 :func:`save_all` renders every plot to PNG files without touching pyplot's global state.
 
 The functions read only the documented columns of ``Result.timeseries`` (indexed by the bin
-start ``time_s``) and ``Result.requests``; see ``docs/SIM-CONTRACT.md``. Counts per time-series
+start ``time_s``) and ``Result.requests``; see ``docs/guides/simulation.md``. Counts per time-series
 bin are drawn as rates (requests per second of simulated time) so that plots of runs with
 different bin widths compare directly.
 """

@@ -1,4 +1,4 @@
-"""Tests for ratesim.plots on small synthetic results shaped exactly like docs/SIM-CONTRACT.md."""
+"""Tests for ratesim.plots on small synthetic results shaped exactly like the Result contract (docs/guides/simulation.md)."""
 
 from __future__ import annotations
 
