@@ -237,7 +237,7 @@ def test_numpy_times_and_costs_are_accepted_as_ints(alg: Algorithm) -> None:
 # ----------------------------------------------------- semantics.md §8.5, redis-cell rounding
 
 
-def test_fakeredis_sequence_with_redis_cell_rounding() -> None:
+def test_dragonfly_vector_sequence_with_redis_cell_rounding() -> None:
     """§8.5 restated for redis-cell v0.4+ (the section's last line): ``foo 4 1 10`` at one
     instant gives reset 10/20/.../50 (Dragonfly: 11/.../51), then [1,5,0,10,50], then the peek
     [0,5,0,-1,50]."""
@@ -251,7 +251,7 @@ def test_fakeredis_sequence_with_redis_cell_rounding() -> None:
     assert store.acquire(gcra, "foo", now, 0).throttle_reply() == (0, 5, 0, -1, 50)
 
 
-def test_fakeredis_quantity_sequence_with_redis_cell_rounding() -> None:
+def test_dragonfly_vector_quantity_sequence_with_redis_cell_rounding() -> None:
     """§8.5: ``foo 4 1 10 2`` then ``foo 4 1 10 5``: redis-cell gives [0,5,3,-1,20] and
     [1,5,3,20,20] (Dragonfly 21, 21)."""
     gcra = GCRA(4, 1, 10)
