@@ -16,12 +16,12 @@ before its truncated ``PEXPIRE`` fires, where it would report a negative ``reset
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from .base import (
     MAX_EXACT_INT,
-    Algorithm,
+    CachedParamsAlgorithm,
     Kernel,
     State,
     require_int,
@@ -71,7 +71,7 @@ def gcra_kernel(
 
 
 @dataclass(frozen=True, slots=True)
-class GCRA(Algorithm):
+class GCRA(CachedParamsAlgorithm):
     """redis-cell's ``CL.THROTTLE <key> max_burst count_per_period period [quantity]``.
 
     At rest ``max_burst + 1`` requests pass at once; then one every ``period_s /
@@ -82,7 +82,6 @@ class GCRA(Algorithm):
     max_burst: int
     count_per_period: int
     period_s: float
-    _params: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     name: ClassVar[str] = "gcra"
 
@@ -101,9 +100,8 @@ class GCRA(Algorithm):
                 f"period_s={self.period_s} gives a tolerance of >= 2**51 us: a TAT of now + "
                 "tolerance at epoch-scale times would leave the 2**53 range Lua represents exactly"
             )
-        # Cached: the hot path reads params on every decision.
         params = (self.emission_interval_us, self.tolerance_us, self.max_burst + 1)
-        object.__setattr__(self, "_params", params)
+        self._cache_params(params)
 
     @property
     def emission_interval_us(self) -> int:
@@ -119,10 +117,6 @@ class GCRA(Algorithm):
     def rate_per_s(self) -> float:
         """Sustained rate in requests per second (for reports; the kernel never uses it)."""
         return self.count_per_period / self.period_s
-
-    @property
-    def params(self) -> tuple[int, ...]:
-        return self._params
 
     @property
     def kernel(self) -> Kernel:

@@ -45,14 +45,14 @@ State ``[present, last_us, tokens_units]``; an absent key is a full bucket.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
 
 from .base import (
     MAX_EXACT_INT,
     US_PER_S,
-    Algorithm,
+    CachedParamsAlgorithm,
     Kernel,
     State,
     require_int,
@@ -228,7 +228,7 @@ def _ticker_params(rate: Fraction, burst: int, fill_interval_s: float) -> tuple[
 
 
 @dataclass(frozen=True, slots=True)
-class TokenBucket(Algorithm):
+class TokenBucket(CachedParamsAlgorithm):
     """x/time/rate ``NewLimiter(rate, burst)`` + ``AllowN``, with exact integer accounting.
 
     ``rate`` in tokens per second (>= 0), ``burst`` the capacity in tokens (int >= 0, reported as
@@ -243,7 +243,6 @@ class TokenBucket(Algorithm):
     burst: int
     refill: str = "continuous"
     fill_interval_s: float | None = None
-    _params: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     name: ClassVar[str] = "token_bucket"
 
@@ -262,7 +261,7 @@ class TokenBucket(Algorithm):
             params = _ticker_params(rate, burst, self.fill_interval_s)
         else:
             raise ValueError(f"refill must be one of {REFILL_MODES}, got {self.refill!r}")
-        object.__setattr__(self, "_params", params)
+        self._cache_params(params)
 
     @property
     def rate_fraction(self) -> Fraction:
@@ -278,10 +277,6 @@ class TokenBucket(Algorithm):
     def tokens_per_fill(self) -> int:
         """Whole tokens added per tick (0 for continuous refill)."""
         return self._params[5]
-
-    @property
-    def params(self) -> tuple[int, ...]:
-        return self._params
 
     @property
     def kernel(self) -> Kernel:
