@@ -41,7 +41,6 @@ from .results import (
 
 #: Columns of a decision row, in order (after the request's own columns).
 DECISION_COLUMNS = ("allowed", "limit", "remaining", "retry_after_us", "reset_after_us", "outcome")
-REQUEST_COLUMNS = ("time_us", "key", "cost")
 
 
 def _row(requests: pd.DataFrame, pos: int) -> str:

@@ -543,13 +543,15 @@ def test_outage_of_one_shard_only_hits_its_keys() -> None:
     assert (col[users == ua] == "allowed").all()
 
 
-def test_fifo_schedule_and_queue_depths_by_hand() -> None:
-    from ratesim.model.redis_server import fifo_schedule, queue_depths
+def test_queue_depths_by_hand() -> None:
+    from ratesim.model.redis_server import queue_depths
 
-    start, finish = fifo_schedule(np.array([0, 10, 20, 200]), np.array([50, 50, 50, 50]))
-    assert start.tolist() == [0, 50, 100, 200] and finish.tolist() == [50, 100, 150, 250]
+    # arrivals 0, 10, 20, 200 with 50 us service each: Lindley by hand gives these finishes
+    finish = [50, 100, 150, 250]
     # ahead of each arrival: 0; 1 (the first, busy to 50); 2; 0 (all done by 200)
-    assert queue_depths([0, 10, 20, 200], finish.tolist(), None).tolist() == [0, 1, 2, 0]
+    assert queue_depths([0, 10, 20, 200], finish, None).tolist() == [0, 1, 2, 0]
+    # two shards count separately: shard 1's command at 20 has nobody ahead of it
+    assert queue_depths([0, 10, 20], [50, 100, 70], [0, 0, 1]).tolist() == [0, 1, 0]
 
 
 def test_load_balancers() -> None:

@@ -3,7 +3,9 @@
 One shard is one thread executing commands in arrival order, each for its service time:
 Lindley's recursion ``start = max(arrival, busy_until)``, ``finish = start + service``. So a
 shard saturates at ``1 / mean service`` commands per second and beyond that its queue - and
-every caller's latency - grows without bound. All times are integer microseconds.
+every caller's latency - grows without bound. The engine runs that recursion inline, per
+command, in its hot path; this module keeps the after-the-fact arithmetic. All times are
+integer microseconds.
 """
 
 from __future__ import annotations
@@ -11,24 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-
-def fifo_schedule(
-    arrive_us: np.ndarray, service_us: np.ndarray, busy_until_us: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Start and finish times of commands reaching one shard at ``arrive_us`` (sorted, in
-    execution order) with ``service_us`` each, the shard being busy until ``busy_until_us``."""
-    a = np.asarray(arrive_us, dtype=np.int64)
-    s = np.asarray(service_us, dtype=np.int64)
-    start = np.empty_like(a)
-    finish = np.empty_like(a)
-    busy = int(busy_until_us)
-    for k in range(len(a)):
-        st = max(int(a[k]), busy)
-        busy = st + int(s[k])
-        start[k] = st
-        finish[k] = busy
-    return start, finish
 
 
 def queue_depths(
