@@ -141,10 +141,10 @@ def _with_duration(scenario: Any, duration_s: float | None) -> Any:
     return type(scenario).model_validate(data)
 
 
-def _simulate(scenario: Any, seed: int | None, progress: bool) -> Any:
+def _simulate(scenario: Any, seed: int | None, progress: bool, engine: str = "auto") -> Any:
     from ratesim import simulate
 
-    return simulate(scenario, seed=seed, progress=progress)
+    return simulate(scenario, seed=seed, progress=progress, engine=engine)
 
 
 # --------------------------------------------------------------------------- summary
@@ -203,6 +203,9 @@ def format_summary(result: Any, wall_s: float | None = None) -> str:
         head += f": {duration:g} s simulated"
     if wall_s is not None:
         head += f" in {wall_s:.1f} s wall"
+    engine = getattr(result, "engine", None)
+    if isinstance(engine, str):
+        head += f" ({engine} engine)"
     lines = [head, "", result.summary.to_string(index=False), ""]
     lines.append(
         f"Totals: arrivals {arrivals:,}, admitted {admitted:,} ({_pct(admitted, arrivals)}), "
@@ -261,7 +264,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InputError(_bad_input_message(err, f"'{args.scenario}'")) from err
     started = time.perf_counter()
     try:
-        result = _simulate(scenario, args.seed, progress=not args.no_progress)
+        result = _simulate(scenario, args.seed, not args.no_progress, args.engine)
     except errors as err:  # e.g. an impossible topology, refused before the run starts
         raise InputError(f"the run was refused: {_bad_input_message(err, source)}") from err
     wall_s = time.perf_counter() - started
@@ -323,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=_positive_float, metavar="SECONDS", help="override the simulated time"
     )
     run.add_argument("--out", metavar="DIR", help="output directory (default out/<scenario name>)")
+    run.add_argument(
+        "--engine",
+        choices=("auto", "event", "fast"),
+        default="auto",
+        help="auto (default): the compiled fast engine when it models the scenario, else the "
+        "SimPy event engine; both give the same run",
+    )
     run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     run.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     run.set_defaults(handler=_cmd_run)

@@ -140,6 +140,8 @@ PRIO_RELEASE = -2
 PRIO_ARRIVAL = -1
 #: Progress-bar ticks come after everything else at their instant and change nothing.
 PRIO_TICK = 2**62
+#: The engines ``simulate`` knows ("auto": the fast one when it models the scenario).
+ENGINES = ("auto", "event", "fast")
 #: Later than any simulated instant.
 NEVER_US = 2**63
 TICK_US = 100_000
@@ -1150,7 +1152,7 @@ def run_events(
     )
 
 
-def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer]) -> RunData:
+def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool = True) -> RunData:
     """The intended policy, ideally executed (what ``Result.oracle`` compares against).
 
     Every layer - node-scoped or global - is evaluated on one shared state table, at true time,
@@ -1163,13 +1165,18 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer]) -> RunData:
 
     Each layer has its own state table and sees, in arrival order, exactly the requests that
     no earlier enforce layer rejected, so the loop runs layer by layer (same kernel calls in
-    the same order per table as request by request, without per-request dispatch).
+    the same order per table as request by request, without per-request dispatch). With
+    ``compiled`` (the default) that loop is :func:`ratesim.fast.oracle_layer`, compiled by
+    numba; otherwise, or for a state table too large to allocate up front, plain Python (the
+    two agree exactly: ``tests/test_fast_engine.py``).
     """
+    from .fast import MAX_STATE_INTS, oracle_layer, supports_layer
+
     n = len(arrivals)
     n_layers = len(layers)
-    t_arr: list[int] = arrivals.time_us.tolist()
-    tier_of: list[int] = arrivals.tier.tolist()
-    cost_of: list[int] = arrivals.cost.tolist()
+    t_arr: list[int] = []
+    tier_of: list[int] = []
+    cost_of: list[int] = []
     outcomes = np.zeros((n, n_layers), dtype=np.int8)
     remaining = np.full((n, n_layers), -1, dtype=np.int64)
     rejected_by = np.full(n, -1, dtype=np.int16)
@@ -1181,7 +1188,19 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer]) -> RunData:
         if cl.spec.algorithm.kind in BACKEND_KINDS:
             outcomes[todo, pos] = ALLOWED  # capacity guards, not rate limits: see docstring
             continue
-        oks, rems = _oracle_layer(cl, todo.tolist(), t_arr, tier_of, cost_of)
+        size = cl.n_keys * max(a.state_size for a in cl.algs)
+        oks: Any
+        rems: Any
+        if compiled and supports_layer(cl) and size <= MAX_STATE_INTS:
+            oks, rems = oracle_layer(cl, todo, arrivals)
+        else:
+            if not t_arr and n:
+                t_arr, tier_of, cost_of = (
+                    arrivals.time_us.tolist(),
+                    arrivals.tier.tolist(),
+                    arrivals.cost.tolist(),
+                )
+            oks, rems = _oracle_layer(cl, todo.tolist(), t_arr, tier_of, cost_of)
         ok = np.array(oks, dtype=bool)
         remaining[todo, pos] = rems
         outcomes[todo, pos] = np.where(
@@ -1239,7 +1258,7 @@ def simulate(
     seed: int | None = None,
     progress: bool = False,
     *,
-    engine: str = "event",
+    engine: str = "auto",
     arrivals: Arrivals | None = None,
 ) -> Result:
     """Run ``scenario`` on the event engine and return its :class:`~ratesim.results.Result`.
@@ -1249,8 +1268,8 @@ def simulate(
     ``"auto"``); the fast engine is a separate issue. ``arrivals`` replaces the generated
     traffic (the other draws still come from the seed's streams), for tests and parity checks.
     """
-    if engine not in ("event", "auto"):
-        raise ValueError(f"engine must be 'event' or 'auto' (no fast engine yet), got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if isinstance(scenario, str | Path):
         scenario = _resolve(scenario)
     if not isinstance(scenario, Scenario):
@@ -1266,11 +1285,25 @@ def simulate(
             scenario.traffic, scenario.population, scenario.duration_us, streams
         )
     layers = compile_policy(scenario, arrivals)  # draws nothing: the draw order is unchanged
-    # the draws go straight in, so that run_events can free them once converted
-    data = run_events(
-        scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, progress
+    if engine != "event":
+        from .fast import run_fast, unsupported
+
+        reason = unsupported(scenario, layers)
+        if reason is None:
+            engine = "fast"
+        elif engine == "fast":
+            raise ScenarioError(
+                f"scenario {scenario.name!r}: the fast engine does not model {reason}; "
+                "use engine='event' (or 'auto')"
+            )
+        else:
+            engine = "event"
+    # the draws go straight in, so that the run can free them once converted
+    run = run_fast if engine == "fast" else run_events
+    data = run(scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, progress)
+    return Result(
+        scenario, seed, data, oracle_fn=lambda: run_oracle(arrivals, layers), engine=engine
     )
-    return Result(scenario, seed, data, oracle_fn=lambda: run_oracle(arrivals, layers))
 
 
 def _resolve(ref: str | Path) -> Scenario:

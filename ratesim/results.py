@@ -115,10 +115,13 @@ class Result:
         seed: int,
         data: RunData,
         oracle_fn: Callable[[], RunData] | None = None,
+        engine: str = "event",
     ) -> None:
         self.scenario = scenario
         self.seed = seed
         self.data = data
+        #: The engine that ran it ("event", "fast", or "oracle"); both engines give the same run.
+        self.engine = engine
         self._oracle_fn = oracle_fn
         self.layer_names = [layer.name for layer in scenario.policy.layers]
 
@@ -278,7 +281,7 @@ class Result:
         """The oracle's Result (``None`` for an oracle itself)."""
         if self._oracle_fn is None:
             return None
-        return Result(self.scenario, self.seed, self._oracle_fn())
+        return Result(self.scenario, self.seed, self._oracle_fn(), engine="oracle")
 
     @cached_property
     def vs_oracle(self) -> pd.DataFrame:

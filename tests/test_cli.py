@@ -337,3 +337,27 @@ def test_seed_is_passed_to_the_simulation(tmp_path: Path) -> None:
     first, again, other = arrivals("1", "a"), arrivals("1", "b"), arrivals("2", "c")
     pd.testing.assert_frame_equal(first, again)
     assert not first.equals(other)
+
+
+def test_engine_option_gives_the_same_requests_and_names_the_engine(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    base = ["run", "clock-skew", "--scale", "0.1", "--duration", "1", "--no-progress"]
+    frames = {}
+    for engine in ("event", "fast", "auto"):
+        out = tmp_path / engine
+        assert cli.main([*base, "--engine", engine, "--out", str(out), "--no-plots"]) == 0
+        printed = capsys.readouterr().out
+        ran = "event" if engine == "event" else "fast"  # auto picks fast for this scenario
+        assert f"({ran} engine)" in printed.splitlines()[0]
+        frames[engine] = pd.read_parquet(out / "requests.parquet")
+    pd.testing.assert_frame_equal(frames["event"], frames["fast"])
+    pd.testing.assert_frame_equal(frames["event"], frames["auto"])
+
+
+def test_fast_engine_on_a_scenario_it_does_not_model_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["run", "redis-outage", "--scale", "0.05", "--duration", "1", "--engine", "fast"]
+    err = assert_clean_error(capsys, cli.main([*argv, "--out", str(tmp_path), "--no-progress"]))
+    assert "fast engine does not model" in err and "local" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,17 @@ import pytest
 from test_engine_helpers import check_conservation, make_arrivals, make_scenario
 
 import ratesim.scenarios as builtin
-from ratesim.engine import simulate
+from ratesim.engine import simulate as _simulate
 from ratesim.model.clock import ClockSpec
 from ratesim.model.faults import OutageSpec
 from ratesim.model.latency import SpikeSpec
 from ratesim.model.node import hash_user_node
 from ratesim.policy import GcraSpec, LayerSpec, SlidingLogSpec, TokenBucketSpec
 from ratesim.traffic import PopulationSpec
+
+# These are the event engine's model checks (the fast engine is held to the same runs by
+# test_fast_engine.py), so they ask for it by name.
+simulate = functools.partial(_simulate, engine="event")
 
 
 def gcra_layer(name: str = "g", **kw: object) -> LayerSpec:

@@ -1,0 +1,363 @@
+"""The fast engine (numba) gives the event engine's run, request by request.
+
+Every comparison runs both engines on the same scenario, seed and draws and compares every raw
+output array: per-layer outcomes and remaining figures, decision times, rejecting layer, pool
+waits, node, and the Redis queue samples. The event engine is the reference; its own model
+checks are in ``test_engine.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_engine_helpers import check_conservation, make_scenario
+
+import ratesim.scenarios as builtin
+from ratesim import engine as engine_mod
+from ratesim.engine import compile_policy, draw_requests, run_events, run_oracle, simulate
+from ratesim.fast import N_DRIFT, N_OFF, N_PERFECT, NV_COLS, _clock, run_fast, unsupported
+from ratesim.model.backend import BackendSpec
+from ratesim.model.clock import ClockSpec, ClockStep, NodeClock
+from ratesim.model.faults import FailoverSpec, OutageSpec, PartitionSpec
+from ratesim.model.latency import ConstantLatency, LognormalLatency, UniformLatency
+from ratesim.policy import (
+    BucketedWindowSpec,
+    ConcurrencySpec,
+    DoubleBufferedSpec,
+    FixedWindowSpec,
+    GcraSpec,
+    LayerSpec,
+    SlidingCounterSpec,
+    SlidingLogSpec,
+    TokenBucketSpec,
+)
+from ratesim.results import RunData
+from ratesim.rng import Streams
+from ratesim.scenario import Scenario, ScenarioError
+from ratesim.traffic import PopulationSpec, generate_arrivals
+
+FIELDS = (
+    "node",
+    "outcomes",
+    "remaining",
+    "decided_us",
+    "rejected_by",
+    "pool_wait_us",
+    "depth_t_us",
+    "depth",
+)
+
+
+def both(sc: Scenario, seed: int, **fast_kw: Any) -> tuple[RunData, RunData]:
+    """(event engine, fast engine) raw outputs for ``sc`` and ``seed``."""
+    out = []
+    for run in (run_events, run_fast):
+        streams = Streams(seed)
+        arr = generate_arrivals(sc.traffic, sc.population, sc.duration_us, streams)
+        layers = compile_policy(sc, arr)
+        kw = fast_kw if run is run_fast else {}
+        out.append(run(sc, arr, draw_requests(sc, arr, streams), layers, **kw))
+    return out[0], out[1]
+
+
+def assert_same(a: RunData, b: RunData) -> None:
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+        assert getattr(a, f).dtype == getattr(b, f).dtype, f
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in builtin.names() if n != "exchange-surge"] + ["exchange-surge@0.1"]
+)
+def test_builtins_same_run_on_both_engines(name: str) -> None:
+    base, _, scale = name.partition("@")
+    sc = builtin.get(base, scale=float(scale or 1.0))
+    layers = compile_policy(sc, generate_arrivals(sc.traffic, sc.population, 0, Streams(0)))
+    if unsupported(sc, layers) is not None:
+        # auto falls back to the event engine: the very same result as asking for it
+        a = simulate(sc, engine="event")
+        b = simulate(sc, engine="auto")
+        assert_same(a.data, b.data)
+        return
+    a, b = both(sc, sc.seed)
+    assert len(a.decided_us) > 1000
+    assert_same(a, b)
+
+
+# --- random scenarios within the fast engine's reach ---------------------------------------
+
+ALGORITHMS = st.sampled_from(
+    [
+        GcraSpec(max_burst=3, count_per_period=200),
+        GcraSpec(max_burst=0, count_per_period=500),
+        TokenBucketSpec(rate=300.0, burst=4),
+        TokenBucketSpec(rate=250.0, burst=3, refill="ticker", fill_interval_s=0.004),
+        SlidingLogSpec(limit=5, window_s=0.02),
+        FixedWindowSpec(limit=6, window_s=0.01),
+        SlidingCounterSpec(limit=6, window_s=0.01),
+        BucketedWindowSpec(limit=6, window_s=0.02, buckets=4),
+        DoubleBufferedSpec(limit=6, window_s=0.02, buckets=4, swap_interval_s=0.005),
+    ]
+)
+
+
+@st.composite
+def global_layers(draw: st.DrawFn, index: int) -> LayerSpec:
+    tiers = {}
+    if draw(st.booleans()):
+        tiers = {"gold": {"max_burst": 9, "count_per_period": 900}}
+    alg = draw(ALGORITHMS)
+    if not isinstance(alg, GcraSpec):
+        tiers = {}
+    return LayerSpec(
+        name=f"g{index}",
+        algorithm=alg,
+        scope="global",
+        key=draw(st.sampled_from(["*", "{user}", "{tier}:{user}", "{route}"])),
+        tiers=tiers,
+        routes=draw(st.sampled_from([None, ["/a"], ["/b", "/c"]])),
+        mode=draw(st.sampled_from(["enforce", "enforce", "shadow"])),
+        timeout_ms=draw(st.sampled_from([0.3, 1.0, 50.0])),
+        failure_mode=draw(st.sampled_from(["open", "closed"])),
+        time_source=draw(st.sampled_from(["client", "redis"])),
+        drift_guard_ms=draw(st.sampled_from([None, None, 0.8])),
+    )
+
+
+CLOCKS = st.builds(
+    ClockSpec,
+    offset_ms=st.sampled_from([0.0, 0.6, -1.3]),
+    drift_ppm=st.sampled_from([0.0, 120.0, -75.5]),
+    steps=st.lists(
+        st.builds(
+            ClockStep,
+            at_s=st.sampled_from([0.05, 0.1, 0.2]),
+            by_ms=st.sampled_from([-2.0, 1.5]),
+        ),
+        max_size=2,
+    ),
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    nodes = draw(st.integers(1, 3))
+    layers = []
+    if draw(st.booleans()):
+        layers.append(
+            LayerSpec(
+                name="node_tb",
+                algorithm=TokenBucketSpec(rate=400.0, burst=5),
+                key=draw(st.sampled_from(["*", "{user}"])),
+                mode=draw(st.sampled_from(["enforce", "shadow"])),
+            )
+        )
+    layers += [draw(global_layers(k)) for k in range(draw(st.integers(1, 3)))]
+    latency = draw(
+        st.sampled_from(
+            [
+                ConstantLatency(ms=0.0),
+                ConstantLatency(ms=0.2),
+                UniformLatency(low_ms=0.0, high_ms=0.6),
+                LognormalLatency(median_ms=0.2, sigma=1.0),
+            ]
+        )
+    )
+    service = draw(st.sampled_from([ConstantLatency(ms=0.0), ConstantLatency(ms=0.4)]))
+    outages = []
+    if draw(st.booleans()):
+        outages.append(
+            OutageSpec(
+                start_s=0.05,
+                end_s=0.09,
+                kind=draw(st.sampled_from(["refused", "blackhole"])),
+                shards=draw(st.sampled_from([None, [0]])),
+            )
+        )
+    partitions = []
+    if draw(st.booleans()):
+        partitions.append(PartitionSpec(start_s=0.1, end_s=0.13, nodes=[0]))
+    return make_scenario(
+        layers,
+        nodes=nodes,
+        duration_s=0.25,
+        rate_per_s=draw(st.sampled_from([400.0, 2500.0])),
+        topology={
+            "load_balancer": draw(st.sampled_from(["round_robin", "random", "hash_user"])),
+            "clocks": [draw(CLOCKS) for _ in range(nodes)],
+        },
+        network={
+            "latency": latency,
+            "partitions": partitions,
+            "pool_size": draw(st.integers(1, 4)),
+            "pool_max_wait_ms": draw(st.sampled_from([0.0, 0.5, 5.0])),
+        },
+        redis={
+            "service_time": service,
+            "shards": draw(st.integers(1, 3)),
+            "outages": outages,
+        },
+        population=PopulationSpec(
+            users=draw(st.sampled_from([1, 7])),
+            tiers={"gold": 0.3, "silver": 0.7},
+            routes={"/a": 0.5, "/b": 0.3, "/c": 0.2},
+            route_cost={"/c": 2},
+        ),
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=scenarios(), seed=st.integers(0, 2**32 - 1))
+def test_random_scenarios_same_run_on_both_engines(sc: Scenario, seed: int) -> None:
+    a, b = both(sc, seed)
+    assert_same(a, b)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=scenarios(), seed=st.integers(0, 2**32 - 1))
+def test_compiled_oracle_equals_the_python_oracle(sc: Scenario, seed: int) -> None:
+    arr = generate_arrivals(sc.traffic, sc.population, sc.duration_us, Streams(seed))
+    layers = compile_policy(sc, arr)
+    assert_same(run_oracle(arr, layers, compiled=False), run_oracle(arr, layers, compiled=True))
+
+
+def test_random_scenarios_reach_the_rare_paths() -> None:
+    """The random scenarios above are not vacuous: one of them, fixed here, waits for pooled
+    connections, times out, fails open and closed, and still gives the same run."""
+    sc = make_scenario(
+        [
+            LayerSpec(name="n", algorithm=TokenBucketSpec(rate=900.0, burst=5), key="*"),
+            LayerSpec(
+                name="a",
+                algorithm=SlidingLogSpec(limit=5, window_s=0.02),
+                scope="global",
+                key="{user}",
+                timeout_ms=1.0,
+                failure_mode="closed",
+                mode="shadow",
+            ),
+            LayerSpec(
+                name="b",
+                algorithm=GcraSpec(max_burst=3, count_per_period=400),
+                scope="global",
+                key="*",
+                timeout_ms=1.0,
+                time_source="redis",
+            ),
+        ],
+        nodes=2,
+        duration_s=0.3,
+        rate_per_s=2500.0,
+        topology={"clocks": ClockSpec(offset_ms=0.6, drift_ppm=120.0)},
+        network={
+            "latency": LognormalLatency(median_ms=0.2, sigma=1.0),
+            "pool_size": 2,
+            "pool_max_wait_ms": 0.5,
+        },
+        redis={"service_time": ConstantLatency(ms=0.2)},
+    )
+    a, b = both(sc, 3)
+    assert_same(a, b)
+    assert (a.pool_wait_us > 0).sum() > 50
+    assert (a.outcomes == 4).sum() > 10  # fail_open
+    assert (a.outcomes == 5).sum() > 10  # fail_closed
+    assert (a.outcomes == 3).sum() > 10  # shadow rejections
+    assert (a.rejected_by >= 0).sum() > 10
+
+
+def test_heap_growth_and_progress_chunks_change_nothing() -> None:
+    sc = builtin.get("redis-saturation", scale=0.2)
+    a, b = both(sc, 5, heap_size=16, chunk_us=1_000, progress=True)
+    assert_same(a, b)
+
+
+# --- what the fast engine refuses ----------------------------------------------------------
+
+
+def gcra(name: str = "g", **kw: Any) -> LayerSpec:
+    return LayerSpec(
+        name=name, algorithm=GcraSpec(max_burst=3, count_per_period=50), scope="global", **kw
+    )
+
+
+@pytest.mark.parametrize(
+    ("scenario", "reason"),
+    [
+        (make_scenario([gcra(failure_mode="local")]), "failure_mode 'local'"),
+        (
+            make_scenario(
+                [gcra(), LayerSpec(name="n", algorithm=GcraSpec(max_burst=1, count_per_period=5))]
+            ),
+            "node-scoped layer after a global one",
+        ),
+        (
+            make_scenario(
+                [LayerSpec(name="c", algorithm=ConcurrencySpec(max_in_flight=2))],
+                backend=BackendSpec(servers=1, service_time=ConstantLatency(ms=1.0)),
+            ),
+            "backend",
+        ),
+        (make_scenario([gcra()], redis={"failovers": [FailoverSpec(at_s=0.5)]}), "failovers"),
+        (
+            make_scenario([gcra()], redis={"clock": ClockSpec(offset_ms=1.0)}),
+            "Redis clock that is not perfect",
+        ),
+        (
+            make_scenario(
+                [gcra()],
+                topology={"clocks": ClockSpec(steps=[ClockStep(at_s=0.1, by_ms=1.0, slew_s=1.0)])},
+            ),
+            "slews",
+        ),
+    ],
+)
+def test_unsupported_scenarios_are_refused_by_name_and_auto_falls_back(
+    scenario: Scenario, reason: str
+) -> None:
+    with pytest.raises(ScenarioError, match=reason):
+        simulate(scenario, engine="fast")
+    a = simulate(scenario, engine="auto")
+    b = simulate(scenario, engine="event")
+    check_conservation(a)
+    assert_same(a.data, b.data)
+
+
+def test_engine_names() -> None:
+    assert engine_mod.ENGINES == ("auto", "event", "fast")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        simulate("single-node-ideal", engine="numba")
+
+
+# --- the compiled clock --------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=st.builds(
+        ClockSpec,
+        offset_ms=st.floats(-1e6, 1e6),
+        drift_ppm=st.floats(-999_999.0, 1e6),
+        steps=st.lists(
+            st.builds(ClockStep, at_s=st.floats(0, 1e9), by_ms=st.floats(-1e9, 1e9)), max_size=3
+        ),
+    ),
+    times=st.lists(st.integers(-(2**52) + 1, 2**52 - 1), min_size=1, max_size=20),
+)
+def test_compiled_clock_reads_like_node_clock(spec: ClockSpec, times: list[int]) -> None:
+    clock = NodeClock(spec)
+    nv = np.zeros((1, NV_COLS), dtype=np.int64)
+    nv[0, N_OFF], nv[0, N_DRIFT], nv[0, N_PERFECT] = (
+        clock.offset_us,
+        clock.drift_ppt,
+        spec.is_perfect,
+    )
+    jumps = np.zeros((1, len(clock.jumps) + 1, 2), dtype=np.int64)
+    jumps[0, :, 0] = -1
+    for j, step in enumerate(clock.jumps):
+        jumps[0, j] = step
+    for t in times:
+        assert _clock(nv, jumps, 0, t) == clock.read(t)
