@@ -17,14 +17,16 @@ The events it knows (all of them keyed like the event engine's):
 * an arrival batch (every request arriving at one instant, in arrival order);
 * a command reaching its Redis shard (FIFO per shard, Lindley's recursion), including commands
   whose caller already gave up (they still charge the state);
-* a pooled connection handed to a waiting request, a pool-wait timeout, and a request resuming
-  at a later instant (after a failure mode decided).
+* a pooled connection handed to a waiting request, a pool-wait timeout, a request resuming at a
+  later instant (a node layer after a global one, or after a failure mode decided), a local
+  fallback deciding at a later instant;
+* a failover's snapshot and restore of the Redis state (its clock step is a jump of the Redis
+  clock; a script flush makes each node's next command pay the NOSCRIPT round trip).
 
 What it does not model (the event engine does; :func:`unsupported` names the first one a
-scenario uses): concurrency and circuit-breaker layers and the backend behind them, node-scoped
-rate layers after a global one, the ``local`` failure mode, failovers, a Redis clock that is not
-perfect, NTP slews on node clocks, and more than :data:`MAX_STATE_INTS` integers of limiter
-state.
+scenario uses): concurrency and circuit-breaker layers and the backend behind them, NTP slews
+on node or Redis clocks, and more than :data:`MAX_STATE_INTS` integers of limiter state
+(allocated up front, where the event engine allocates a key's state when first seen).
 
 Layout: everything lives in int64 numpy arrays (per-request columns, per-layer state tables laid
 end to end, the event heap as parallel arrays). The loop runs in calls of at most one time
@@ -76,7 +78,9 @@ _double = numba.njit(cache=True)(double_buffered_kernel)
 
 # Outcome codes (ratesim.results) and the engine's priorities, as plain ints for numba.
 _ALLOWED, _REJECTED, _SHADOW_REJECTED, _FAIL_OPEN, _FAIL_CLOSED = 1, 2, 3, 4, 5
+_LOCAL_ALLOWED, _LOCAL_REJECTED = 6, 7
 _STRIDE = 64  # ratesim.engine.PRIO_STRIDE
+_PRIO_FAILOVER = -3
 _PRIO_RELEASE = -2
 _PRIO_ARRIVAL = -1
 
@@ -110,11 +114,16 @@ R_COLS = 14
     L_OFF,
     L_SIZE,
     L_NKEYS,
-) = range(10)
-LY_COLS = 10
+    L_IS_NODE,
+    L_LOCAL,
+    L_LOFF,
+    L_LSIZE,
+) = range(14)
+LY_COLS = 14
 # per-node columns of NV
-N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_OFF, N_DRIFT, N_PERFECT = range(8)
-NV_COLS = 8
+# (rows 0 .. nodes-1: the gateway nodes; row ``nodes``: the Redis server's clock)
+N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_OFF, N_DRIFT, N_PERFECT, N_RELOAD = range(9)
+NV_COLS = 9
 # counters in C
 (
     C_BATCH,
@@ -134,7 +143,8 @@ C_COLS = 11
 H_AT, H_PRIO, H_SEQ, H_KIND, H_I, H_POS, H_CNOW, H_DL = range(8)
 H_ROWS = 8
 # event kinds
-K_SERVE, K_SERVE_LATE, K_RELEASE, K_WAIT_TIMEOUT, K_PROCEED = range(5)
+K_SERVE, K_SERVE_LATE, K_RELEASE, K_WAIT_TIMEOUT, K_PROCEED, K_FAIL_LOCAL = range(6)
+K_SNAPSHOT, K_FAILOVER = 6, 7
 # continuation ops
 OP_DONE, OP_PROCEED, OP_RESUME, OP_SEND, OP_FAIL, OP_FINISH = range(6)
 # loop status
@@ -145,31 +155,29 @@ def unsupported(scenario: Scenario, layers: list[CompiledLayer]) -> str | None:
     """Why the fast engine cannot run ``scenario`` (``None`` when it can)."""
     if scenario.backend is not None:
         return "a backend (concurrency / breaker layers guard it)"
-    seen_global = False
-    size = 0
     nodes = scenario.topology.nodes
+    redis = scenario.redis
+    failovers = len(redis.failovers) if redis is not None else 0
+    size = 0
     for cl in layers:
         spec = cl.spec
         if spec.algorithm.kind in BACKEND_KINDS:
             return f"layer {spec.name!r}: {spec.algorithm.kind} layers"
-        if spec.scope == "global":
-            seen_global = True
-            if spec.failure_mode == "local":
-                return f"layer {spec.name!r}: failure_mode 'local'"
-        elif seen_global:
-            return f"layer {spec.name!r}: a node-scoped layer after a global one"
-        if any(a.kernel not in _KERNELS for a in cl.algs):
+        if not supports_layer(cl) or (
+            cl.local_algs and not all(a.kernel in _KERNELS for a in cl.local_algs)
+        ):
             return f"layer {spec.name!r}: algorithm {spec.algorithm.kind!r}"
-        copies = nodes if spec.scope == "node" else 1
-        size += copies * cl.n_keys * max(a.state_size for a in cl.algs)
+        per_key = max(a.state_size for a in cl.algs)
+        if spec.scope == "node":
+            size += nodes * cl.n_keys * per_key
+        else:
+            size += (1 + failovers) * cl.n_keys * per_key  # the table and its snapshots
+        if cl.local_algs:
+            size += nodes * cl.n_keys * max(a.state_size for a in cl.local_algs)
     if size > MAX_STATE_INTS:
         return f"{size:,} integers of limiter state (more than {MAX_STATE_INTS:,})"
-    redis = scenario.redis
-    if redis is not None:
-        if redis.failovers:
-            return "Redis failovers"
-        if not redis.clock.is_perfect:
-            return "a Redis clock that is not perfect"
+    if redis is not None and NodeClock(redis.clock).slews:
+        return "a Redis clock that slews (NTP slew steps)"
     for k, clock_spec in enumerate(scenario.topology.clock_specs()):
         if NodeClock(clock_spec).slews:
             return f"node {k}'s clock slews (NTP slew steps)"
@@ -349,6 +357,29 @@ def _partitioned(PARTS: Any, PART_NODES: Any, t: int, nd: int) -> bool:
     return False
 
 
+@numba.njit(cache=True)
+def _node_kernel(
+    pos: int,
+    row: int,
+    off: int,
+    size: int,
+    i: int,
+    now: int,
+    R: Any,
+    KEYS: Any,
+    LY: Any,
+    KK: Any,
+    PP: Any,
+    STATE: Any,
+) -> tuple[int, int]:
+    """Layer ``pos``'s kernel on request ``i``'s node table (``row``: ``pos`` for the layer's
+    own algorithms, ``n_layers + pos`` for its local fallback) at local time ``now``."""
+    tr = R[i, R_TIER]
+    s0 = off + (R[i, R_NODE] * LY[pos, L_NKEYS] + KEYS[pos, i]) * size
+    ok, rem, _, _ = _kernel(KK[row, tr], PP[row, tr], STATE[s0 : s0 + size], now, R[i, R_COST])
+    return ok, rem
+
+
 @numba.njit(cache=True, inline="always")
 def _continue(
     op: int,
@@ -357,9 +388,14 @@ def _continue(
     x: int,
     cur: int,
     R: Any,
+    KEYS: Any,
     APPLIES: Any,
     OUT: Any,
+    REM: Any,
     LY: Any,
+    KK: Any,
+    PP: Any,
+    STATE: Any,
     LAT: Any,
     SHARD: Any,
     NV: Any,
@@ -388,13 +424,41 @@ def _continue(
                 pos = -1
                 continue
             if op == OP_RESUME:
-                if R[i, R_CONN] == 1:
+                if R[i, R_CONN] == 1 and not LY[pos, L_IS_NODE]:
                     op = OP_SEND
                 else:
                     _push(H, C, x, i * _STRIDE + pos, K_PROCEED, i, pos, 0, 0)
                     op = OP_DONE
                 continue
-            # proceed: borrow a connection first (the engine's ``acquire``)
+            if LY[pos, L_IS_NODE]:
+                # a node rate layer after a global one, at the node's clock now
+                local_now = R[i, R_CLK] if x == R[i, R_T] else _clock(NV, JUMPS, R[i, R_NODE], x)
+                ok, rem = _node_kernel(
+                    pos,
+                    pos,
+                    LY[pos, L_OFF],
+                    LY[pos, L_SIZE],
+                    i,
+                    local_now,
+                    R,
+                    KEYS,
+                    LY,
+                    KK,
+                    PP,
+                    STATE,
+                )
+                REM[pos, i] = rem
+                if ok:
+                    OUT[pos, i] = _ALLOWED
+                    pos += 1
+                elif LY[pos, L_SHADOW]:
+                    OUT[pos, i] = _SHADOW_REJECTED
+                    pos += 1
+                else:
+                    OUT[pos, i] = _REJECTED
+                    op = OP_FINISH
+                continue
+            # a global layer: borrow a connection first (the engine's ``acquire``)
             if R[i, R_CONN] == 0:
                 nd = R[i, R_NODE]
                 while NV[nd, N_RLEN] > 0 and RH[nd, 0] <= x:
@@ -451,6 +515,10 @@ def _continue(
             client_now = x
             if LY[pos, L_CLIENT_TIME]:
                 client_now = R[i, R_CLK] if x == R[i, R_T] else _clock(NV, JUMPS, nd, x)
+            if NV[nd, N_RELOAD]:
+                # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
+                NV[nd, N_RELOAD] = 0
+                a += LAT[g, 1, i] + LAT[g, 0, i]
             late = a > deadline
             kind = K_SERVE_LATE if late else K_SERVE
             _push(H, C, a, i * _STRIDE + pos, kind, i, pos, client_now, deadline)
@@ -460,7 +528,40 @@ def _continue(
             else:
                 op = OP_DONE
         elif op == OP_FAIL:
-            if LY[pos, L_CLOSED]:
+            if LY[pos, L_LOCAL]:
+                if x != cur:
+                    _push(H, C, x, i * _STRIDE + pos, K_FAIL_LOCAL, i, pos, 0, 0)
+                    op = OP_DONE
+                    continue
+                # the node-local fallback limiter decides (the engine's ``fail_local``)
+                local_now = _clock(NV, JUMPS, R[i, R_NODE], x)
+                ok, rem = _node_kernel(
+                    pos,
+                    n_layers + pos,
+                    LY[pos, L_LOFF],
+                    LY[pos, L_LSIZE],
+                    i,
+                    local_now,
+                    R,
+                    KEYS,
+                    LY,
+                    KK,
+                    PP,
+                    STATE,
+                )
+                REM[pos, i] = rem
+                if ok:
+                    OUT[pos, i] = _LOCAL_ALLOWED
+                    op = OP_RESUME
+                    pos += 1
+                else:
+                    OUT[pos, i] = _LOCAL_REJECTED
+                    if LY[pos, L_SHADOW]:
+                        op = OP_RESUME
+                        pos += 1
+                    else:
+                        op = OP_FINISH
+            elif LY[pos, L_CLOSED]:
                 OUT[pos, i] = _FAIL_CLOSED
                 if LY[pos, L_SHADOW]:
                     op = OP_RESUME
@@ -538,6 +639,9 @@ def _run(
     KK: Any,
     PP: Any,
     STATE: Any,
+    GSTATE: Any,
+    SNAP: Any,
+    FO_FLUSH: Any,
     LAT: Any,
     SHARD: Any,
     NV: Any,
@@ -560,6 +664,7 @@ def _run(
     n_batches = INST.shape[0]
     n_pre = C[C_PRE]
     sharded = C[C_SHARDS] > 1
+    n_nodes = NV.shape[0] - 1
     while True:
         b = C[C_BATCH]
         hn = C[C_HEAP]
@@ -598,9 +703,14 @@ def _run(
                     cur,
                     cur,
                     R,
+                    KEYS,
                     APPLIES,
                     OUT,
+                    REM,
                     LY,
+                    KK,
+                    PP,
+                    STATE,
                     LAT,
                     SHARD,
                     NV,
@@ -637,8 +747,9 @@ def _run(
             CMD[1, c] = fin
             CMD[2, c] = sh
             reply = fin + LAT[g, 1, i]
+            server_now = start if NV[n_nodes, N_PERFECT] else _clock(NV, JUMPS, n_nodes, start)
             guard = LY[pos, L_GUARD]
-            if guard and abs(cnow - start) > guard:
+            if guard and abs(cnow - server_now) > guard:
                 if not late:
                     op = OP_FAIL
                     x = min(reply, dl)
@@ -646,9 +757,9 @@ def _run(
                 size = LY[pos, L_SIZE]
                 s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
                 tr = R[i, R_TIER]
-                now_k = start if LY[pos, L_REDIS_TIME] else cnow
+                now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
                 ok, rem, _, _ = _kernel(
-                    KK[pos, tr], PP[pos, tr], STATE[s0 : s0 + size], now_k, R[i, R_COST]
+                    KK[pos, tr], PP[pos, tr], GSTATE[s0 : s0 + size], now_k, R[i, R_COST]
                 )
                 if late:
                     pass
@@ -695,8 +806,16 @@ def _run(
                 R[i, R_POOL_WAIT] = cur - R[i, R_WAIT_SINCE]
                 op = OP_PROCEED
                 pos = R[i, R_WAIT_POS]
-        else:  # K_PROCEED
+        elif kind == K_PROCEED:
             op = OP_PROCEED
+        elif kind == K_FAIL_LOCAL:
+            op = OP_FAIL
+        elif kind == K_SNAPSHOT:
+            SNAP[i, :] = GSTATE
+        else:  # K_FAILOVER: the state as it was at the snapshot comes back
+            GSTATE[:] = SNAP[i, :]
+            if FO_FLUSH[i]:
+                NV[:n_nodes, N_RELOAD] = 1
         if op != OP_DONE:
             _continue(
                 op,
@@ -705,9 +824,14 @@ def _run(
                 x,
                 cur,
                 R,
+                KEYS,
                 APPLIES,
                 OUT,
+                REM,
                 LY,
+                KK,
+                PP,
+                STATE,
                 LAT,
                 SHARD,
                 NV,
@@ -773,18 +897,22 @@ def run_fast(
     KEYS = np.zeros((n_layers, n), dtype=np.int64)
     APPLIES = np.ones((n_layers, n), dtype=np.int8)
     LY = np.zeros((n_layers, LY_COLS), dtype=np.int64)
-    max_p = max((len(a.params) for cl in layers for a in cl.algs), default=1)
-    KK = np.zeros((n_layers, n_tiers), dtype=np.int64)
-    PP = np.zeros((n_layers, n_tiers, max_p), dtype=np.int64)
+    every_alg = [a for cl in layers for a in (*cl.algs, *(cl.local_algs or ()))]
+    max_p = max((len(a.params) for a in every_alg), default=1)
+    # row pos: layer pos's algorithm per tier; row n_layers + pos: its local fallback's
+    KK = np.zeros((2 * n_layers, n_tiers), dtype=np.int64)
+    PP = np.zeros((2 * n_layers, n_tiers, max_p), dtype=np.int64)
     SHARD = np.zeros((max(g_count, 1), n), dtype=np.int64)
-    off = 0
+    off = 0  # node-side tables (node layers, local fallbacks) in STATE
+    g_off = 0  # Redis-side tables (global layers) in GSTATE
     for pos, cl in enumerate(layers):
         spec = cl.spec
         KEYS[pos] = cl.keys
         if cl.applies_np is not None:
             APPLIES[pos] = cl.applies_np
         size = max(a.state_size for a in cl.algs)
-        copies = nodes if spec.scope == "node" else 1
+        is_node = spec.scope == "node"
+        l_size = max(a.state_size for a in cl.local_algs) if cl.local_algs else 0
         LY[pos] = (
             cl.gidx,
             spec.mode == "shadow",
@@ -793,18 +921,30 @@ def run_fast(
             round(spec.drift_guard_ms * 1000) if spec.drift_guard_ms else 0,
             spec.time_source == "client" or bool(spec.drift_guard_ms),
             spec.failure_mode == "closed",
-            off,
+            off if is_node else g_off,
             size,
             cl.n_keys,
+            is_node,
+            bool(cl.local_algs),
+            off + (nodes * cl.n_keys * size if is_node else 0),
+            l_size,
         )
-        off += copies * cl.n_keys * size
-        for tr in range(n_tiers):
-            alg = cl.algs[tr if tr < len(cl.algs) else 0]
-            KK[pos, tr] = _kernel_code(alg.kernel)
-            PP[pos, tr, : len(alg.params)] = alg.params
+        if is_node:
+            off += nodes * cl.n_keys * size
+        else:
+            g_off += cl.n_keys * size
+        off += nodes * cl.n_keys * l_size
+        for row, algs in ((pos, cl.algs), (n_layers + pos, cl.local_algs or [])):
+            for tr, alg in enumerate(algs[:n_tiers]):
+                KK[row, tr] = _kernel_code(alg.kernel)
+                PP[row, tr, : len(alg.params)] = alg.params
         if cl.shard is not None:
             SHARD[cl.gidx] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
+    GSTATE = np.zeros(g_off, dtype=np.int64)
+    failovers = sorted(redis.failovers, key=lambda f: f.at_us) if redis is not None else []
+    SNAP = np.zeros((len(failovers), g_off), dtype=np.int64)
+    FO_FLUSH = np.array([f.flush_scripts for f in failovers], dtype=np.bool_)
     OUT = np.zeros((n_layers, n), dtype=np.int8)
     REM = np.full((n_layers, n), -1, dtype=np.int64)
 
@@ -816,24 +956,33 @@ def run_fast(
     node_np = draws.node
     del draws
 
-    NV = np.zeros((nodes, NV_COLS), dtype=np.int64)
+    # clocks: one row per node, then the Redis server's (failover clock steps are its jumps,
+    # as the engine's stepped reader adds them)
+    redis_clock = NodeClock(redis.clock if redis is not None else None)
+    redis_jumps = [
+        *redis_clock.jumps,
+        *((f.at_us, round(f.clock_step_ms * 1000)) for f in failovers if f.clock_step_ms),
+    ]
+    all_clocks = [(c, list(c.jumps), c.spec.is_perfect) for c in clocks]
+    all_clocks.append((redis_clock, redis_jumps, redis_clock.spec.is_perfect and not redis_jumps))
+    NV = np.zeros((nodes + 1, NV_COLS), dtype=np.int64)
     NV[:, N_WHEAD] = -1
     NV[:, N_WTAIL] = -1
-    max_jumps = max((len(c.jumps) for c in clocks), default=0)
-    JUMPS = np.zeros((nodes, max_jumps + 1, 2), dtype=np.int64)
+    max_jumps = max(len(jumps) for _, jumps, _ in all_clocks)
+    JUMPS = np.zeros((nodes + 1, max_jumps + 1, 2), dtype=np.int64)
     JUMPS[:, :, 0] = -1
-    for k, clock in enumerate(clocks):
+    for k, (clock, jumps, perfect) in enumerate(all_clocks):
         NV[k, N_OFF] = clock.offset_us
         NV[k, N_DRIFT] = clock.drift_ppt
-        NV[k, N_PERFECT] = clock.spec.is_perfect
-        for j, (at_us, by_us) in enumerate(clock.jumps):
+        NV[k, N_PERFECT] = perfect
+        for j, (at_us, by_us) in enumerate(jumps):
             JUMPS[k, j] = (at_us, by_us)
     pool_size = net.pool_size
     RH = np.zeros((nodes, pool_size + 1), dtype=np.int64)
     n_shards = redis.shards if redis is not None else 1
     BUSY = np.zeros(n_shards, dtype=np.int64)
     CMD = np.zeros((3, n * g_count), dtype=np.int64)
-    H = np.zeros((max(1, heap_size), H_ROWS), dtype=np.int64)
+    H = np.zeros((max(1, heap_size, 2 * len(failovers) + 1), H_ROWS), dtype=np.int64)
     C = np.zeros(C_COLS, dtype=np.int64)
     C[C_POOL_SIZE] = pool_size
     C[C_POOL_WAIT] = round(net.pool_max_wait_ms * 1000)
@@ -842,6 +991,11 @@ def run_fast(
         n_pre += 1
     C[C_PRE] = n_pre
     C[C_SHARDS] = n_shards
+    # failovers: a snapshot at ``at - lost_writes`` and the restore at ``at``, posted in this
+    # order before the run as the event engine posts them
+    for j, f in enumerate(failovers):
+        _push(H, C, max(0, f.at_us - f.lost_writes_us), _PRIO_FAILOVER, K_SNAPSHOT, j, 0, 0, 0)
+        _push(H, C, f.at_us, _PRIO_FAILOVER, K_FAILOVER, j, 0, 0, 0)
 
     outages = list(redis.outages) if redis is not None else []
     OUTAGES = np.zeros((len(outages), 3), dtype=np.int64)
@@ -889,6 +1043,9 @@ def run_fast(
                 KK,
                 PP,
                 STATE,
+                GSTATE,
+                SNAP,
+                FO_FLUSH,
                 LAT,
                 SHARD,
                 NV,
@@ -926,7 +1083,7 @@ def run_fast(
             f"conservation violated: {n} arrivals, {arrived} arrived, {done} decided "
             f"({arrived - done} in flight)"
         )
-    if (NV[:, N_IN_USE] != NV[:, N_RLEN]).any() or NV[:, N_LIVE].any():
+    if (NV[:nodes, N_IN_USE] != NV[:nodes, N_RLEN]).any() or NV[:nodes, N_LIVE].any():
         raise AssertionError("conservation violated: a node's pool not returned")
     n_cmd = int(C[C_CMD])
     depth_t = CMD[0, :n_cmd].copy()

@@ -358,6 +358,13 @@ def test_engine_option_gives_the_same_requests_and_names_the_engine(
 def test_fast_engine_on_a_scenario_it_does_not_model_exits_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    argv = ["run", "redis-outage", "--scale", "0.05", "--duration", "1", "--engine", "fast"]
-    err = assert_clean_error(capsys, cli.main([*argv, "--out", str(tmp_path), "--no-progress"]))
-    assert "fast engine does not model" in err and "local" in err
+    from ratesim import scenarios
+    from ratesim.model.clock import ClockSpec, ClockStep
+
+    sc = scenarios.get("single-node-ideal")
+    slewing = ClockSpec(steps=[ClockStep(at_s=0.1, by_ms=1.0, slew_s=1.0)])
+    topology = sc.topology.model_copy(update={"clocks": slewing})
+    sc.model_copy(update={"topology": topology}).to_yaml(tmp_path / "slew.yaml")
+    argv = ["run", str(tmp_path / "slew.yaml"), "--engine", "fast", "--out", str(tmp_path)]
+    err = assert_clean_error(capsys, cli.main([*argv, "--no-progress"]))
+    assert "fast engine does not model" in err and "slews" in err

@@ -18,6 +18,7 @@ from test_engine_helpers import check_conservation, make_scenario
 
 import ratesim.scenarios as builtin
 from ratesim import engine as engine_mod
+from ratesim import fast as fast_mod
 from ratesim.engine import compile_policy, draw_requests, run_events, run_oracle, simulate
 from ratesim.fast import N_DRIFT, N_OFF, N_PERFECT, NV_COLS, _clock, run_fast, unsupported
 from ratesim.model.backend import BackendSpec
@@ -95,7 +96,7 @@ ALGORITHMS = st.sampled_from(
         GcraSpec(max_burst=3, count_per_period=200),
         GcraSpec(max_burst=0, count_per_period=500),
         TokenBucketSpec(rate=300.0, burst=4),
-        TokenBucketSpec(rate=250.0, burst=3, refill="ticker", fill_interval_s=0.004),
+        TokenBucketSpec(rate=3000.0, burst=24, refill="ticker", fill_interval_s=0.004),
         SlidingLogSpec(limit=5, window_s=0.02),
         FixedWindowSpec(limit=6, window_s=0.01),
         SlidingCounterSpec(limit=6, window_s=0.01),
@@ -122,7 +123,7 @@ def global_layers(draw: st.DrawFn, index: int) -> LayerSpec:
         routes=draw(st.sampled_from([None, ["/a"], ["/b", "/c"]])),
         mode=draw(st.sampled_from(["enforce", "enforce", "shadow"])),
         timeout_ms=draw(st.sampled_from([0.3, 1.0, 50.0])),
-        failure_mode=draw(st.sampled_from(["open", "closed"])),
+        failure_mode=draw(st.sampled_from(["open", "closed", "local"])),
         time_source=draw(st.sampled_from(["client", "redis"])),
         drift_guard_ms=draw(st.sampled_from([None, None, 0.8])),
     )
@@ -157,6 +158,15 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             )
         )
     layers += [draw(global_layers(k)) for k in range(draw(st.integers(1, 3)))]
+    if draw(st.booleans()):  # a node layer after the global ones
+        layers.append(
+            LayerSpec(
+                name="node_after",
+                algorithm=draw(ALGORITHMS),
+                key=draw(st.sampled_from(["*", "{user}"])),
+                mode=draw(st.sampled_from(["enforce", "shadow"])),
+            )
+        )
     latency = draw(
         st.sampled_from(
             [
@@ -181,6 +191,16 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     partitions = []
     if draw(st.booleans()):
         partitions.append(PartitionSpec(start_s=0.1, end_s=0.13, nodes=[0]))
+    failovers = []
+    if draw(st.booleans()):
+        failovers.append(
+            FailoverSpec(
+                at_s=draw(st.sampled_from([0.07, 0.15])),
+                lost_writes_ms=draw(st.sampled_from([0.0, 20.0])),
+                clock_step_ms=draw(st.sampled_from([0.0, 1.5, -2.0])),
+                flush_scripts=draw(st.booleans()),
+            )
+        )
     return make_scenario(
         layers,
         nodes=nodes,
@@ -200,6 +220,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             "service_time": service,
             "shards": draw(st.integers(1, 3)),
             "outages": outages,
+            "failovers": failovers,
+            "clock": draw(CLOCKS),
         },
         population=PopulationSpec(
             users=draw(st.sampled_from([1, 7])),
@@ -287,13 +309,6 @@ def gcra(name: str = "g", **kw: Any) -> LayerSpec:
 @pytest.mark.parametrize(
     ("scenario", "reason"),
     [
-        (make_scenario([gcra(failure_mode="local")]), "failure_mode 'local'"),
-        (
-            make_scenario(
-                [gcra(), LayerSpec(name="n", algorithm=GcraSpec(max_burst=1, count_per_period=5))]
-            ),
-            "node-scoped layer after a global one",
-        ),
         (
             make_scenario(
                 [LayerSpec(name="c", algorithm=ConcurrencySpec(max_in_flight=2))],
@@ -301,17 +316,19 @@ def gcra(name: str = "g", **kw: Any) -> LayerSpec:
             ),
             "backend",
         ),
-        (make_scenario([gcra()], redis={"failovers": [FailoverSpec(at_s=0.5)]}), "failovers"),
         (
-            make_scenario([gcra()], redis={"clock": ClockSpec(offset_ms=1.0)}),
-            "Redis clock that is not perfect",
+            make_scenario(
+                [gcra()],
+                redis={"clock": ClockSpec(steps=[ClockStep(at_s=0.1, by_ms=1.0, slew_s=1.0)])},
+            ),
+            "Redis clock that slews",
         ),
         (
             make_scenario(
                 [gcra()],
                 topology={"clocks": ClockSpec(steps=[ClockStep(at_s=0.1, by_ms=1.0, slew_s=1.0)])},
             ),
-            "slews",
+            "node 0's clock slews",
         ),
     ],
 )
@@ -322,8 +339,23 @@ def test_unsupported_scenarios_are_refused_by_name_and_auto_falls_back(
         simulate(scenario, engine="fast")
     a = simulate(scenario, engine="auto")
     b = simulate(scenario, engine="event")
+    assert a.engine == "event"
     check_conservation(a)
     assert_same(a.data, b.data)
+
+
+def test_too_much_state_is_refused_and_auto_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    sc = make_scenario(
+        [gcra(key="{user}"), LayerSpec(name="log", algorithm=SlidingLogSpec(limit=40, window_s=1))],
+        rate_per_s=500.0,
+    )
+    monkeypatch.setattr(fast_mod, "MAX_STATE_INTS", 200)  # 10 users' logs of 42 integers
+    with pytest.raises(ScenarioError, match="integers of limiter state"):
+        simulate(sc, engine="fast")
+    a, b = simulate(sc, engine="auto"), simulate(sc, engine="event")
+    assert a.engine == "event"
+    assert_same(a.data, b.data)
+    assert_same(a.oracle.data, b.oracle.data)  # type: ignore[union-attr]
 
 
 def test_engine_names() -> None:
