@@ -460,7 +460,10 @@ def run_events(
     bk_inflight = 0
     # per request: the concurrency slots / breaker passes it holds until the backend completes
     held: list[list[tuple[Any, ...]] | None] = [None] * n
-    cwait = bytearray(n)  # 1 while waiting for a concurrency slot
+    # layer position + 1 while waiting for a slot of that concurrency layer, else 0: a request
+    # can wait at one layer, be handed a slot, then wait at a later one, and the first layer's
+    # timeout (still queued) must then leave it alone
+    cwait = bytearray(n)
     cqueues: list[list[dict[int, deque[int]]]] = [[{} for _ in range(nodes)] for _ in layers]
     is_node = [s.scope == "node" for s in specs]
     is_shadow = [s.mode == "shadow" for s in specs]
@@ -522,7 +525,7 @@ def run_events(
                 return 1
             if code == QUEUE:
                 cqueues[pos][nd].setdefault(k, deque()).append(i)
-                cwait[i] = 1
+                cwait[i] = pos + 1
                 post(on_conc_timeout, (i, pos, st), i * PRIO_STRIDE + pos, x + p[1])
                 return 2
         else:
@@ -545,7 +548,7 @@ def run_events(
         nonlocal cur
         cur = ev.at
         w, pos, st = ev._value
-        if not cwait[w]:
+        if cwait[w] != pos + 1:
             return
         cwait[w] = 0
         concurrency_cancel_wait(par[pos][tier_of[w]], st, local_clock(w, cur))
@@ -566,7 +569,7 @@ def run_events(
                 if concurrency_complete(p, st, local_now) == HANDOFF:
                     dq = cqueues[pos][nd][k]
                     w = dq.popleft()
-                    while not cwait[w]:  # skip waiters that already gave up
+                    while cwait[w] != pos + 1:  # skip waiters that gave up or moved on
                         w = dq.popleft()
                     cwait[w] = 0
                     outcome[pos][w] = ALLOWED

@@ -12,7 +12,7 @@ the same order, through the same kernels (the algorithms' module-level functions
 waits and Redis queue samples for the same scenario and seed (``tests/test_fast_engine.py``
 checks this on every supported built-in and on random scenarios).
 
-The events it knows (all of them keyed like the event engine's):
+The events it knows are all of the event engine's, keyed the same way:
 
 * an arrival batch (every request arriving at one instant, in arrival order);
 * a command reaching its Redis shard (FIFO per shard, Lindley's recursion), including commands
@@ -21,12 +21,15 @@ The events it knows (all of them keyed like the event engine's):
   later instant (a node layer after a global one, or after a failure mode decided), a local
   fallback deciding at a later instant;
 * a failover's snapshot and restore of the Redis state (its clock step is a jump of the Redis
-  clock; a script flush makes each node's next command pay the NOSCRIPT round trip).
+  clock; a script flush makes each node's next command pay the NOSCRIPT round trip);
+* a concurrency wait timing out, a request entering and leaving the backend, and the slots and
+  breaker passes it held being given back (a freed slot handed to the oldest waiter, whose walk
+  through the layers then continues, in the event engine's order).
 
 What it does not model (the event engine does; :func:`unsupported` names the first one a
-scenario uses): concurrency and circuit-breaker layers and the backend behind them, NTP slews
-on node or Redis clocks, and more than :data:`MAX_STATE_INTS` integers of limiter state
-(allocated up front, where the event engine allocates a key's state when first seen).
+scenario uses): NTP slews on node or Redis clocks (their exact arithmetic needs integers wider
+than 64 bits), and more than :data:`MAX_STATE_INTS` integers of limiter state (allocated up
+front, where the event engine allocates a key's state when first seen).
 
 Layout: everything lives in int64 numpy arrays (per-request columns, per-layer state tables laid
 end to end, the event heap as parallel arrays). The loop runs in calls of at most one time
@@ -40,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
+from .algorithms.breaker import breaker_on_complete, breaker_release_probe, breaker_try_pass
 from .algorithms.bucketed import bucketed_kernel, double_buffered_kernel
+from .algorithms.concurrency import (
+    concurrency_acquire,
+    concurrency_cancel_wait,
+    concurrency_complete,
+)
 from .algorithms.gcra import gcra_kernel
 from .algorithms.sliding_log import sliding_log_kernel
 from .algorithms.token_bucket import token_bucket_kernel
@@ -75,6 +84,16 @@ _fixed = numba.njit(cache=True)(fixed_window_kernel)
 _counter = numba.njit(cache=True)(sliding_counter_kernel)
 _bucketed = numba.njit(cache=True)(bucketed_kernel)
 _double = numba.njit(cache=True)(double_buffered_kernel)
+_conc_acquire = numba.njit(cache=True)(concurrency_acquire)
+_conc_complete = numba.njit(cache=True)(concurrency_complete)
+_conc_cancel = numba.njit(cache=True)(concurrency_cancel_wait)
+_br_try_pass = numba.njit(cache=True)(breaker_try_pass)
+_br_on_complete = numba.njit(cache=True)(breaker_on_complete)
+_br_release_probe = numba.njit(cache=True)(breaker_release_probe)
+# concurrency codes and state indices, breaker state (ratesim.algorithms.concurrency / breaker)
+_ADMIT, _QUEUE, _HANDOFF = 1, 2, 3
+_IN_FLIGHT, _QUEUED = 0, 1
+_BREAKER_OPEN = 1
 
 # Outcome codes (ratesim.results) and the engine's priorities, as plain ints for numba.
 _ALLOWED, _REJECTED, _SHADOW_REJECTED, _FAIL_OPEN, _FAIL_CLOSED = 1, 2, 3, 4, 5
@@ -100,8 +119,12 @@ _PRIO_ARRIVAL = -1
     R_WAIT_SINCE,
     R_WNEXT,
     R_PRE_REJ,
-) = range(14)
-R_COLS = 14
+    R_CWAIT,
+    R_HOLDS,
+    R_BK,
+    R_BK_DONE,
+) = range(18)
+R_COLS = 18
 # per-layer columns of LY
 (
     L_GIDX,
@@ -118,8 +141,10 @@ R_COLS = 14
     L_LOCAL,
     L_LOFF,
     L_LSIZE,
-) = range(14)
-LY_COLS = 14
+    L_GUARD_KIND,
+    L_QOFF,
+) = range(16)
+LY_COLS = 16
 # per-node columns of NV
 # (rows 0 .. nodes-1: the gateway nodes; row ``nodes``: the Redis server's clock)
 N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_OFF, N_DRIFT, N_PERFECT, N_RELOAD = range(9)
@@ -137,14 +162,23 @@ NV_COLS = 9
     C_POOL_WAIT,
     C_PRE,
     C_SHARDS,
-) = range(11)
-C_COLS = 11
+    C_BACKEND,
+    C_BK_INFLIGHT,
+    C_STACK,
+) = range(14)
+C_COLS = 14
 # event heap: one row of H per event, these columns
 H_AT, H_PRIO, H_SEQ, H_KIND, H_I, H_POS, H_CNOW, H_DL = range(8)
 H_ROWS = 8
 # event kinds
 K_SERVE, K_SERVE_LATE, K_RELEASE, K_WAIT_TIMEOUT, K_PROCEED, K_FAIL_LOCAL = range(6)
-K_SNAPSHOT, K_FAILOVER = 6, 7
+K_SNAPSHOT, K_FAILOVER, K_CONC_TIMEOUT, K_BACKEND_START, K_RELEASE_HELD, K_BACKEND_DONE = range(
+    6, 12
+)
+# guard kinds (LY[:, L_GUARD_KIND]): a rate layer, a concurrency limit, a circuit breaker
+G_RATE, G_CONCURRENCY, G_BREAKER = 0, 1, 2
+# HOLD values: what request i holds at layer pos until its backend call ends
+H_NONE, H_SLOT, H_PASS, H_PROBE = 0, 1, 2, 3
 # continuation ops
 OP_DONE, OP_PROCEED, OP_RESUME, OP_SEND, OP_FAIL, OP_FINISH = range(6)
 # loop status
@@ -153,16 +187,12 @@ ST_LIMIT, ST_FINISHED, ST_GROW = 0, 1, 2
 
 def unsupported(scenario: Scenario, layers: list[CompiledLayer]) -> str | None:
     """Why the fast engine cannot run ``scenario`` (``None`` when it can)."""
-    if scenario.backend is not None:
-        return "a backend (concurrency / breaker layers guard it)"
     nodes = scenario.topology.nodes
     redis = scenario.redis
     failovers = len(redis.failovers) if redis is not None else 0
     size = 0
     for cl in layers:
         spec = cl.spec
-        if spec.algorithm.kind in BACKEND_KINDS:
-            return f"layer {spec.name!r}: {spec.algorithm.kind} layers"
         if not supports_layer(cl) or (
             cl.local_algs and not all(a.kernel in _KERNELS for a in cl.local_algs)
         ):
@@ -380,6 +410,91 @@ def _node_kernel(
     return ok, rem
 
 
+@numba.njit(cache=True)
+def _backend_start(i: int, y: int, R: Any, H: Any, C: Any, BKF: Any) -> None:
+    """Admitted request ``i`` enters the backend at ``y`` (== now); its completion is an event
+    after its base service time slowed by the load (float arithmetic as the event engine's)."""
+    C[C_BK_INFLIGHT] += 1
+    slowdown = 1.0 + BKF[0] * (C[C_BK_INFLIGHT] - 1) / BKF[1]
+    done = y + round(R[i, R_BK] * slowdown)
+    _push(H, C, done, i * _STRIDE + _STRIDE - 1, K_BACKEND_DONE, i, 0, 0, 0)
+
+
+@numba.njit(cache=True)
+def _release_held(
+    i: int,
+    y: int,
+    completed: bool,
+    R: Any,
+    KEYS: Any,
+    OUT: Any,
+    REM: Any,
+    LY: Any,
+    PP: Any,
+    STATE: Any,
+    NV: Any,
+    JUMPS: Any,
+    PRL: Any,
+    CQ: Any,
+    STACK: Any,
+    C: Any,
+) -> None:
+    """Give back request ``i``'s concurrency slots and report to its breakers at ``y`` (==
+    now), in layer order (the order it took them); a slot handed to a waiter puts the waiter's
+    ``proceed`` on the continuation stack, first hand-off on top."""
+    R[i, R_HOLDS] = 0
+    nd = R[i, R_NODE]
+    local_now = R[i, R_CLK] if y == R[i, R_T] else _clock(NV, JUMPS, nd, y)
+    tr = R[i, R_TIER]
+    first = C[C_STACK]
+    for pos in range(LY.shape[0]):
+        h = PRL[0, i, pos]
+        if h == H_NONE:
+            continue
+        PRL[0, i, pos] = H_NONE
+        k = KEYS[pos, i]
+        size = LY[pos, L_SIZE]
+        s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + k) * size
+        st = STATE[s0 : s0 + size]
+        p = PP[pos, tr]
+        if h == H_SLOT:
+            if _conc_complete(p, st, local_now) == _HANDOFF:
+                e = LY[pos, L_QOFF] + nd * LY[pos, L_NKEYS] + k
+                w = CQ[0, e]
+                while True:  # skip waiters that already gave up
+                    CQ[0, e] = PRL[2, w, pos]
+                    if CQ[0, e] < 0:
+                        CQ[1, e] = -1
+                    if R[w, R_CWAIT] == pos + 1:  # else it gave up or moved on
+                        break
+                    w = CQ[0, e]
+                R[w, R_CWAIT] = 0
+                OUT[pos, w] = _ALLOWED
+                REM[pos, w] = 0
+                PRL[0, w, pos] = H_SLOT
+                R[w, R_HOLDS] += 1
+                c = C[C_STACK]
+                C[C_STACK] = c + 1
+                STACK[c, 0] = OP_PROCEED
+                STACK[c, 1] = w
+                STACK[c, 2] = pos + 1
+                STACK[c, 3] = y
+        elif completed:
+            _br_on_complete(p, st, local_now, local_now - PRL[1, i, pos], 0)
+        elif h == H_PROBE:
+            _br_release_probe(p, st, local_now)
+    # the first hand-off runs first: reverse this call's entries on the stack
+    lo = first
+    hi = C[C_STACK] - 1
+    while lo < hi:
+        for col in range(4):
+            tmp = STACK[lo, col]
+            STACK[lo, col] = STACK[hi, col]
+            STACK[hi, col] = tmp
+        lo += 1
+        hi -= 1
+
+
 @numba.njit(cache=True, inline="always")
 def _continue(
     op: int,
@@ -407,13 +522,29 @@ def _continue(
     OUT_SHARDS: Any,
     PARTS: Any,
     PART_NODES: Any,
+    PRL: Any,
+    CQ: Any,
+    STACK: Any,
+    BKF: Any,
 ) -> None:
     """Run request ``i``'s continuation ``op`` (the engine's ``proceed`` / ``resume`` / send /
     ``fail`` / ``finish``, which only ever call one another last) at the current instant
     ``cur``; ``x`` is the instant the op is for (``>= cur``), ``pos`` its layer (for
-    ``OP_FINISH``: the rejecting layer or -1)."""
+    ``OP_FINISH``: the rejecting layer or -1). Continuations a hand-off left on ``STACK`` run
+    next, last pushed first (the event engine's nested calls, in the same order)."""
     n_layers = LY.shape[0]
-    while op != OP_DONE:
+    while True:
+        if op == OP_DONE:
+            c = C[C_STACK]
+            if c == 0:
+                break
+            c -= 1
+            C[C_STACK] = c
+            op = STACK[c, 0]
+            i = STACK[c, 1]
+            pos = STACK[c, 2]
+            x = STACK[c, 3]
+            continue
         if op in (OP_PROCEED, OP_RESUME):
             if op == OP_RESUME and x == cur:
                 op = OP_PROCEED
@@ -429,6 +560,48 @@ def _continue(
                 else:
                     _push(H, C, x, i * _STRIDE + pos, K_PROCEED, i, pos, 0, 0)
                     op = OP_DONE
+                continue
+            if LY[pos, L_IS_NODE] and LY[pos, L_GUARD_KIND]:
+                # a concurrency limit or a circuit breaker (the engine's ``run_guard_layer``)
+                nd = R[i, R_NODE]
+                k = KEYS[pos, i]
+                size = LY[pos, L_SIZE]
+                s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + k) * size
+                st = STATE[s0 : s0 + size]
+                p = PP[pos, R[i, R_TIER]]
+                local_now = R[i, R_CLK] if x == R[i, R_T] else _clock(NV, JUMPS, nd, x)
+                if LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
+                    code = _conc_acquire(p, st, local_now)
+                    if code == _ADMIT:
+                        OUT[pos, i] = _ALLOWED
+                        REM[pos, i] = p[0] - st[_IN_FLIGHT]
+                        PRL[0, i, pos] = H_SLOT
+                        R[i, R_HOLDS] += 1
+                        pos += 1
+                        continue
+                    if code == _QUEUE:
+                        e = LY[pos, L_QOFF] + nd * LY[pos, L_NKEYS] + k
+                        PRL[2, i, pos] = -1
+                        if CQ[1, e] >= 0:
+                            PRL[2, CQ[1, e], pos] = i
+                        else:
+                            CQ[0, e] = i
+                        CQ[1, e] = i
+                        R[i, R_CWAIT] = pos + 1
+                        _push(H, C, x + p[1], i * _STRIDE + pos, K_CONC_TIMEOUT, i, pos, 0, 0)
+                        op = OP_DONE
+                        continue
+                else:
+                    probe = st[0] == _BREAKER_OPEN
+                    if _br_try_pass(p, st, local_now):
+                        OUT[pos, i] = _ALLOWED
+                        PRL[0, i, pos] = H_PROBE if probe else H_PASS
+                        PRL[1, i, pos] = local_now
+                        R[i, R_HOLDS] += 1
+                        pos += 1
+                        continue
+                OUT[pos, i] = _REJECTED
+                op = OP_FINISH
                 continue
             if LY[pos, L_IS_NODE]:
                 # a node rate layer after a global one, at the node's clock now
@@ -583,6 +756,34 @@ def _continue(
                     _push(H, C, x, _PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
                 else:
                     _rheap_push(RH, NV, C, nd, x)
+            if C[C_BACKEND]:
+                if pos < 0:
+                    if x == cur:
+                        _backend_start(i, x, R, H, C, BKF)
+                    else:
+                        _push(H, C, x, i * _STRIDE + _STRIDE - 2, K_BACKEND_START, i, 0, 0, 0)
+                elif R[i, R_HOLDS]:
+                    if x == cur:
+                        _release_held(
+                            i,
+                            x,
+                            False,
+                            R,
+                            KEYS,
+                            OUT,
+                            REM,
+                            LY,
+                            PP,
+                            STATE,
+                            NV,
+                            JUMPS,
+                            PRL,
+                            CQ,
+                            STACK,
+                            C,
+                        )
+                    else:
+                        _push(H, C, x, i * _STRIDE + _STRIDE - 2, K_RELEASE_HELD, i, 0, 0, 0)
             op = OP_DONE
 
 
@@ -655,6 +856,10 @@ def _run(
     OUT_SHARDS: Any,
     PARTS: Any,
     PART_NODES: Any,
+    PRL: Any,
+    CQ: Any,
+    STACK: Any,
+    BKF: Any,
 ) -> int:
     """Process events in key order while they come before ``limit`` (µs of true time).
 
@@ -722,6 +927,10 @@ def _run(
                     OUT_SHARDS,
                     PARTS,
                     PART_NODES,
+                    PRL,
+                    CQ,
+                    STACK,
+                    BKF,
                 )
             continue
         kind = H[0, H_KIND]
@@ -812,11 +1021,31 @@ def _run(
             op = OP_FAIL
         elif kind == K_SNAPSHOT:
             SNAP[i, :] = GSTATE
-        else:  # K_FAILOVER: the state as it was at the snapshot comes back
+        elif kind == K_FAILOVER:  # the state as it was at the snapshot comes back
             GSTATE[:] = SNAP[i, :]
             if FO_FLUSH[i]:
                 NV[:n_nodes, N_RELOAD] = 1
-        if op != OP_DONE:
+        elif kind == K_CONC_TIMEOUT:
+            if R[i, R_CWAIT] == pos + 1:
+                R[i, R_CWAIT] = 0
+                nd = R[i, R_NODE]
+                size = LY[pos, L_SIZE]
+                s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + KEYS[pos, i]) * size
+                local_now = R[i, R_CLK] if cur == R[i, R_T] else _clock(NV, JUMPS, nd, cur)
+                _conc_cancel(PP[pos, R[i, R_TIER]], STATE[s0 : s0 + size], local_now)
+                OUT[pos, i] = _REJECTED
+                op = OP_FINISH
+        elif kind == K_BACKEND_START:
+            _backend_start(i, cur, R, H, C, BKF)
+        else:  # K_RELEASE_HELD, K_BACKEND_DONE
+            completed = kind == K_BACKEND_DONE
+            if completed:
+                C[C_BK_INFLIGHT] -= 1
+                R[i, R_BK_DONE] = cur
+            _release_held(
+                i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, JUMPS, PRL, CQ, STACK, C
+            )
+        if op != OP_DONE or C[C_STACK]:
             _continue(
                 op,
                 i,
@@ -843,6 +1072,10 @@ def _run(
                 OUT_SHARDS,
                 PARTS,
                 PART_NODES,
+                PRL,
+                CQ,
+                STACK,
+                BKF,
             )
 
 
@@ -905,6 +1138,9 @@ def run_fast(
     SHARD = np.zeros((max(g_count, 1), n), dtype=np.int64)
     off = 0  # node-side tables (node layers, local fallbacks) in STATE
     g_off = 0  # Redis-side tables (global layers) in GSTATE
+    q_off = 0  # concurrency wait queues, one per (layer, node, key)
+    guard_kind = {"concurrency": G_CONCURRENCY, "circuit_breaker": G_BREAKER}
+    initial: list[tuple[int, int, list[int]]] = []  # guard tables: (offset, entries, state)
     for pos, cl in enumerate(layers):
         spec = cl.spec
         KEYS[pos] = cl.keys
@@ -913,6 +1149,7 @@ def run_fast(
         size = max(a.state_size for a in cl.algs)
         is_node = spec.scope == "node"
         l_size = max(a.state_size for a in cl.local_algs) if cl.local_algs else 0
+        gk = guard_kind.get(spec.algorithm.kind, G_RATE)
         LY[pos] = (
             cl.gidx,
             spec.mode == "shadow",
@@ -928,7 +1165,13 @@ def run_fast(
             bool(cl.local_algs),
             off + (nodes * cl.n_keys * size if is_node else 0),
             l_size,
+            gk,
+            q_off,
         )
+        if gk != G_RATE:
+            initial.append((off, nodes * cl.n_keys, list(cl.algs[0].new_state())))
+        if gk == G_CONCURRENCY:
+            q_off += nodes * cl.n_keys
         if is_node:
             off += nodes * cl.n_keys * size
         else:
@@ -936,12 +1179,24 @@ def run_fast(
         off += nodes * cl.n_keys * l_size
         for row, algs in ((pos, cl.algs), (n_layers + pos, cl.local_algs or [])):
             for tr, alg in enumerate(algs[:n_tiers]):
-                KK[row, tr] = _kernel_code(alg.kernel)
+                KK[row, tr] = _kernel_code(alg.kernel) if gk == G_RATE else -1
                 PP[row, tr, : len(alg.params)] = alg.params
         if cl.shard is not None:
             SHARD[cl.gidx] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
+    for start, entries, state in initial:
+        if any(state):
+            STATE[start : start + entries * len(state)] = np.tile(state, entries)
     GSTATE = np.zeros(g_off, dtype=np.int64)
+    n_guards = len(initial)
+    PRL = np.zeros((3, n, n_layers) if n_guards else (3, 1, 1), dtype=np.int64)
+    CQ = np.full((2, max(q_off, 1)), -1, dtype=np.int64)
+    STACK = np.zeros((n * n_guards + 1, 4), dtype=np.int64)
+    backend = scenario.backend
+    BKF = np.array(
+        [backend.load_factor, backend.servers] if backend is not None else [0.0, 1.0],
+        dtype=np.float64,
+    )
     failovers = sorted(redis.failovers, key=lambda f: f.at_us) if redis is not None else []
     SNAP = np.zeros((len(failovers), g_off), dtype=np.int64)
     FO_FLUSH = np.array([f.flush_scripts for f in failovers], dtype=np.bool_)
@@ -954,6 +1209,9 @@ def run_fast(
         LAT[:g_count, 1] = draws.lat_back_us.T
         LAT[:g_count, 2] = draws.service_us.T
     node_np = draws.node
+    R[:, R_BK_DONE] = -1
+    if backend is not None:
+        R[:, R_BK] = draws.backend_us
     del draws
 
     # clocks: one row per node, then the Redis server's (failover clock steps are its jumps,
@@ -986,11 +1244,16 @@ def run_fast(
     C = np.zeros(C_COLS, dtype=np.int64)
     C[C_POOL_SIZE] = pool_size
     C[C_POOL_WAIT] = round(net.pool_max_wait_ms * 1000)
-    n_pre = 0
-    while n_pre < n_layers and layers[n_pre].spec.scope == "node":
+    n_pre = 0  # leading node rate layers (not guards): they run up front, in _prefix
+    while (
+        n_pre < n_layers
+        and layers[n_pre].spec.scope == "node"
+        and layers[n_pre].spec.algorithm.kind not in BACKEND_KINDS
+    ):
         n_pre += 1
     C[C_PRE] = n_pre
     C[C_SHARDS] = n_shards
+    C[C_BACKEND] = backend is not None
     # failovers: a snapshot at ``at - lost_writes`` and the restore at ``at``, posted in this
     # order before the run as the event engine posts them
     for j, f in enumerate(failovers):
@@ -1059,6 +1322,10 @@ def run_fast(
                 OUT_SHARDS,
                 PARTS,
                 PART_NODES,
+                PRL,
+                CQ,
+                STACK,
+                BKF,
             )
             if status == ST_FINISHED:
                 break
@@ -1085,6 +1352,14 @@ def run_fast(
         )
     if (NV[:nodes, N_IN_USE] != NV[:nodes, N_RLEN]).any() or NV[:nodes, N_LIVE].any():
         raise AssertionError("conservation violated: a node's pool not returned")
+    if C[C_BK_INFLIGHT] or R[:, R_HOLDS].any() or R[:, R_CWAIT].any():
+        raise AssertionError("conservation violated: requests left in the backend or holding slots")
+    for pos, cl in enumerate(layers):
+        if LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
+            start, size = int(LY[pos, L_OFF]), int(LY[pos, L_SIZE])
+            table = STATE[start : start + nodes * cl.n_keys * size].reshape(-1, size)
+            if table[:, _IN_FLIGHT].any() or table[:, _QUEUED].any():
+                raise AssertionError(f"conservation violated: layer {pos} slots held")
     n_cmd = int(C[C_CMD])
     depth_t = CMD[0, :n_cmd].copy()
     shard_arr = CMD[2, :n_cmd].copy() if n_shards > 1 else None
@@ -1098,7 +1373,7 @@ def run_fast(
         pool_wait_us=R[:, R_POOL_WAIT].copy(),
         depth_t_us=depth_t,
         depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
-        backend_done_us=None,
+        backend_done_us=R[:, R_BK_DONE].copy() if backend is not None else None,
     )
 
 
@@ -1160,5 +1435,10 @@ def oracle_layer(
 
 
 def supports_layer(cl: CompiledLayer) -> bool:
-    """True when every tier's algorithm of ``cl`` has a compiled kernel here."""
-    return all(a.kernel in _KERNELS for a in cl.algs)
+    """True when every tier's algorithm of ``cl`` has a compiled kernel here, and every new key
+    starts from the state the fast engine gives it (zeros for a rate algorithm, the first
+    tier's initial state for a concurrency limit or a breaker)."""
+    if cl.spec.algorithm.kind in BACKEND_KINDS:
+        first = cl.algs[0].new_state()
+        return all(a.new_state() == first for a in cl.algs)
+    return all(a.kernel in _KERNELS and not any(a.new_state()) for a in cl.algs)

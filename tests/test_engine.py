@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +19,20 @@ from ratesim.model.node import hash_user_node
 from ratesim.policy import GcraSpec, LayerSpec, SlidingLogSpec, TokenBucketSpec
 from ratesim.traffic import PopulationSpec
 
-# These are the event engine's model checks (the fast engine is held to the same runs by
-# test_fast_engine.py), so they ask for it by name.
-simulate = functools.partial(_simulate, engine="event")
+ENGINE = "event"
+
+
+@pytest.fixture(autouse=True, params=["event", "auto"])
+def _engine(request: pytest.FixtureRequest) -> None:
+    """Every model check runs on the event engine and on the engine ``simulate`` picks by
+    default (the fast one wherever it models the scenario): both must pass it."""
+    global ENGINE
+    ENGINE = request.param
+
+
+def simulate(*args: Any, **kw: Any) -> Any:
+    kw.setdefault("engine", ENGINE)
+    return _simulate(*args, **kw)
 
 
 def gcra_layer(name: str = "g", **kw: object) -> LayerSpec:

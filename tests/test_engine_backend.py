@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from test_engine_helpers import check_conservation, make_arrivals, make_scenario
 
-from ratesim.engine import simulate
+from ratesim.engine import simulate as _simulate
 from ratesim.model.backend import BackendSpec
 from ratesim.model.latency import ConstantLatency
 from ratesim.policy import BreakerSpec, ConcurrencySpec, LayerSpec, TokenBucketSpec
 from ratesim.scenario import Scenario
+
+ENGINE = "event"
+
+
+@pytest.fixture(autouse=True, params=["event", "auto"])
+def _engine(request: pytest.FixtureRequest) -> None:
+    """Every model check runs on the event engine and on the engine ``simulate`` picks by
+    default (the fast one here): both must pass it."""
+    global ENGINE
+    ENGINE = request.param
+
+
+def simulate(*args: Any, **kw: Any) -> Any:
+    kw.setdefault("engine", ENGINE)
+    return _simulate(*args, **kw)
 
 
 def with_backend(
@@ -100,3 +117,22 @@ def test_guard_layers_need_a_backend_and_node_scope() -> None:
         make_scenario([conc_layer(2)])
     with pytest.raises(ValueError, match="scope 'node'"):
         LayerSpec(name="c", algorithm=ConcurrencySpec(max_in_flight=1), scope="global", key="*")
+
+
+def test_a_waiter_moved_on_to_a_later_layer_ignores_the_first_layers_timeout() -> None:
+    """W waits for conc1, is handed A's slot at 4 ms, then waits for conc2 (held by X, who was
+    handed A's other slot the same instant); conc1's timeout for W (6 ms) must not touch W,
+    who gets conc2 when X completes at 8 ms. (A regression: the engines once took that stale
+    timeout for a live wait, rejected W at conc1 and left conc2 counting a ghost waiter.)"""
+    conc1 = LayerSpec(
+        name="conc1", algorithm=ConcurrencySpec(max_in_flight=1, max_wait_s=0.005), key="{user}"
+    )
+    conc2 = LayerSpec(
+        name="conc2", algorithm=ConcurrencySpec(max_in_flight=1, max_wait_s=0.008), key="*"
+    )
+    sc = with_backend([conc1, conc2], service_ms=4.0)
+    r = simulate(sc, seed=0, arrivals=make_arrivals([0, 1000, 2000], users=[0, 0, 1]))
+    check_conservation(r)
+    assert r.admitted.tolist() == [True, True, True]  # A, W, X
+    np.testing.assert_array_equal(r.latency_us, [0, 7000, 2000])
+    np.testing.assert_array_equal(r.requests["backend_rt_us"], [4000, 11_000, 6000])

@@ -26,6 +26,7 @@ from ratesim.model.clock import ClockSpec, ClockStep, NodeClock
 from ratesim.model.faults import FailoverSpec, OutageSpec, PartitionSpec
 from ratesim.model.latency import ConstantLatency, LognormalLatency, UniformLatency
 from ratesim.policy import (
+    BreakerSpec,
     BucketedWindowSpec,
     ConcurrencySpec,
     DoubleBufferedSpec,
@@ -201,10 +202,40 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 flush_scripts=draw(st.booleans()),
             )
         )
+    backend = None
+    if draw(st.booleans()):  # guard layers in front of a backend, anywhere in the policy
+        backend = BackendSpec(
+            servers=draw(st.integers(1, 3)),
+            service_time=draw(
+                st.sampled_from([ConstantLatency(ms=1.5), UniformLatency(low_ms=0.0, high_ms=4.0)])
+            ),
+            load_factor=draw(st.sampled_from([0.0, 0.5])),
+        )
+        for k in range(draw(st.integers(1, 2))):
+            guard = draw(
+                st.sampled_from(
+                    [
+                        ConcurrencySpec(max_in_flight=2),
+                        ConcurrencySpec(max_in_flight=3, max_wait_s=0.002),
+                        ConcurrencySpec(max_in_flight=1, max_wait_s=0.003, max_queue=2),
+                        BreakerSpec(
+                            threshold=0.3,
+                            max_rt_s=0.002,
+                            min_requests=3,
+                            stat_interval_s=0.02,
+                            open_s=0.01,
+                        ),
+                    ]
+                )
+            )
+            where = draw(st.integers(0, len(layers)))
+            key = draw(st.sampled_from(["*", "{user}", "{tier}"]))
+            layers.insert(where, LayerSpec(name=f"guard{k}", algorithm=guard, key=key))
     return make_scenario(
         layers,
         nodes=nodes,
         duration_s=0.25,
+        backend=backend,
         rate_per_s=draw(st.sampled_from([400.0, 2500.0])),
         topology={
             "load_balancer": draw(st.sampled_from(["round_robin", "random", "hash_user"])),
@@ -309,13 +340,6 @@ def gcra(name: str = "g", **kw: Any) -> LayerSpec:
 @pytest.mark.parametrize(
     ("scenario", "reason"),
     [
-        (
-            make_scenario(
-                [LayerSpec(name="c", algorithm=ConcurrencySpec(max_in_flight=2))],
-                backend=BackendSpec(servers=1, service_time=ConstantLatency(ms=1.0)),
-            ),
-            "backend",
-        ),
         (
             make_scenario(
                 [gcra()],
