@@ -496,42 +496,38 @@ def _release_held(
 
 
 @numba.njit(cache=True, inline="always")
-def _continue(
-    op: int,
-    i: int,
-    pos: int,
-    x: int,
-    cur: int,
-    R: Any,
-    KEYS: Any,
-    APPLIES: Any,
-    OUT: Any,
-    REM: Any,
-    LY: Any,
-    KK: Any,
-    PP: Any,
-    STATE: Any,
-    LAT: Any,
-    SHARD: Any,
-    NV: Any,
-    JUMPS: Any,
-    RH: Any,
-    H: Any,
-    C: Any,
-    OUTAGES: Any,
-    OUT_SHARDS: Any,
-    PARTS: Any,
-    PART_NODES: Any,
-    PRL: Any,
-    CQ: Any,
-    STACK: Any,
-    BKF: Any,
-) -> None:
+def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
     """Run request ``i``'s continuation ``op`` (the engine's ``proceed`` / ``resume`` / send /
     ``fail`` / ``finish``, which only ever call one another last) at the current instant
     ``cur``; ``x`` is the instant the op is for (``>= cur``), ``pos`` its layer (for
     ``OP_FINISH``: the rejecting layer or -1). Continuations a hand-off left on ``STACK`` run
     next, last pushed first (the event engine's nested calls, in the same order)."""
+    (
+        R,
+        KEYS,
+        APPLIES,
+        OUT,
+        REM,
+        LY,
+        KK,
+        PP,
+        STATE,
+        LAT,
+        SHARD,
+        NV,
+        JUMPS,
+        RH,
+        H,
+        C,
+        OUTAGES,
+        OUT_SHARDS,
+        PARTS,
+        PART_NODES,
+        PRL,
+        CQ,
+        STACK,
+        BKF,
+    ) = ctx
     n_layers = LY.shape[0]
     while True:
         if op == OP_DONE:
@@ -827,45 +823,71 @@ def _prefix(
 
 
 @numba.njit(cache=True)
-def _run(
-    limit: int,
-    INST: Any,
-    BOUNDS: Any,
-    R: Any,
-    KEYS: Any,
-    APPLIES: Any,
-    OUT: Any,
-    REM: Any,
-    LY: Any,
-    KK: Any,
-    PP: Any,
-    STATE: Any,
-    GSTATE: Any,
-    SNAP: Any,
-    FO_FLUSH: Any,
-    LAT: Any,
-    SHARD: Any,
-    NV: Any,
-    JUMPS: Any,
-    RH: Any,
-    BUSY: Any,
-    CMD: Any,
-    H: Any,
-    C: Any,
-    OUTAGES: Any,
-    OUT_SHARDS: Any,
-    PARTS: Any,
-    PART_NODES: Any,
-    PRL: Any,
-    CQ: Any,
-    STACK: Any,
-    BKF: Any,
-) -> int:
+def _run(limit: int, world: Any) -> int:
     """Process events in key order while they come before ``limit`` (µs of true time).
 
     Returns ``ST_FINISHED`` when nothing is left, ``ST_LIMIT`` at the limit, ``ST_GROW`` when
     the event heap needs more room before the next event (the caller grows ``H`` and calls
     again; nothing of that event has run)."""
+    (
+        INST,
+        BOUNDS,
+        R,
+        KEYS,
+        APPLIES,
+        OUT,
+        REM,
+        LY,
+        KK,
+        PP,
+        STATE,
+        GSTATE,
+        SNAP,
+        FO_FLUSH,
+        LAT,
+        SHARD,
+        NV,
+        JUMPS,
+        RH,
+        BUSY,
+        CMD,
+        H,
+        C,
+        OUTAGES,
+        OUT_SHARDS,
+        PARTS,
+        PART_NODES,
+        PRL,
+        CQ,
+        STACK,
+        BKF,
+    ) = world
+    ctx = (
+        R,
+        KEYS,
+        APPLIES,
+        OUT,
+        REM,
+        LY,
+        KK,
+        PP,
+        STATE,
+        LAT,
+        SHARD,
+        NV,
+        JUMPS,
+        RH,
+        H,
+        C,
+        OUTAGES,
+        OUT_SHARDS,
+        PARTS,
+        PART_NODES,
+        PRL,
+        CQ,
+        STACK,
+        BKF,
+    )
     n_batches = INST.shape[0]
     n_pre = C[C_PRE]
     sharded = C[C_SHARDS] > 1
@@ -901,37 +923,7 @@ def _run(
                 else:
                     op = OP_FINISH
                     pos = rej
-                _continue(
-                    op,
-                    i,
-                    pos,
-                    cur,
-                    cur,
-                    R,
-                    KEYS,
-                    APPLIES,
-                    OUT,
-                    REM,
-                    LY,
-                    KK,
-                    PP,
-                    STATE,
-                    LAT,
-                    SHARD,
-                    NV,
-                    JUMPS,
-                    RH,
-                    H,
-                    C,
-                    OUTAGES,
-                    OUT_SHARDS,
-                    PARTS,
-                    PART_NODES,
-                    PRL,
-                    CQ,
-                    STACK,
-                    BKF,
-                )
+                _continue(op, i, pos, cur, cur, ctx)
             continue
         kind = H[0, H_KIND]
         i = H[0, H_I]
@@ -1046,37 +1038,7 @@ def _run(
                 i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, JUMPS, PRL, CQ, STACK, C
             )
         if op != OP_DONE or C[C_STACK]:
-            _continue(
-                op,
-                i,
-                pos,
-                x,
-                cur,
-                R,
-                KEYS,
-                APPLIES,
-                OUT,
-                REM,
-                LY,
-                KK,
-                PP,
-                STATE,
-                LAT,
-                SHARD,
-                NV,
-                JUMPS,
-                RH,
-                H,
-                C,
-                OUTAGES,
-                OUT_SHARDS,
-                PARTS,
-                PART_NODES,
-                PRL,
-                CQ,
-                STACK,
-                BKF,
-            )
+            _continue(op, i, pos, x, cur, ctx)
 
 
 # ---------------------------------------------------------------- the Python side
@@ -1290,50 +1252,53 @@ def run_fast(
         from tqdm import tqdm
 
         bar = tqdm(total=n, unit="req", desc="simulating")
+    # what _run works on, in the order it unpacks it (H, the event heap, can be replaced)
+    world: list[Any] = [
+        INST,
+        BOUNDS,
+        R,
+        KEYS,
+        APPLIES,
+        OUT,
+        REM,
+        LY,
+        KK,
+        PP,
+        STATE,
+        GSTATE,
+        SNAP,
+        FO_FLUSH,
+        LAT,
+        SHARD,
+        NV,
+        JUMPS,
+        RH,
+        BUSY,
+        CMD,
+        H,
+        C,
+        OUTAGES,
+        OUT_SHARDS,
+        PARTS,
+        PART_NODES,
+        PRL,
+        CQ,
+        STACK,
+        BKF,
+    ]
+    h_slot = 21
+    assert world[h_slot] is H
     limit = chunk_us if progress else 2**62
     try:
         while True:
-            status = _run(
-                limit,
-                INST,
-                BOUNDS,
-                R,
-                KEYS,
-                APPLIES,
-                OUT,
-                REM,
-                LY,
-                KK,
-                PP,
-                STATE,
-                GSTATE,
-                SNAP,
-                FO_FLUSH,
-                LAT,
-                SHARD,
-                NV,
-                JUMPS,
-                RH,
-                BUSY,
-                CMD,
-                H,
-                C,
-                OUTAGES,
-                OUT_SHARDS,
-                PARTS,
-                PART_NODES,
-                PRL,
-                CQ,
-                STACK,
-                BKF,
-            )
+            status = _run(limit, tuple(world))
             if status == ST_FINISHED:
                 break
             if status == ST_GROW:
                 need = int(C[C_RHEAP_TOTAL]) + 8 * int(np.diff(BOUNDS).max(initial=1)) + 8
                 grown = np.zeros((2 * H.shape[0] + need, H_ROWS), dtype=np.int64)
                 grown[: H.shape[0]] = H
-                H = grown
+                H = world[h_slot] = grown
                 continue
             if bar is not None:
                 bar.update(int(C[C_DONE]) - bar.n)
