@@ -165,8 +165,10 @@ NV_COLS = 9
     C_BACKEND,
     C_BK_INFLIGHT,
     C_STACK,
-) = range(14)
-C_COLS = 14
+    C_WAITERS,
+    C_LAYERS,
+) = range(16)
+C_COLS = 16
 # event heap: one row of H per event, these columns
 H_AT, H_PRIO, H_SEQ, H_KIND, H_I, H_POS, H_CNOW, H_DL = range(8)
 H_ROWS = 8
@@ -281,11 +283,21 @@ def _swap(H: Any, x: int, y: int) -> None:
 
 
 @numba.njit(cache=True)
+def _room(C: Any, width: int) -> int:
+    """Events one event (an arrival batch of ``width`` requests) may push at the most: every
+    pool release turned into an event, plus, per request walk (those of the batch, and one per
+    concurrency waiter a hand-off may wake), a command per layer and four more."""
+    return C[C_RHEAP_TOTAL] + (C[C_LAYERS] + 4) * (width + C[C_WAITERS] + 1)
+
+
+@numba.njit(cache=True)
 def _push(
     H: Any, C: Any, at: int, prio: int, kind: int, i: int, pos: int, cnow: int, dl: int
 ) -> None:
     """Add an event (its sequence number from the shared counter, as SimPy's ``_eid``)."""
     j = C[C_HEAP]
+    if j == H.shape[0]:  # _run reserves room before each event; this is a bug, never UB
+        raise RuntimeError("ratesim.fast: event heap overflow")
     C[C_HEAP] = j + 1
     H[j, H_AT] = at
     H[j, H_PRIO] = prio
@@ -469,6 +481,7 @@ def _release_held(
                         break
                     w = CQ[0, e]
                 R[w, R_CWAIT] = 0
+                C[C_WAITERS] -= 1
                 OUT[pos, w] = _ALLOWED
                 REM[pos, w] = 0
                 PRL[0, w, pos] = H_SLOT
@@ -584,6 +597,7 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
                             CQ[0, e] = i
                         CQ[1, e] = i
                         R[i, R_CWAIT] = pos + 1
+                        C[C_WAITERS] += 1
                         _push(H, C, x + p[1], i * _STRIDE + pos, K_CONC_TIMEOUT, i, pos, 0, 0)
                         op = OP_DONE
                         continue
@@ -909,7 +923,7 @@ def _run(limit: int, world: Any) -> int:
         if at >= limit:
             return ST_LIMIT
         width = BOUNDS[b + 1] - BOUNDS[b] if take_arrival else 1
-        if H.shape[0] - hn < C[C_RHEAP_TOTAL] + 8 * width + 8:
+        if H.shape[0] - hn < _room(C, width):
             return ST_GROW
         cur = at
         if take_arrival:
@@ -1020,6 +1034,7 @@ def _run(limit: int, world: Any) -> int:
         elif kind == K_CONC_TIMEOUT:
             if R[i, R_CWAIT] == pos + 1:
                 R[i, R_CWAIT] = 0
+                C[C_WAITERS] -= 1
                 nd = R[i, R_NODE]
                 size = LY[pos, L_SIZE]
                 s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + KEYS[pos, i]) * size
@@ -1216,6 +1231,7 @@ def run_fast(
     C[C_PRE] = n_pre
     C[C_SHARDS] = n_shards
     C[C_BACKEND] = backend is not None
+    C[C_LAYERS] = n_layers
     # failovers: a snapshot at ``at - lost_writes`` and the restore at ``at``, posted in this
     # order before the run as the event engine posts them
     for j, f in enumerate(failovers):
@@ -1295,7 +1311,7 @@ def run_fast(
             if status == ST_FINISHED:
                 break
             if status == ST_GROW:
-                need = int(C[C_RHEAP_TOTAL]) + 8 * int(np.diff(BOUNDS).max(initial=1)) + 8
+                need = int(_room(C, int(np.diff(BOUNDS).max(initial=1))))
                 grown = np.zeros((2 * H.shape[0] + need, H_ROWS), dtype=np.int64)
                 grown[: H.shape[0]] = H
                 H = world[h_slot] = grown

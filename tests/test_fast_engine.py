@@ -264,9 +264,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sc=scenarios(), seed=st.integers(0, 2**32 - 1))
-def test_random_scenarios_same_run_on_both_engines(sc: Scenario, seed: int) -> None:
-    a, b = both(sc, seed)
+@given(sc=scenarios(), seed=st.integers(0, 2**32 - 1), heap_size=st.sampled_from([1, 4096]))
+def test_random_scenarios_same_run_on_both_engines(sc: Scenario, seed: int, heap_size: int) -> None:
+    # heap_size=1: the event heap grows (between events) all along the run
+    a, b = both(sc, seed, heap_size=heap_size)
     assert_same(a, b)
 
 
