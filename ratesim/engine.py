@@ -1173,7 +1173,8 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
     numba; otherwise, or for a state table too large to allocate up front, plain Python (the
     two agree exactly: ``tests/test_fast_engine.py``).
     """
-    from .fast import MAX_STATE_INTS, oracle_layer, supports_layer
+    from .fast import oracle_layer
+    from .fast.support import MAX_STATE_INTS, supports_layer
 
     n = len(arrivals)
     n_layers = len(layers)

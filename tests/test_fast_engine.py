@@ -18,9 +18,10 @@ from test_engine_helpers import check_conservation, make_scenario
 
 import ratesim.scenarios as builtin
 from ratesim import engine as engine_mod
-from ratesim import fast as fast_mod
 from ratesim.engine import compile_policy, draw_requests, run_events, run_oracle, simulate
-from ratesim.fast import N_DRIFT, N_OFF, N_PERFECT, NV_COLS, _clock, run_fast, unsupported
+from ratesim.fast import run_fast, support, unsupported
+from ratesim.fast.kernels import node_clock
+from ratesim.fast.layout import N_DRIFT, N_OFF, N_PERFECT, NV_COLS
 from ratesim.model.backend import BackendSpec
 from ratesim.model.clock import ClockSpec, ClockStep, NodeClock
 from ratesim.model.faults import FailoverSpec, OutageSpec, PartitionSpec
@@ -374,7 +375,7 @@ def test_too_much_state_is_refused_and_auto_falls_back(monkeypatch: pytest.Monke
         [gcra(key="{user}"), LayerSpec(name="log", algorithm=SlidingLogSpec(limit=40, window_s=1))],
         rate_per_s=500.0,
     )
-    monkeypatch.setattr(fast_mod, "MAX_STATE_INTS", 200)  # 10 users' logs of 42 integers
+    monkeypatch.setattr(support, "MAX_STATE_INTS", 200)  # 10 users' logs of 42 integers
     with pytest.raises(ScenarioError, match="integers of limiter state"):
         simulate(sc, engine="fast")
     a, b = simulate(sc, engine="auto"), simulate(sc, engine="event")
@@ -417,4 +418,4 @@ def test_compiled_clock_reads_like_node_clock(spec: ClockSpec, times: list[int])
     for j, step in enumerate(clock.jumps):
         jumps[0, j] = step
     for t in times:
-        assert _clock(nv, jumps, 0, t) == clock.read(t)
+        assert node_clock(nv, jumps, 0, t) == clock.read(t)

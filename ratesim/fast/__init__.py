@@ -1,0 +1,43 @@
+"""The fast engine: the event engine's run loop compiled with numba.
+
+``simulate(scenario, engine="fast")`` runs this loop; ``engine="auto"`` (the default) runs it
+whenever the scenario is one it supports (:func:`unsupported` gives the reason when not) and
+the event engine otherwise.
+
+It is the same discrete-event model as :func:`ratesim.engine.run_events`, not an
+approximation: the same draws (made by the engine, per request, before the run), the same
+events keyed ``(time, priority, sequence)`` exactly as the event engine keys them, processed in
+the same order, through the same kernels (the algorithms' module-level functions, compiled by
+``numba.njit``). So both engines return identical per-request outcomes, decision times, pool
+waits and Redis queue samples for the same scenario and seed (``tests/test_fast_engine.py``
+checks this on every built-in and on random scenarios).
+
+The events it knows are all of the event engine's, keyed the same way:
+
+* an arrival batch (every request arriving at one instant, in arrival order);
+* a command reaching its Redis shard (FIFO per shard, Lindley's recursion), including commands
+  whose caller already gave up (they still charge the state);
+* a pooled connection handed to a waiting request, a pool-wait timeout, a request resuming at a
+  later instant (a node layer after a global one, or after a failure mode decided), a local
+  fallback deciding at a later instant;
+* a failover's snapshot and restore of the Redis state (its clock step is a jump of the Redis
+  clock; a script flush makes each node's next command pay the NOSCRIPT round trip);
+* a concurrency wait timing out, a request entering and leaving the backend, and the slots and
+  breaker passes it held being given back (a freed slot handed to the oldest waiter, whose walk
+  through the layers then continues, in the event engine's order).
+
+What it does not model (the event engine does; :func:`unsupported` names the first one a
+scenario uses): NTP slews on node or Redis clocks (their exact arithmetic needs integers wider
+than 64 bits), and more than :data:`MAX_STATE_INTS` integers of limiter state (allocated up
+front, where the event engine allocates a key's state when first seen).
+
+Layout: everything lives in int64 numpy arrays (per-request columns, per-layer state tables laid
+end to end, the event heap as one row per event), handed to the loop as one tuple. The loop runs in calls of at most one time
+chunk each, so that Python can show progress and grow the event heap between calls.
+"""
+
+from .oracle import oracle_layer
+from .run import run_fast
+from .support import MAX_STATE_INTS, supports_layer, unsupported
+
+__all__ = ["MAX_STATE_INTS", "oracle_layer", "run_fast", "supports_layer", "unsupported"]

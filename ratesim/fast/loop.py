@@ -1,0 +1,739 @@
+"""The fast engine's event loop: the event engine's ``proceed`` / ``resume`` / send / serve /
+``fail`` / ``finish`` and its rarer events, compiled with numba, on the tables of
+:mod:`ratesim.fast.layout`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+
+from ..algorithms.breaker import OPEN
+from ..algorithms.breaker import STATE as BREAKER_STATE
+from ..algorithms.concurrency import ADMIT, HANDOFF, IN_FLIGHT, QUEUE
+from ..engine import PRIO_ARRIVAL, PRIO_BACKEND, PRIO_RELEASE, PRIO_STRIDE
+from ..results import (
+    ALLOWED,
+    FAIL_CLOSED,
+    FAIL_OPEN,
+    LOCAL_ALLOWED,
+    LOCAL_REJECTED,
+    REJECTED,
+    SHADOW_REJECTED,
+)
+from .heaps import pop, push, rheap_pop, rheap_push, room
+from .kernels import (
+    br_on_complete,
+    br_release_probe,
+    br_try_pass,
+    conc_acquire,
+    conc_cancel,
+    conc_complete,
+    node_clock,
+    rate_kernel,
+)
+from .layout import (
+    C_ARRIVED,
+    C_BACKEND,
+    C_BATCH,
+    C_BK_INFLIGHT,
+    C_CMD,
+    C_DONE,
+    C_HEAP,
+    C_POOL_SIZE,
+    C_POOL_WAIT,
+    C_PRE,
+    C_RHEAP_TOTAL,
+    C_SHARDS,
+    C_STACK,
+    C_WAITERS,
+    G_CONCURRENCY,
+    H_AT,
+    H_CNOW,
+    H_DL,
+    H_I,
+    H_KIND,
+    H_NONE,
+    H_PASS,
+    H_POS,
+    H_PRIO,
+    H_PROBE,
+    H_SLOT,
+    K_BACKEND_DONE,
+    K_BACKEND_START,
+    K_CONC_TIMEOUT,
+    K_FAIL_LOCAL,
+    K_FAILOVER,
+    K_PROCEED,
+    K_RELEASE,
+    K_RELEASE_HELD,
+    K_SERVE,
+    K_SERVE_LATE,
+    K_SNAPSHOT,
+    K_WAIT_TIMEOUT,
+    L_CLIENT_TIME,
+    L_CLOSED,
+    L_GIDX,
+    L_GUARD,
+    L_GUARD_KIND,
+    L_IS_NODE,
+    L_LOCAL,
+    L_LOFF,
+    L_LSIZE,
+    L_NKEYS,
+    L_OFF,
+    L_QOFF,
+    L_REDIS_TIME,
+    L_SHADOW,
+    L_SIZE,
+    L_TMO,
+    N_IN_USE,
+    N_LIVE,
+    N_PERFECT,
+    N_RELOAD,
+    N_RLEN,
+    N_WHEAD,
+    N_WTAIL,
+    OP_DONE,
+    OP_FAIL,
+    OP_FINISH,
+    OP_PROCEED,
+    OP_RESUME,
+    OP_SEND,
+    R_BK,
+    R_BK_DONE,
+    R_CLK,
+    R_CONN,
+    R_COST,
+    R_CWAIT,
+    R_DECIDED,
+    R_HOLDS,
+    R_NODE,
+    R_POOL_WAIT,
+    R_PRE_REJ,
+    R_REJ,
+    R_T,
+    R_TIER,
+    R_WAIT_POS,
+    R_WAIT_SINCE,
+    R_WAITING,
+    R_WNEXT,
+    ST_FINISHED,
+    ST_GROW,
+    ST_LIMIT,
+)
+
+
+@numba.njit(cache=True)
+def _outage(OUTAGES: Any, OUT_SHARDS: Any, t: int, sh: int) -> int:
+    """0 up, 1 refused, 2 blackhole: the first listed outage covering shard ``sh`` at ``t``."""
+    for o in range(OUTAGES.shape[0]):
+        if OUTAGES[o, 0] <= t < OUTAGES[o, 1] and OUT_SHARDS[o, sh]:
+            return OUTAGES[o, 2]
+    return 0
+
+
+@numba.njit(cache=True)
+def _partitioned(PARTS: Any, PART_NODES: Any, t: int, nd: int) -> bool:
+    # a loop, not any(generator): numba compiles loops
+    for o in range(PARTS.shape[0]):  # noqa: SIM110
+        if PARTS[o, 0] <= t < PARTS[o, 1] and PART_NODES[o, nd]:
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _node_kernel(
+    pos: int,
+    row: int,
+    off: int,
+    size: int,
+    i: int,
+    now: int,
+    R: Any,
+    KEYS: Any,
+    LY: Any,
+    KK: Any,
+    PP: Any,
+    STATE: Any,
+) -> tuple[int, int]:
+    """Layer ``pos``'s kernel on request ``i``'s node table (``row``: ``pos`` for the layer's
+    own algorithms, ``n_layers + pos`` for its local fallback) at local time ``now``."""
+    tr = R[i, R_TIER]
+    s0 = off + (R[i, R_NODE] * LY[pos, L_NKEYS] + KEYS[pos, i]) * size
+    ok, rem, _, _ = rate_kernel(KK[row, tr], PP[row, tr], STATE[s0 : s0 + size], now, R[i, R_COST])
+    return ok, rem
+
+
+@numba.njit(cache=True)
+def _backend_start(i: int, y: int, R: Any, H: Any, C: Any, BKF: Any) -> None:
+    """Admitted request ``i`` enters the backend at ``y`` (== now); its completion is an event
+    after its base service time slowed by the load (float arithmetic as the event engine's)."""
+    C[C_BK_INFLIGHT] += 1
+    slowdown = 1.0 + BKF[0] * (C[C_BK_INFLIGHT] - 1) / BKF[1]
+    done = y + round(R[i, R_BK] * slowdown)
+    push(H, C, done, i * PRIO_STRIDE + PRIO_BACKEND + 1, K_BACKEND_DONE, i, 0, 0, 0)
+
+
+@numba.njit(cache=True)
+def _release_held(
+    i: int,
+    y: int,
+    completed: bool,
+    R: Any,
+    KEYS: Any,
+    OUT: Any,
+    REM: Any,
+    LY: Any,
+    PP: Any,
+    STATE: Any,
+    NV: Any,
+    JUMPS: Any,
+    PRL: Any,
+    CQ: Any,
+    STACK: Any,
+    C: Any,
+) -> None:
+    """Give back request ``i``'s concurrency slots and report to its breakers at ``y`` (==
+    now), in layer order (the order it took them); a slot handed to a waiter puts the waiter's
+    ``proceed`` on the continuation stack, first hand-off on top."""
+    R[i, R_HOLDS] = 0
+    nd = R[i, R_NODE]
+    local_now = R[i, R_CLK] if y == R[i, R_T] else node_clock(NV, JUMPS, nd, y)
+    tr = R[i, R_TIER]
+    first = C[C_STACK]
+    for pos in range(LY.shape[0]):
+        h = PRL[0, i, pos]
+        if h == H_NONE:
+            continue
+        PRL[0, i, pos] = H_NONE
+        k = KEYS[pos, i]
+        size = LY[pos, L_SIZE]
+        s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + k) * size
+        st = STATE[s0 : s0 + size]
+        p = PP[pos, tr]
+        if h == H_SLOT:
+            if conc_complete(p, st, local_now) == HANDOFF:
+                e = LY[pos, L_QOFF] + nd * LY[pos, L_NKEYS] + k
+                w = CQ[0, e]
+                while True:  # skip waiters that already gave up
+                    CQ[0, e] = PRL[2, w, pos]
+                    if CQ[0, e] < 0:
+                        CQ[1, e] = -1
+                    if R[w, R_CWAIT] == pos + 1:  # else it gave up or moved on
+                        break
+                    w = CQ[0, e]
+                R[w, R_CWAIT] = 0
+                C[C_WAITERS] -= 1
+                OUT[pos, w] = ALLOWED
+                REM[pos, w] = 0
+                PRL[0, w, pos] = H_SLOT
+                R[w, R_HOLDS] += 1
+                c = C[C_STACK]
+                C[C_STACK] = c + 1
+                STACK[c, 0] = OP_PROCEED
+                STACK[c, 1] = w
+                STACK[c, 2] = pos + 1
+                STACK[c, 3] = y
+        elif completed:
+            br_on_complete(p, st, local_now, local_now - PRL[1, i, pos], 0)
+        elif h == H_PROBE:
+            br_release_probe(p, st, local_now)
+    # the first hand-off runs first: reverse this call's entries on the stack
+    lo = first
+    hi = C[C_STACK] - 1
+    while lo < hi:
+        for col in range(4):
+            tmp = STACK[lo, col]
+            STACK[lo, col] = STACK[hi, col]
+            STACK[hi, col] = tmp
+        lo += 1
+        hi -= 1
+
+
+@numba.njit(cache=True, inline="always")
+def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
+    """Run request ``i``'s continuation ``op`` (the engine's ``proceed`` / ``resume`` / send /
+    ``fail`` / ``finish``, which only ever call one another last) at the current instant
+    ``cur``; ``x`` is the instant the op is for (``>= cur``), ``pos`` its layer (for
+    ``OP_FINISH``: the rejecting layer or -1). Continuations a hand-off left on ``STACK`` run
+    next, last pushed first (the event engine's nested calls, in the same order)."""
+    (
+        R, KEYS, APPLIES, OUT, REM, LY, KK, PP, STATE, LAT, SHARD, NV, JUMPS, RH, H, C,
+        OUTAGES, OUT_SHARDS, PARTS, PART_NODES, PRL, CQ, STACK, BKF
+    ) = ctx  # fmt: skip
+    n_layers = LY.shape[0]
+    while True:
+        if op == OP_DONE:
+            c = C[C_STACK]
+            if c == 0:
+                break
+            c -= 1
+            C[C_STACK] = c
+            op = STACK[c, 0]
+            i = STACK[c, 1]
+            pos = STACK[c, 2]
+            x = STACK[c, 3]
+            continue
+        if op in (OP_PROCEED, OP_RESUME):
+            if op == OP_RESUME and x == cur:
+                op = OP_PROCEED
+            while pos < n_layers and not APPLIES[pos, i]:
+                pos += 1
+            if pos == n_layers:
+                op = OP_FINISH
+                pos = -1
+                continue
+            if op == OP_RESUME:
+                if R[i, R_CONN] == 1 and not LY[pos, L_IS_NODE]:
+                    op = OP_SEND
+                else:
+                    push(H, C, x, i * PRIO_STRIDE + pos, K_PROCEED, i, pos, 0, 0)
+                    op = OP_DONE
+                continue
+            if LY[pos, L_IS_NODE] and LY[pos, L_GUARD_KIND]:
+                # a concurrency limit or a circuit breaker (the engine's ``run_guard_layer``)
+                nd = R[i, R_NODE]
+                k = KEYS[pos, i]
+                size = LY[pos, L_SIZE]
+                s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + k) * size
+                st = STATE[s0 : s0 + size]
+                p = PP[pos, R[i, R_TIER]]
+                local_now = R[i, R_CLK] if x == R[i, R_T] else node_clock(NV, JUMPS, nd, x)
+                if LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
+                    code = conc_acquire(p, st, local_now)
+                    if code == ADMIT:
+                        OUT[pos, i] = ALLOWED
+                        REM[pos, i] = p[0] - st[IN_FLIGHT]
+                        PRL[0, i, pos] = H_SLOT
+                        R[i, R_HOLDS] += 1
+                        pos += 1
+                        continue
+                    if code == QUEUE:
+                        e = LY[pos, L_QOFF] + nd * LY[pos, L_NKEYS] + k
+                        PRL[2, i, pos] = -1
+                        if CQ[1, e] >= 0:
+                            PRL[2, CQ[1, e], pos] = i
+                        else:
+                            CQ[0, e] = i
+                        CQ[1, e] = i
+                        R[i, R_CWAIT] = pos + 1
+                        C[C_WAITERS] += 1
+                        push(H, C, x + p[1], i * PRIO_STRIDE + pos, K_CONC_TIMEOUT, i, pos, 0, 0)
+                        op = OP_DONE
+                        continue
+                else:
+                    probe = st[BREAKER_STATE] == OPEN
+                    if br_try_pass(p, st, local_now):
+                        OUT[pos, i] = ALLOWED
+                        PRL[0, i, pos] = H_PROBE if probe else H_PASS
+                        PRL[1, i, pos] = local_now
+                        R[i, R_HOLDS] += 1
+                        pos += 1
+                        continue
+                OUT[pos, i] = REJECTED
+                op = OP_FINISH
+                continue
+            if LY[pos, L_IS_NODE]:
+                # a node rate layer after a global one, at the node's clock now
+                local_now = (
+                    R[i, R_CLK] if x == R[i, R_T] else node_clock(NV, JUMPS, R[i, R_NODE], x)
+                )
+                ok, rem = _node_kernel(
+                    pos,
+                    pos,
+                    LY[pos, L_OFF],
+                    LY[pos, L_SIZE],
+                    i,
+                    local_now,
+                    R,
+                    KEYS,
+                    LY,
+                    KK,
+                    PP,
+                    STATE,
+                )
+                REM[pos, i] = rem
+                if ok:
+                    OUT[pos, i] = ALLOWED
+                    pos += 1
+                elif LY[pos, L_SHADOW]:
+                    OUT[pos, i] = SHADOW_REJECTED
+                    pos += 1
+                else:
+                    OUT[pos, i] = REJECTED
+                    op = OP_FINISH
+                continue
+            # a global layer: borrow a connection first (the engine's ``acquire``)
+            if R[i, R_CONN] == 0:
+                nd = R[i, R_NODE]
+                while NV[nd, N_RLEN] > 0 and RH[nd, 0] <= x:
+                    rheap_pop(RH, NV, C, nd)
+                    NV[nd, N_IN_USE] -= 1
+                if NV[nd, N_LIVE] == 0 and NV[nd, N_IN_USE] < C[C_POOL_SIZE]:
+                    NV[nd, N_IN_USE] += 1
+                    R[i, R_CONN] = 1
+                elif C[C_POOL_WAIT] == 0:
+                    R[i, R_CONN] = 2
+                else:
+                    R[i, R_WNEXT] = -1
+                    if NV[nd, N_WTAIL] >= 0:
+                        R[NV[nd, N_WTAIL], R_WNEXT] = i
+                    else:
+                        NV[nd, N_WHEAD] = i
+                    NV[nd, N_WTAIL] = i
+                    R[i, R_WAITING] = 1
+                    R[i, R_WAIT_POS] = pos
+                    R[i, R_WAIT_SINCE] = x
+                    NV[nd, N_LIVE] += 1
+                    if NV[nd, N_LIVE] == 1 and NV[nd, N_RLEN] > 0:
+                        # releases now need events, to hand their connection over on time
+                        for j in range(NV[nd, N_RLEN]):
+                            push(H, C, RH[nd, j], PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
+                        C[C_RHEAP_TOTAL] -= NV[nd, N_RLEN]
+                        NV[nd, N_RLEN] = 0
+                    push(
+                        H,
+                        C,
+                        x + C[C_POOL_WAIT],
+                        i * PRIO_STRIDE + pos,
+                        K_WAIT_TIMEOUT,
+                        i,
+                        pos,
+                        0,
+                        0,
+                    )
+                    op = OP_DONE
+                    continue
+            if R[i, R_CONN] == 2:
+                op = OP_FAIL
+                continue
+            op = OP_SEND
+        elif op == OP_SEND:
+            g = LY[pos, L_GIDX]
+            deadline = x + LY[pos, L_TMO]
+            a = x + LAT[g, 0, i]
+            nd = R[i, R_NODE]
+            if PARTS.shape[0] and _partitioned(PARTS, PART_NODES, x, nd):
+                op = OP_FAIL
+                x = deadline
+                continue
+            if OUTAGES.shape[0]:
+                kind = _outage(OUTAGES, OUT_SHARDS, a, SHARD[g, i])
+                if kind == 1:
+                    op = OP_FAIL
+                    x = min(a + LAT[g, 1, i], deadline)
+                    continue
+                if kind == 2:
+                    op = OP_FAIL
+                    x = deadline
+                    continue
+            client_now = x
+            if LY[pos, L_CLIENT_TIME]:
+                client_now = R[i, R_CLK] if x == R[i, R_T] else node_clock(NV, JUMPS, nd, x)
+            if NV[nd, N_RELOAD]:
+                # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
+                NV[nd, N_RELOAD] = 0
+                a += LAT[g, 1, i] + LAT[g, 0, i]
+            late = a > deadline
+            kind = K_SERVE_LATE if late else K_SERVE
+            push(H, C, a, i * PRIO_STRIDE + pos, kind, i, pos, client_now, deadline)
+            if late:
+                op = OP_FAIL
+                x = deadline
+            else:
+                op = OP_DONE
+        elif op == OP_FAIL:
+            if LY[pos, L_LOCAL]:
+                if x != cur:
+                    push(H, C, x, i * PRIO_STRIDE + pos, K_FAIL_LOCAL, i, pos, 0, 0)
+                    op = OP_DONE
+                    continue
+                # the node-local fallback limiter decides (the engine's ``fail_local``)
+                local_now = node_clock(NV, JUMPS, R[i, R_NODE], x)
+                ok, rem = _node_kernel(
+                    pos,
+                    n_layers + pos,
+                    LY[pos, L_LOFF],
+                    LY[pos, L_LSIZE],
+                    i,
+                    local_now,
+                    R,
+                    KEYS,
+                    LY,
+                    KK,
+                    PP,
+                    STATE,
+                )
+                REM[pos, i] = rem
+                if ok:
+                    OUT[pos, i] = LOCAL_ALLOWED
+                    op = OP_RESUME
+                    pos += 1
+                else:
+                    OUT[pos, i] = LOCAL_REJECTED
+                    if LY[pos, L_SHADOW]:
+                        op = OP_RESUME
+                        pos += 1
+                    else:
+                        op = OP_FINISH
+            elif LY[pos, L_CLOSED]:
+                OUT[pos, i] = FAIL_CLOSED
+                if LY[pos, L_SHADOW]:
+                    op = OP_RESUME
+                    pos += 1
+                else:
+                    op = OP_FINISH
+            else:
+                OUT[pos, i] = FAIL_OPEN
+                op = OP_RESUME
+                pos += 1
+        else:  # OP_FINISH at x, rejected by layer pos (-1: admitted)
+            R[i, R_DECIDED] = x
+            R[i, R_REJ] = pos
+            C[C_DONE] += 1
+            if R[i, R_CONN] == 1:
+                R[i, R_CONN] = 3
+                nd = R[i, R_NODE]
+                if NV[nd, N_LIVE]:
+                    push(H, C, x, PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
+                else:
+                    rheap_push(RH, NV, C, nd, x)
+            if C[C_BACKEND]:
+                if pos < 0:
+                    if x == cur:
+                        _backend_start(i, x, R, H, C, BKF)
+                    else:
+                        push(H, C, x, i * PRIO_STRIDE + PRIO_BACKEND, K_BACKEND_START, i, 0, 0, 0)
+                elif R[i, R_HOLDS]:
+                    if x == cur:
+                        _release_held(
+                            i,
+                            x,
+                            False,
+                            R,
+                            KEYS,
+                            OUT,
+                            REM,
+                            LY,
+                            PP,
+                            STATE,
+                            NV,
+                            JUMPS,
+                            PRL,
+                            CQ,
+                            STACK,
+                            C,
+                        )
+                    else:
+                        push(H, C, x, i * PRIO_STRIDE + PRIO_BACKEND, K_RELEASE_HELD, i, 0, 0, 0)
+            op = OP_DONE
+
+
+@numba.njit(cache=True)
+def prefix(
+    R: Any,
+    KEYS: Any,
+    APPLIES: Any,
+    OUT: Any,
+    REM: Any,
+    LY: Any,
+    KK: Any,
+    PP: Any,
+    STATE: Any,
+    n_pre: int,
+) -> None:
+    """Leading node rate layers, each over all requests in arrival order (as the engine's
+    ``prefix_layer``)."""
+    n = R.shape[0]
+    for pos in range(n_pre):
+        off = LY[pos, L_OFF]
+        size = LY[pos, L_SIZE]
+        n_keys = LY[pos, L_NKEYS]
+        shadow = LY[pos, L_SHADOW]
+        for i in range(n):
+            if R[i, R_PRE_REJ] >= 0 or not APPLIES[pos, i]:
+                continue
+            tr = R[i, R_TIER]
+            s0 = off + (R[i, R_NODE] * n_keys + KEYS[pos, i]) * size
+            ok, rem, _, _ = rate_kernel(
+                KK[pos, tr], PP[pos, tr], STATE[s0 : s0 + size], R[i, R_CLK], R[i, R_COST]
+            )
+            REM[pos, i] = rem
+            if ok:
+                OUT[pos, i] = ALLOWED
+            elif shadow:
+                OUT[pos, i] = SHADOW_REJECTED
+            else:
+                OUT[pos, i] = REJECTED
+                R[i, R_PRE_REJ] = pos
+
+
+@numba.njit(cache=True)
+def run(limit: int, world: Any) -> int:
+    """Process events in key order while they come before ``limit`` (µs of true time).
+
+    Returns ``ST_FINISHED`` when nothing is left, ``ST_LIMIT`` at the limit, ``ST_GROW`` when
+    the event heap needs more room before the next event (the caller grows ``H`` and calls
+    again; nothing of that event has run)."""
+    (
+        INST, BOUNDS, R, KEYS, APPLIES, OUT, REM, LY, KK, PP, STATE, GSTATE, SNAP, FO_FLUSH,
+        LAT, SHARD, NV, JUMPS, RH, BUSY, CMD, H, C, OUTAGES, OUT_SHARDS, PARTS, PART_NODES,
+        PRL, CQ, STACK, BKF
+    ) = world  # fmt: skip
+    ctx = (
+        R, KEYS, APPLIES, OUT, REM, LY, KK, PP, STATE, LAT, SHARD, NV, JUMPS, RH, H, C,
+        OUTAGES, OUT_SHARDS, PARTS, PART_NODES, PRL, CQ, STACK, BKF
+    )  # fmt: skip
+    n_batches = INST.shape[0]
+    n_pre = C[C_PRE]
+    sharded = C[C_SHARDS] > 1
+    n_nodes = NV.shape[0] - 1
+    while True:
+        b = C[C_BATCH]
+        hn = C[C_HEAP]
+        if b < n_batches:
+            take_arrival = (
+                hn == 0
+                or INST[b] < H[0, H_AT]
+                or (INST[b] == H[0, H_AT] and H[0, H_PRIO] > PRIO_ARRIVAL)
+            )
+        elif hn:
+            take_arrival = False
+        else:
+            return ST_FINISHED
+        at = INST[b] if take_arrival else H[0, H_AT]
+        if at >= limit:
+            return ST_LIMIT
+        width = BOUNDS[b + 1] - BOUNDS[b] if take_arrival else 1
+        if H.shape[0] - hn < room(C, width):
+            return ST_GROW
+        cur = at
+        if take_arrival:
+            C[C_BATCH] = b + 1
+            for i in range(BOUNDS[b], BOUNDS[b + 1]):
+                C[C_ARRIVED] += 1
+                rej = R[i, R_PRE_REJ]
+                if rej < 0:
+                    op = OP_PROCEED
+                    pos = n_pre
+                else:
+                    op = OP_FINISH
+                    pos = rej
+                _continue(op, i, pos, cur, cur, ctx)
+            continue
+        kind = H[0, H_KIND]
+        i = H[0, H_I]
+        pos = H[0, H_POS]
+        cnow = H[0, H_CNOW]
+        dl = H[0, H_DL]
+        pop(H, C)
+        op = OP_DONE
+        x = cur
+        if kind in (K_SERVE, K_SERVE_LATE):
+            late = kind == K_SERVE_LATE
+            g = LY[pos, L_GIDX]
+            sh = SHARD[g, i] if sharded else 0
+            start = BUSY[sh]
+            if cur > start:
+                start = cur
+            fin = start + LAT[g, 2, i]
+            BUSY[sh] = fin
+            c = C[C_CMD]
+            C[C_CMD] = c + 1
+            CMD[0, c] = cur
+            CMD[1, c] = fin
+            CMD[2, c] = sh
+            reply = fin + LAT[g, 1, i]
+            server_now = start if NV[n_nodes, N_PERFECT] else node_clock(NV, JUMPS, n_nodes, start)
+            guard = LY[pos, L_GUARD]
+            if guard and abs(cnow - server_now) > guard:
+                if not late:
+                    op = OP_FAIL
+                    x = min(reply, dl)
+            else:
+                size = LY[pos, L_SIZE]
+                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
+                tr = R[i, R_TIER]
+                now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
+                ok, rem, _, _ = rate_kernel(
+                    KK[pos, tr], PP[pos, tr], GSTATE[s0 : s0 + size], now_k, R[i, R_COST]
+                )
+                if late:
+                    pass
+                elif reply > dl:
+                    op = OP_FAIL
+                    x = dl
+                else:
+                    REM[pos, i] = rem
+                    x = reply
+                    if ok:
+                        OUT[pos, i] = ALLOWED
+                        op = OP_RESUME
+                        pos += 1
+                    elif LY[pos, L_SHADOW]:
+                        OUT[pos, i] = SHADOW_REJECTED
+                        op = OP_RESUME
+                        pos += 1
+                    else:
+                        OUT[pos, i] = REJECTED
+                        op = OP_FINISH
+        elif kind == K_RELEASE:
+            nd = i
+            NV[nd, N_IN_USE] -= 1
+            while NV[nd, N_WHEAD] >= 0:
+                w = NV[nd, N_WHEAD]
+                NV[nd, N_WHEAD] = R[w, R_WNEXT]
+                if NV[nd, N_WHEAD] < 0:
+                    NV[nd, N_WTAIL] = -1
+                if R[w, R_WAITING]:
+                    R[w, R_WAITING] = 0
+                    NV[nd, N_LIVE] -= 1
+                    NV[nd, N_IN_USE] += 1
+                    R[w, R_CONN] = 1
+                    R[w, R_POOL_WAIT] = cur - R[w, R_WAIT_SINCE]
+                    op = OP_PROCEED
+                    i = w
+                    pos = R[w, R_WAIT_POS]
+                    break
+        elif kind == K_WAIT_TIMEOUT:
+            if R[i, R_WAITING]:
+                R[i, R_WAITING] = 0
+                NV[R[i, R_NODE], N_LIVE] -= 1
+                R[i, R_CONN] = 2
+                R[i, R_POOL_WAIT] = cur - R[i, R_WAIT_SINCE]
+                op = OP_PROCEED
+                pos = R[i, R_WAIT_POS]
+        elif kind == K_PROCEED:
+            op = OP_PROCEED
+        elif kind == K_FAIL_LOCAL:
+            op = OP_FAIL
+        elif kind == K_SNAPSHOT:
+            SNAP[i, :] = GSTATE
+        elif kind == K_FAILOVER:  # the state as it was at the snapshot comes back
+            GSTATE[:] = SNAP[i, :]
+            if FO_FLUSH[i]:
+                NV[:n_nodes, N_RELOAD] = 1
+        elif kind == K_CONC_TIMEOUT:
+            if R[i, R_CWAIT] == pos + 1:
+                R[i, R_CWAIT] = 0
+                C[C_WAITERS] -= 1
+                nd = R[i, R_NODE]
+                size = LY[pos, L_SIZE]
+                s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + KEYS[pos, i]) * size
+                local_now = R[i, R_CLK] if cur == R[i, R_T] else node_clock(NV, JUMPS, nd, cur)
+                conc_cancel(PP[pos, R[i, R_TIER]], STATE[s0 : s0 + size], local_now)
+                OUT[pos, i] = REJECTED
+                op = OP_FINISH
+        elif kind == K_BACKEND_START:
+            _backend_start(i, cur, R, H, C, BKF)
+        else:  # K_RELEASE_HELD, K_BACKEND_DONE
+            completed = kind == K_BACKEND_DONE
+            if completed:
+                C[C_BK_INFLIGHT] -= 1
+                R[i, R_BK_DONE] = cur
+            _release_held(
+                i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, JUMPS, PRL, CQ, STACK, C
+            )
+        if op != OP_DONE or C[C_STACK]:
+            _continue(op, i, pos, x, cur, ctx)
