@@ -17,7 +17,7 @@ bare SimPy loop processes timeouts).
     ``result.vs_oracle`` and the command line trigger): requests per second of both together.
 
 Best of R runs each; the first fast run of a process also loads numba's compiled code from
-its cache (or compiles it, about 20 s, on a fresh checkout): run with R >= 2.
+its cache (or compiles it, about 20-25 s, on a fresh checkout): run with R >= 2.
 """
 
 from __future__ import annotations
