@@ -1178,9 +1178,6 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
 
     n = len(arrivals)
     n_layers = len(layers)
-    t_arr: list[int] = []
-    tier_of: list[int] = []
-    cost_of: list[int] = []
     outcomes = np.zeros((n, n_layers), dtype=np.int8)
     remaining = np.full((n, n_layers), -1, dtype=np.int64)
     rejected_by = np.full(n, -1, dtype=np.int16)
@@ -1193,18 +1190,11 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
             outcomes[todo, pos] = ALLOWED  # capacity guards, not rate limits: see docstring
             continue
         size = cl.n_keys * max(a.state_size for a in cl.algs)
-        oks: Any
-        rems: Any
-        if compiled and supports_layer(cl) and size <= MAX_STATE_INTS:
-            oks, rems = oracle_layer(cl, todo, arrivals)
-        else:
-            if not t_arr and n:
-                t_arr, tier_of, cost_of = (
-                    arrivals.time_us.tolist(),
-                    arrivals.tier.tolist(),
-                    arrivals.cost.tolist(),
-                )
-            oks, rems = _oracle_layer(cl, todo.tolist(), t_arr, tier_of, cost_of)
+        layer_loop: Callable[[CompiledLayer, np.ndarray, Arrivals], tuple[Any, Any]]
+        layer_loop = oracle_layer
+        if not compiled or not supports_layer(cl) or size > MAX_STATE_INTS:
+            layer_loop = _oracle_layer
+        oks, rems = layer_loop(cl, todo, arrivals)
         ok = np.array(oks, dtype=bool)
         remaining[todo, pos] = rems
         outcomes[todo, pos] = np.where(
@@ -1226,10 +1216,14 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
 
 
 def _oracle_layer(
-    cl: CompiledLayer, todo: list[int], t_arr: list[int], tier_of: list[int], cost_of: list[int]
+    cl: CompiledLayer, todo_np: np.ndarray, arrivals: Arrivals
 ) -> tuple[list[int], list[int]]:
-    """One rate layer's kernel over the requests ``todo`` (arrival order) on one shared table:
-    the (allowed, remaining) of each."""
+    """One rate layer's kernel over the requests ``todo_np`` (arrival order) on one shared
+    table, in plain Python: the (allowed, remaining) of each."""
+    todo: list[int] = todo_np.tolist()
+    t_arr: list[int] = arrivals.time_us.tolist()
+    tier_of: list[int] = arrivals.tier.tolist()
+    cost_of: list[int] = arrivals.cost.tolist()
     algs = cl.algs
     kern = [a.kernel for a in algs]
     par = [a.params for a in algs]
