@@ -1,7 +1,7 @@
 """The algorithms' kernels compiled with numba, one dispatch over them, and the node clock.
 
 The kernels are the very functions of :mod:`ratesim.algorithms` (one source of truth per
-algorithm), compiled; ``_KERNELS`` fixes their codes, the order ``_kernel`` dispatches in.
+algorithm), compiled; ``KERNELS`` fixes their codes, the order ``rate_kernel`` dispatches in.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numba
+import numpy as np
 
 from ..algorithms.breaker import breaker_on_complete, breaker_release_probe, breaker_try_pass
 from ..algorithms.bucketed import bucketed_kernel, double_buffered_kernel
@@ -97,3 +98,11 @@ def node_clock(NV: Any, JUMPS: Any, nd: int, t: int) -> int:
 def kernel_code(kernel: object) -> int:
     """The code ``rate_kernel`` dispatches ``kernel`` (an algorithm's kernel function) by."""
     return KERNELS.index(kernel)
+
+
+def fill_tier_rows(kk: np.ndarray, pp: np.ndarray, algs: list[Any], rate: bool = True) -> None:
+    """Write each tier's kernel code into ``kk[tier]`` (-1 unless ``rate``: guards have their
+    own functions) and its integer parameters into ``pp[tier]`` (zero-padded)."""
+    for tr, alg in enumerate(algs[: len(kk)]):
+        kk[tr] = kernel_code(alg.kernel) if rate else -1
+        pp[tr, : len(alg.params)] = alg.params

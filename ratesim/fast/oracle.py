@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
-from .kernels import kernel_code, rate_kernel
+from .kernels import fill_tier_rows, rate_kernel
 
 if TYPE_CHECKING:
     from ..engine import CompiledLayer
@@ -49,10 +49,7 @@ def oracle_layer(
     max_p = max(len(a.params) for a in cl.algs)
     kk = np.zeros(n_tiers, dtype=np.int64)
     pp = np.zeros((n_tiers, max_p), dtype=np.int64)
-    for tr in range(n_tiers):
-        alg = cl.algs[tr if tr < len(cl.algs) else 0]
-        kk[tr] = kernel_code(alg.kernel)
-        pp[tr, : len(alg.params)] = alg.params
+    fill_tier_rows(kk, pp, cl.algs)
     oks = np.zeros(len(todo), dtype=np.int64)
     rems = np.zeros(len(todo), dtype=np.int64)
     _oracle_layer(

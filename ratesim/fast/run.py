@@ -15,7 +15,7 @@ from ..model.redis_server import queue_depths
 from ..policy import BACKEND_KINDS
 from ..results import RunData
 from .heaps import push, room
-from .kernels import kernel_code
+from .kernels import fill_tier_rows
 from .layout import (
     C_ARRIVED,
     C_BACKEND,
@@ -316,10 +316,8 @@ def _layer_tables(
         else:
             g_off += cl.n_keys * size
         off += nodes * cl.n_keys * l_size
-        for row, algs in ((pos, cl.algs), (n_layers + pos, cl.local_algs or [])):
-            for tr, alg in enumerate(algs[:n_tiers]):
-                KK[row, tr] = kernel_code(alg.kernel) if gk == G_RATE else -1
-                PP[row, tr, : len(alg.params)] = alg.params
+        fill_tier_rows(KK[pos], PP[pos], cl.algs, rate=gk == G_RATE)
+        fill_tier_rows(KK[n_layers + pos], PP[n_layers + pos], cl.local_algs or [])
         if cl.shard is not None:
             SHARD[cl.gidx] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
