@@ -224,16 +224,16 @@ def shards_of(layer: LayerSpec, arrivals: Arrivals, keys: np.ndarray, shards: in
 class CompiledLayer:
     """A layer ready to run: algorithms per tier code, per-request key ids and applicability.
 
-    ``keys[i]`` is a dense key id in ``0 .. n_keys - 1`` (requests with the same id share
-    state), so state tables can be lists indexed by id.
+    ``keys[i]`` (int64) is a dense key id in ``0 .. n_keys - 1`` (requests with the same id
+    share state), so state tables can be lists (or array rows) indexed by id.
+    ``applies_np[i]`` says whether the layer applies to request ``i`` (``None``: to all).
     """
 
     spec: LayerSpec
     algs: list[Algorithm]
     local_algs: list[Algorithm] | None
-    keys: list[int]
+    keys: np.ndarray
     n_keys: int
-    applies: list[bool] | None
     applies_np: np.ndarray | None
     shard: array[int] | None
     gidx: int
@@ -272,9 +272,8 @@ def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer
                 layer,
                 algs,
                 local,
-                dense.reshape(-1).tolist(),
+                dense.reshape(-1).astype(np.int64),
                 len(uniq),
-                applies_np.tolist() if applies_np is not None else None,
                 applies_np,
                 shard,
                 gidx,
@@ -467,8 +466,10 @@ def run_events(
     cqueues: list[list[dict[int, deque[int]]]] = [[{} for _ in range(nodes)] for _ in layers]
     is_node = [s.scope == "node" for s in specs]
     is_shadow = [s.mode == "shadow" for s in specs]
-    applies = [cl.applies for cl in layers]
-    keys = [cl.keys for cl in layers]
+    applies: list[list[bool] | None] = [
+        None if cl.applies_np is None else cl.applies_np.tolist() for cl in layers
+    ]
+    keys: list[list[int]] = [cl.keys.tolist() for cl in layers]
     algs = [cl.algs for cl in layers]
     timeout_us = [round(s.timeout_ms * 1000) for s in specs]
     use_redis_time = [s.time_source == "redis" for s in specs]
@@ -1227,7 +1228,7 @@ def _oracle_layer(
     algs = cl.algs
     kern = [a.kernel for a in algs]
     par = [a.params for a in algs]
-    keys = cl.keys
+    keys: list[int] = cl.keys.tolist()
     states: list[Any] = [None] * cl.n_keys
     oks = [0] * len(todo)
     rems = [0] * len(todo)

@@ -54,7 +54,7 @@ def oracle_layer(
     rems = np.zeros(len(todo), dtype=np.int64)
     _oracle_layer(
         np.asarray(todo, dtype=np.int64),
-        np.asarray(cl.keys, dtype=np.int64),
+        cl.keys,
         arrivals.tier.astype(np.int64),
         arrivals.time_us.astype(np.int64),
         arrivals.cost.astype(np.int64),
