@@ -75,7 +75,6 @@ import heapq
 from array import array
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,22 +99,21 @@ from .algorithms.concurrency import (
     concurrency_cancel_wait,
     concurrency_complete,
 )
+from .compile import CompiledLayer, Draws, _q, compile_policy, draw_requests, key_ids, shards_of
 from .model.clock import NodeClock
-from .model.cluster import shard_of
 from .model.faults import FailoverSpec, outage_at, partitioned
-from .model.latency import apply_spikes, sample_us
-from .model.node import assign_nodes
 from .model.redis_server import queue_depths
-from .policy import (
-    BACKEND_KINDS,
-    LayerSpec,
-    build_local_algorithms,
-    build_tier_algorithms,
-    layer_applies,
-    render_key,
-    state_key_fields,
+from .ordering import (
+    MAX_LAYERS,
+    NEVER_US,
+    PRIO_ARRIVAL,
+    PRIO_BACKEND,
+    PRIO_FAILOVER,
+    PRIO_RELEASE,
+    PRIO_STRIDE,
+    PRIO_TICK,
 )
-from .results import (
+from .outcomes import (
     ALLOWED,
     FAIL_CLOSED,
     FAIL_OPEN,
@@ -123,163 +121,34 @@ from .results import (
     LOCAL_REJECTED,
     REJECTED,
     SHADOW_REJECTED,
-    Result,
-    RunData,
 )
+from .policy import BACKEND_KINDS
+from .results import Result, RunData
 from .rng import Streams
 from .scenario import Scenario, ScenarioError, load_scenario
 from .traffic import Arrivals, generate_arrivals
 
-#: Requests' events are prioritised by ``index * PRIO_STRIDE + layer position``.
-PRIO_STRIDE = 64
-#: Backend entry / completion of request ``i``: ``i * PRIO_STRIDE + PRIO_BACKEND (+ 1)``.
-PRIO_BACKEND = PRIO_STRIDE - 2
-MAX_LAYERS = PRIO_BACKEND
-PRIO_FAILOVER = -3
-PRIO_RELEASE = -2
-PRIO_ARRIVAL = -1
-#: Progress-bar ticks come after everything else at their instant and change nothing.
-PRIO_TICK = 2**62
+__all__ = [
+    "ENGINES",
+    "PRIO_ARRIVAL",
+    "PRIO_BACKEND",
+    "PRIO_FAILOVER",
+    "PRIO_RELEASE",
+    "PRIO_STRIDE",
+    "CompiledLayer",
+    "Draws",
+    "compile_policy",
+    "draw_requests",
+    "key_ids",
+    "run_events",
+    "run_oracle",
+    "shards_of",
+    "simulate",
+]
+
 #: The engines ``simulate`` knows ("auto": the fast one when it models the scenario).
 ENGINES = ("auto", "event", "fast")
-#: Later than any simulated instant.
-NEVER_US = 2**63
 TICK_US = 100_000
-
-
-@dataclass
-class Draws:
-    """Everything random about each request beyond its arrival (see the module docstring)."""
-
-    node: np.ndarray  # (n,) int64
-    lat_out_us: np.ndarray  # (n, G) int64
-    lat_back_us: np.ndarray  # (n, G) int64
-    service_us: np.ndarray  # (n, G) int64
-    backend_us: np.ndarray  # (n,) int64 base backend service times (empty without a backend)
-
-
-def draw_requests(scenario: Scenario, arrivals: Arrivals, streams: Streams) -> Draws:
-    """Draw node, latencies and service times for every request, in the documented order."""
-    n = len(arrivals)
-    nodes = scenario.topology.nodes
-    lb = scenario.topology.load_balancer
-    node = assign_nodes(lb, arrivals.user, nodes, streams.get("nodes"))
-    g = sum(1 for layer in scenario.policy.layers if layer.scope == "global")
-    if g == 0 or scenario.redis is None:
-        z = np.zeros((n, 0), dtype=np.int64)
-        out, back, svc = z, z, z
-    else:
-        lat = sample_us(scenario.network.latency, streams.get("latency"), n * g * 2)
-        lat = lat.reshape(n, g, 2)
-        if scenario.network.spikes:
-            t = np.repeat(arrivals.time_us, g * 2).reshape(n, g, 2)
-            lat = apply_spikes(scenario.network.spikes, t, lat)
-        out, back = lat[:, :, 0].copy(), lat[:, :, 1].copy()
-        svc = sample_us(scenario.redis.service_time, streams.get("service"), n * g).reshape(n, g)
-    backend = np.zeros(0, dtype=np.int64)
-    if scenario.backend is not None:
-        backend = sample_us(scenario.backend.service_time, streams.get("backend"), n)
-    return Draws(node, out, back, svc, backend)
-
-
-def key_ids(layer: LayerSpec, arrivals: Arrivals) -> np.ndarray:
-    """An int64 state key per request for ``layer`` (requests with the same key share state).
-
-    Tiers with their own parameters get their own state, as if the tier were part of the key.
-    """
-    fields = set(state_key_fields(layer))
-    n_t = max(1, len(arrivals.tier_names))
-    n_r = max(1, len(arrivals.route_names))
-    k = np.zeros(len(arrivals), dtype=np.int64)
-    if "user" in fields:
-        k += arrivals.user.astype(np.int64) * (n_t * n_r)
-    if "tier" in fields:
-        k += arrivals.tier.astype(np.int64) * n_r
-    if "route" in fields:
-        k += arrivals.route.astype(np.int64)
-    return k
-
-
-def shards_of(layer: LayerSpec, arrivals: Arrivals, keys: np.ndarray, shards: int) -> np.ndarray:
-    """The Redis shard of each request's key: ``key_slot`` of ``rl:{<tag>}:<layer>`` where the
-    hash tag is the rendered key (or the layer name for ``"*"``)."""
-    if shards == 1 or len(arrivals) == 0:
-        return np.zeros(len(arrivals), dtype=np.int64)
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    out = np.empty(len(uniq), dtype=np.int64)
-    for j, i in enumerate(first):
-        tag = render_key(
-            layer.key,
-            int(arrivals.user[i]),
-            arrivals.tier_names[arrivals.tier[i]] if arrivals.tier_names else "",
-            arrivals.route_names[arrivals.route[i]] if arrivals.route_names else "",
-        )
-        if tag == "*":
-            tag = layer.name
-        out[j] = shard_of(f"rl:{{{tag}}}:{layer.name}", shards)
-    return out[inverse.reshape(-1)]
-
-
-@dataclass
-class CompiledLayer:
-    """A layer ready to run: algorithms per tier code, per-request key ids and applicability.
-
-    ``keys[i]`` (int64) is a dense key id in ``0 .. n_keys - 1`` (requests with the same id
-    share state), so state tables can be lists (or array rows) indexed by id.
-    ``applies_np[i]`` says whether the layer applies to request ``i`` (``None``: to all).
-    """
-
-    spec: LayerSpec
-    algs: list[Algorithm]
-    local_algs: list[Algorithm] | None
-    keys: np.ndarray
-    n_keys: int
-    applies_np: np.ndarray | None
-    shard: array[int] | None
-    gidx: int
-
-
-def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer]:
-    """Build every layer's algorithms and per-request keys/shards for ``arrivals``."""
-    tier_names = arrivals.tier_names or ("",)
-    out = []
-    g = 0
-    shards = scenario.redis.shards if scenario.redis is not None else 1
-    for layer in scenario.policy.layers:
-        try:
-            algs = build_tier_algorithms(layer, tier_names)
-            local = (
-                build_local_algorithms(layer, tier_names, scenario.topology.nodes)
-                if layer.scope == "global" and layer.failure_mode == "local"
-                else None
-            )
-        except (ValueError, TypeError) as exc:
-            raise ScenarioError(f"layer {layer.name!r}: cannot build its algorithm: {exc}") from exc
-        keys = key_ids(layer, arrivals)
-        applies_np = None
-        if layer.routes is not None:
-            codes = [c for c, r in enumerate(arrivals.route_names) if layer_applies(layer, r)]
-            applies_np = np.isin(arrivals.route, codes)
-        shard = None
-        gidx = -1
-        if layer.scope == "global":
-            shard = _q(shards_of(layer, arrivals, keys, shards))
-            gidx = g
-            g += 1
-        uniq, dense = np.unique(keys, return_inverse=True)
-        out.append(
-            CompiledLayer(
-                layer,
-                algs,
-                local,
-                dense.reshape(-1).astype(np.int64),
-                len(uniq),
-                applies_np,
-                shard,
-                gidx,
-            )
-        )
-    return out
 
 
 def _clock_reader(clock: NodeClock) -> Callable[[int], int] | None:
@@ -304,13 +173,6 @@ def _stepped_reader(
         return now
 
     return read
-
-
-def _q(values: np.ndarray) -> array[int]:
-    """``values`` as a flat ``array('q')`` (items read back as Python ints)."""
-    out = array("q")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
-    return out
 
 
 def _columns(cols: list[array[int]], dtype: type[np.generic], n: int) -> np.ndarray:

@@ -22,6 +22,14 @@ import numpy as np
 import pandas as pd
 
 from .algorithms.base import MAX_EXACT_INT, Algorithm, Decision
+from .outcomes import (
+    ALLOWED,
+    FAIL_CLOSED,
+    FAIL_OPEN,
+    OUTCOMES,
+    REJECTED,
+    SHADOW_REJECTED,
+)
 from .policy import (
     BACKEND_KINDS,
     PolicySpec,
@@ -29,14 +37,6 @@ from .policy import (
     layer_applies,
     request_fields,
     state_key,
-)
-from .results import (
-    ALLOWED,
-    FAIL_CLOSED,
-    FAIL_OPEN,
-    OUTCOMES,
-    REJECTED,
-    SHADOW_REJECTED,
 )
 
 #: Columns of a decision row, in order (after the request's own columns).

@@ -42,26 +42,32 @@ if TYPE_CHECKING:
     from .scenario import Scenario
     from .traffic import Arrivals
 
-NOT_REACHED = 0
-ALLOWED = 1
-REJECTED = 2
-SHADOW_REJECTED = 3
-FAIL_OPEN = 4
-FAIL_CLOSED = 5
-LOCAL_ALLOWED = 6
-LOCAL_REJECTED = 7
-
-#: Outcome names, indexed by code (the categories of the ``layer:<name>`` columns).
-OUTCOMES = (
-    "not_reached",
-    "allowed",
-    "rejected",
-    "shadow_rejected",
-    "fail_open",
-    "fail_closed",
-    "local_allowed",
-    "local_rejected",
+from .outcomes import (
+    ALLOWED,
+    FAIL_CLOSED,
+    FAIL_OPEN,
+    LOCAL_ALLOWED,
+    LOCAL_REJECTED,
+    NOT_REACHED,
+    OUTCOMES,
+    REJECTED,
+    SHADOW_REJECTED,
 )
+
+__all__ = [
+    "ALLOWED",
+    "FAIL_CLOSED",
+    "FAIL_OPEN",
+    "LOCAL_ALLOWED",
+    "LOCAL_REJECTED",
+    "NOT_REACHED",
+    "OUTCOMES",
+    "REJECTED",
+    "SHADOW_REJECTED",
+    "Result",
+    "RunData",
+    "window_max_sum",
+]
 
 
 @dataclass

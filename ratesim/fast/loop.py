@@ -11,8 +11,8 @@ import numba
 from ..algorithms.breaker import OPEN
 from ..algorithms.breaker import STATE as BREAKER_STATE
 from ..algorithms.concurrency import ADMIT, HANDOFF, IN_FLIGHT, QUEUE
-from ..engine import PRIO_ARRIVAL, PRIO_BACKEND, PRIO_RELEASE, PRIO_STRIDE
-from ..results import (
+from ..ordering import PRIO_ARRIVAL, PRIO_BACKEND, PRIO_RELEASE, PRIO_STRIDE
+from ..outcomes import (
     ALLOWED,
     FAIL_CLOSED,
     FAIL_OPEN,

@@ -10,7 +10,7 @@ import numpy as np
 from .kernels import fill_tier_rows, rate_kernel
 
 if TYPE_CHECKING:
-    from ..engine import CompiledLayer
+    from ..compile import CompiledLayer
     from ..traffic import Arrivals
 
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..algorithms.concurrency import IN_FLIGHT, QUEUED
-from ..engine import PRIO_FAILOVER
 from ..model.clock import NodeClock
 from ..model.redis_server import queue_depths
+from ..ordering import PRIO_FAILOVER
 from ..policy import BACKEND_KINDS
 from ..results import RunData
 from .heaps import push, room
@@ -69,7 +69,7 @@ from .loop import prefix, run
 from .support import unsupported
 
 if TYPE_CHECKING:
-    from ..engine import CompiledLayer, Draws
+    from ..compile import CompiledLayer, Draws
     from ..scenario import Scenario
     from ..traffic import Arrivals
 

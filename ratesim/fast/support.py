@@ -9,7 +9,7 @@ from ..policy import BACKEND_KINDS
 from .kernels import KERNELS
 
 if TYPE_CHECKING:
-    from ..engine import CompiledLayer
+    from ..compile import CompiledLayer
     from ..scenario import Scenario
 
 #: Limiter state the fast engine allocates up front, at most (integers, 8 bytes each).

@@ -1,0 +1,172 @@
+"""A scenario made ready to run: per-request draws and the compiled policy.
+
+Both runners (the SimPy components of :mod:`ratesim.des` and the compiled runner of
+:mod:`ratesim.fast`) and the oracle start from these: :func:`draw_requests` makes every random
+draw of a run beyond its arrivals, in the documented order (see :mod:`ratesim.engine`), and
+:func:`compile_policy` turns each layer into algorithms per tier and dense per-request key ids.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+from .algorithms import Algorithm
+from .model.cluster import shard_of
+from .model.latency import apply_spikes, sample_us
+from .model.node import assign_nodes
+from .policy import (
+    LayerSpec,
+    build_local_algorithms,
+    build_tier_algorithms,
+    layer_applies,
+    render_key,
+    state_key_fields,
+)
+from .rng import Streams
+from .scenario import Scenario, ScenarioError
+from .traffic import Arrivals
+
+
+@dataclass
+class Draws:
+    """Everything random about each request beyond its arrival (see the module docstring)."""
+
+    node: np.ndarray  # (n,) int64
+    lat_out_us: np.ndarray  # (n, G) int64
+    lat_back_us: np.ndarray  # (n, G) int64
+    service_us: np.ndarray  # (n, G) int64
+    backend_us: np.ndarray  # (n,) int64 base backend service times (empty without a backend)
+
+
+def draw_requests(scenario: Scenario, arrivals: Arrivals, streams: Streams) -> Draws:
+    """Draw node, latencies and service times for every request, in the documented order."""
+    n = len(arrivals)
+    nodes = scenario.topology.nodes
+    lb = scenario.topology.load_balancer
+    node = assign_nodes(lb, arrivals.user, nodes, streams.get("nodes"))
+    g = sum(1 for layer in scenario.policy.layers if layer.scope == "global")
+    if g == 0 or scenario.redis is None:
+        z = np.zeros((n, 0), dtype=np.int64)
+        out, back, svc = z, z, z
+    else:
+        lat = sample_us(scenario.network.latency, streams.get("latency"), n * g * 2)
+        lat = lat.reshape(n, g, 2)
+        if scenario.network.spikes:
+            t = np.repeat(arrivals.time_us, g * 2).reshape(n, g, 2)
+            lat = apply_spikes(scenario.network.spikes, t, lat)
+        out, back = lat[:, :, 0].copy(), lat[:, :, 1].copy()
+        svc = sample_us(scenario.redis.service_time, streams.get("service"), n * g).reshape(n, g)
+    backend = np.zeros(0, dtype=np.int64)
+    if scenario.backend is not None:
+        backend = sample_us(scenario.backend.service_time, streams.get("backend"), n)
+    return Draws(node, out, back, svc, backend)
+
+
+def key_ids(layer: LayerSpec, arrivals: Arrivals) -> np.ndarray:
+    """An int64 state key per request for ``layer`` (requests with the same key share state).
+
+    Tiers with their own parameters get their own state, as if the tier were part of the key.
+    """
+    fields = set(state_key_fields(layer))
+    n_t = max(1, len(arrivals.tier_names))
+    n_r = max(1, len(arrivals.route_names))
+    k = np.zeros(len(arrivals), dtype=np.int64)
+    if "user" in fields:
+        k += arrivals.user.astype(np.int64) * (n_t * n_r)
+    if "tier" in fields:
+        k += arrivals.tier.astype(np.int64) * n_r
+    if "route" in fields:
+        k += arrivals.route.astype(np.int64)
+    return k
+
+
+def shards_of(layer: LayerSpec, arrivals: Arrivals, keys: np.ndarray, shards: int) -> np.ndarray:
+    """The Redis shard of each request's key: ``key_slot`` of ``rl:{<tag>}:<layer>`` where the
+    hash tag is the rendered key (or the layer name for ``"*"``)."""
+    if shards == 1 or len(arrivals) == 0:
+        return np.zeros(len(arrivals), dtype=np.int64)
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    out = np.empty(len(uniq), dtype=np.int64)
+    for j, i in enumerate(first):
+        tag = render_key(
+            layer.key,
+            int(arrivals.user[i]),
+            arrivals.tier_names[arrivals.tier[i]] if arrivals.tier_names else "",
+            arrivals.route_names[arrivals.route[i]] if arrivals.route_names else "",
+        )
+        if tag == "*":
+            tag = layer.name
+        out[j] = shard_of(f"rl:{{{tag}}}:{layer.name}", shards)
+    return out[inverse.reshape(-1)]
+
+
+@dataclass
+class CompiledLayer:
+    """A layer ready to run: algorithms per tier code, per-request key ids and applicability.
+
+    ``keys[i]`` (int64) is a dense key id in ``0 .. n_keys - 1`` (requests with the same id
+    share state), so state tables can be lists (or array rows) indexed by id.
+    ``applies_np[i]`` says whether the layer applies to request ``i`` (``None``: to all).
+    """
+
+    spec: LayerSpec
+    algs: list[Algorithm]
+    local_algs: list[Algorithm] | None
+    keys: np.ndarray
+    n_keys: int
+    applies_np: np.ndarray | None
+    shard: array[int] | None
+    gidx: int
+
+
+def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer]:
+    """Build every layer's algorithms and per-request keys/shards for ``arrivals``."""
+    tier_names = arrivals.tier_names or ("",)
+    out = []
+    g = 0
+    shards = scenario.redis.shards if scenario.redis is not None else 1
+    for layer in scenario.policy.layers:
+        try:
+            algs = build_tier_algorithms(layer, tier_names)
+            local = (
+                build_local_algorithms(layer, tier_names, scenario.topology.nodes)
+                if layer.scope == "global" and layer.failure_mode == "local"
+                else None
+            )
+        except (ValueError, TypeError) as exc:
+            raise ScenarioError(f"layer {layer.name!r}: cannot build its algorithm: {exc}") from exc
+        keys = key_ids(layer, arrivals)
+        applies_np = None
+        if layer.routes is not None:
+            codes = [c for c, r in enumerate(arrivals.route_names) if layer_applies(layer, r)]
+            applies_np = np.isin(arrivals.route, codes)
+        shard = None
+        gidx = -1
+        if layer.scope == "global":
+            shard = _q(shards_of(layer, arrivals, keys, shards))
+            gidx = g
+            g += 1
+        uniq, dense = np.unique(keys, return_inverse=True)
+        out.append(
+            CompiledLayer(
+                layer,
+                algs,
+                local,
+                dense.reshape(-1).astype(np.int64),
+                len(uniq),
+                applies_np,
+                shard,
+                gidx,
+            )
+        )
+    return out
+
+
+def _q(values: np.ndarray) -> array[int]:
+    """``values`` as a flat ``array('q')`` (items read back as Python ints)."""
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
