@@ -299,7 +299,7 @@ def replay_policy(
     reads (its key template, its tier overrides, its ``routes`` filter); a missing one is a
     ``ValueError`` naming the column and the layer.
 
-    Semantics (those of the engine's oracle, :func:`ratesim.engine.run_oracle`):
+    Semantics (those of the engine's oracle, :func:`ratesim.oracle.run_oracle`):
 
     * Layers run in policy order on the one ``store``. A replay has no gateway nodes, network
       or Redis model: a ``node`` layer is one state for the whole site, like a ``global`` one,

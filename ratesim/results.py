@@ -18,7 +18,7 @@ demand (each is computed once, then cached):
 * ``totals`` - ``arrivals``, ``admitted``, ``rejected``, ``latency_p50_us``, ``latency_p99_us``,
   ``latency_p999_us``;
 * ``oracle`` - the same arrivals through the intended policy, ideally executed (see
-  :func:`ratesim.engine.run_oracle`), as a Result;
+  :func:`ratesim.oracle.run_oracle`), as a Result;
 * ``vs_oracle`` - rows ``(group, key)`` for the total, each layer, each tier and the abusive
   flag, columns ``over_admitted`` (system admitted, oracle rejected), ``wrongly_rejected``
   (system rejected, oracle admitted) and ``peak_excess`` (the largest, over every window of

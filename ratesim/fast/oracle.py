@@ -1,4 +1,4 @@
-"""The oracle's layer loop, compiled (see :func:`ratesim.engine.run_oracle`)."""
+"""The oracle's layer loop, compiled (see :func:`ratesim.oracle.run_oracle`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _oracle_layer(
 def oracle_layer(
     cl: CompiledLayer, todo: np.ndarray, arrivals: Arrivals
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One rate layer of the oracle (see :func:`ratesim.engine.run_oracle`), compiled: the
+    """One rate layer of the oracle (see :func:`ratesim.oracle.run_oracle`), compiled: the
     kernel over the requests ``todo`` (arrival order) on one shared table; returns the
     (allowed, remaining) of each as int64 arrays."""
     n_tiers = max(1, len(arrivals.tier_names))
