@@ -10,9 +10,13 @@ Both runners key their events the same way, so they process them in the same ord
   ``i * PRIO_STRIDE + PRIO_BACKEND`` (``+ 1``);
 * ``PRIO_TICK``: progress ticks last; they change nothing.
 
+The SimPy components (:mod:`ratesim.des`) key request events at ``PRIO_REQUESTS + i *
+PRIO_STRIDE + pos`` (:func:`request_priority`): the same order among themselves, with SimPy's
+own priorities ``URGENT`` (0) and ``NORMAL`` (1) - a user process's timeouts and starts, the
+decisions handed to it - between the arrivals and every request's events.
+
 ``seq`` (the order events were scheduled in) only separates events that are interchangeable:
-two releases of one node's connections, say. A user's own SimPy events at SimPy's priorities
-(``URGENT`` = 0, ``NORMAL`` = 1) sort among request 0's events; components never rely on them.
+two releases of one node's connections, say.
 """
 
 #: Requests' events are prioritised by ``index * PRIO_STRIDE + layer position``.
@@ -28,3 +32,11 @@ PRIO_ARRIVAL = -1
 PRIO_TICK = 2**62
 #: Later than any simulated instant.
 NEVER_US = 2**63
+#: Where the components' request priorities start (after SimPy's URGENT and NORMAL).
+PRIO_REQUESTS = 2
+
+
+def request_priority(i: int, pos: int) -> int:
+    """The components' priority of request ``i``'s event at layer position ``pos`` (or at
+    ``PRIO_BACKEND`` / ``PRIO_BACKEND + 1`` for its backend entry / completion)."""
+    return PRIO_REQUESTS + i * PRIO_STRIDE + pos

@@ -1,0 +1,404 @@
+"""The gateway: nodes behind a load balancer, each request walked through the layers in order.
+
+``Gateway.handle(request)`` is an event a SimPy process yields; its value is the
+:class:`~ratesim.des.requests.Decision`. A request walks the policy's layers in order:
+
+* a **node rate layer** decides at once on its node's own state, at the node's clock;
+* a **guard layer** (concurrency limit, circuit breaker) passes, rejects, or queues the
+  request for a slot (:mod:`ratesim.des.guards`);
+* a **global layer** is one command to the Redis model through the network: the request
+  borrows a connection of its node's pool for all its global calls (:mod:`ratesim.des.pool`);
+  if the reply would come after ``send + timeout``, or a fault means none comes, the layer's
+  failure mode decides (``open``: pass on; ``closed``: reject; ``local``: a node-local limiter
+  with ``local_share`` of the limit decides) at the instant the caller knows.
+
+A step that falls on the current instant runs at once (it continues the step in hand); a step at
+a later instant is an event there, keyed by :func:`ratesim.ordering.request_priority`, except
+where it touches nothing shared (a command sent at a later instant on a held connection, a
+final decision), which is done from the step in hand. Every admitted request enters the
+backend when there is one; what it holds at guard layers it gives back when the backend is done
+(or at its decision when a later layer rejects it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import simpy
+
+from ..algorithms import Algorithm
+from ..compile import CompiledLayer
+from ..ordering import PRIO_BACKEND, request_priority
+from ..outcomes import (
+    ALLOWED,
+    FAIL_CLOSED,
+    FAIL_OPEN,
+    LOCAL_ALLOWED,
+    LOCAL_REJECTED,
+    REJECTED,
+    SHADOW_REJECTED,
+)
+from ..policy import BACKEND_KINDS
+from .backend import Backend
+from .events import call_at, now_or_at
+from .events import now as now_us
+from .guards import PASS, WAIT, Guards
+from .network import Network
+from .pool import ConnectionPool
+from .redis import Command, Redis
+from .requests import Decision, Request, RequestTable
+
+# A request's connection: none borrowed yet, held, none to be had, handed back.
+NO_CONN, HELD, UNAVAILABLE, RETURNED = 0, 1, 2, 3
+
+
+class Node:
+    """A gateway node: its clock, its connection pool, its node-scoped layers' state."""
+
+    def __init__(
+        self, index: int, clock: Callable[[int], int] | None, pool: ConnectionPool, layers: int
+    ) -> None:
+        self.index = index
+        #: The node's clock reading at a true instant (``None``: a perfect clock).
+        self.clock = clock
+        self.pool = pool
+        #: ``tables[pos]``: node rate layer ``pos``'s state by key id.
+        self.tables: list[dict[int, list[int]]] = [{} for _ in range(layers)]
+        #: ``local_tables[pos]``: the local fallback of global layer ``pos``, by key id.
+        self.local_tables: list[dict[int, list[int]]] = [{} for _ in range(layers)]
+        #: False after a script flush until the node's next command reloads the script.
+        self.scripts_cached = True
+
+    def time(self, t_us: int) -> int:
+        """The node's clock at true time ``t_us`` (µs)."""
+        return t_us if self.clock is None else self.clock(t_us)
+
+
+class Gateway:
+    """The gateway nodes, the policy's layers and the walk of every request through them."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        layers: list[CompiledLayer],
+        requests: RequestTable,
+        nodes: list[Node],
+        redis: Redis | None,
+        network: Network | None,
+        guards: Guards,
+        backend: Backend | None,
+        pick_node: Callable[[Request], int],
+    ) -> None:
+        self.env = env
+        self.layers = layers
+        self.requests = requests
+        self.nodes = nodes
+        self.redis = redis
+        self.network = network
+        self.guards = guards
+        self.backend = backend
+        self.pick_node = pick_node
+        specs = [cl.spec for cl in layers]
+        self.names = [s.name for s in specs]
+        self.is_node = [s.scope == "node" for s in specs]
+        self.is_guard = [s.algorithm.kind in BACKEND_KINDS for s in specs]
+        self.shadow = [s.mode == "shadow" for s in specs]
+        self.failure_mode = [s.failure_mode for s in specs]
+        self.timeout_us = [round(s.timeout_ms * 1000) for s in specs]
+        self.client_time = [s.time_source == "client" or bool(s.drift_guard_ms) for s in specs]
+        self.conn: list[int] = [NO_CONN] * len(requests)
+        self.waited_at: dict[int, tuple[int, int]] = {}  # request -> (layer, since) in a pool wait
+        self.arrived = 0
+        self.done = 0
+        self._decisions: dict[int, simpy.Event] = {}
+
+    # --- what clients call ------------------------------------------------------------------
+
+    def handle(self, request: Request) -> simpy.Event:
+        """An event that fires at ``request``'s final decision, its value the
+        :class:`~ratesim.des.requests.Decision`; the request arrives now."""
+        i = self.requests.add(request, now_us(self.env), self.pick_node(request))
+        self.conn.append(NO_CONN)
+        ev = self.env.event()
+        self._decisions[i] = ev
+        self.submit(i)
+        return ev
+
+    def submit(self, i: int) -> None:
+        """Row ``i`` of the request table arrives now."""
+        self.arrived += 1
+        self.proceed(i, 0, now_us(self.env))
+
+    # --- the walk ---------------------------------------------------------------------------
+
+    def proceed(self, i: int, pos: int, x: int) -> None:
+        """Walk request ``i`` through the layers from ``pos`` at ``x`` (µs, == now)."""
+        req = self.requests
+        while pos < len(self.layers):
+            ap = req.applies[pos]
+            if ap is not None and not ap[i]:
+                pos += 1
+                continue
+            if self.is_node[pos]:
+                verdict = (
+                    self._guard(i, pos, x) if self.is_guard[pos] else self._node_layer(i, pos, x)
+                )
+                if verdict == WAIT:
+                    return
+                if not verdict:
+                    self.finish(i, x, pos)
+                    return
+                pos += 1
+                continue
+            if self.conn[i] == NO_CONN and not self._borrow(i, pos, x):
+                return  # waiting for a connection
+            if self.conn[i] == UNAVAILABLE:
+                self.fail(i, pos, x)
+            else:
+                self.send(i, pos, x)
+            return
+        self.finish(i, x, -1)
+
+    def resume(self, i: int, pos: int, x: int) -> None:
+        """Continue request ``i`` at layer ``pos`` at ``x`` (µs, ``>= now``)."""
+        if x == now_us(self.env):
+            self.proceed(i, pos, x)
+            return
+        ap_all = self.requests.applies
+        while pos < len(self.layers) and ap_all[pos] is not None and not ap_all[pos][i]:  # type: ignore[index]
+            pos += 1
+        if pos == len(self.layers):
+            self.finish(i, x, -1)
+        elif not self.is_node[pos] and self.conn[i] == HELD:
+            self.send(i, pos, x)  # touches nothing shared before the command reaches Redis
+        else:
+            call_at(self.env, x, request_priority(i, pos), self.proceed, i, pos, x)
+
+    def finish(self, i: int, y: int, rejected_by: int) -> None:
+        """Request ``i``'s final decision at ``y`` (µs, ``>= now``): rejected by layer
+        ``rejected_by`` (-1: admitted)."""
+        req = self.requests
+        req.decided[i] = y
+        req.rejected_by[i] = rejected_by
+        self.done += 1
+        if self.conn[i] == HELD:
+            self.conn[i] = RETURNED
+            self.nodes[req.node[i]].pool.give_back(y)
+        if self.backend is not None:
+            prio = request_priority(i, PRIO_BACKEND)
+            if rejected_by < 0:
+                now_or_at(self.env, y, prio, self.backend.enter, i)
+            elif self.guards.holds(i):
+                now_or_at(self.env, y, prio, self.release_held, i, False)
+        ev = self._decisions.pop(i, None)
+        if ev is not None:
+            name = self.names[rejected_by] if rejected_by >= 0 else None
+            retry = 0
+            if rejected_by >= 0:
+                closed = req.outcome[rejected_by][i] == FAIL_CLOSED
+                retry = -1 if closed else req.retry_after.get(i, -1)
+            d = Decision(rejected_by < 0, name, y, retry, i)
+            now_or_at(self.env, y, simpy.events.NORMAL, ev.succeed, d)
+
+    # --- node-scoped layers -----------------------------------------------------------------
+
+    def _algorithm(self, i: int, pos: int) -> Algorithm:
+        return self.layers[pos].algs[self.requests.tier[i]]
+
+    def _node_layer(self, i: int, pos: int, x: int) -> bool:
+        """Node rate layer ``pos`` on request ``i`` at ``x`` (== now): False if rejected."""
+        req = self.requests
+        node = self.nodes[req.node[i]]
+        ok = self._run_kernel(i, pos, node.tables[pos], self._algorithm(i, pos), node.time(x))
+        if ok:
+            req.outcome[pos][i] = ALLOWED
+            return True
+        req.outcome[pos][i] = SHADOW_REJECTED if self.shadow[pos] else REJECTED
+        return self.shadow[pos]
+
+    def _run_kernel(
+        self, i: int, pos: int, table: dict[int, list[int]], alg: Algorithm, now: int
+    ) -> int:
+        """``alg``'s kernel for request ``i`` on ``table`` at clock reading ``now``; records the
+        remaining figure (and the retry-after of a refusal) and returns ``allowed``."""
+        req = self.requests
+        k = req.keys[pos][i]
+        st = table.get(k)
+        if st is None:
+            st = table[k] = alg.new_state()
+        ok, rem, retry, _ = alg.kernel(alg.params, st, now, req.cost[i])
+        req.remaining[pos][i] = rem
+        if not ok:
+            req.retry_after[i] = retry
+        return ok
+
+    def _guard(self, i: int, pos: int, x: int) -> int:
+        """Guard layer ``pos`` at ``x`` (== now): PASS (1), REJECT (0) or WAIT (2)."""
+        req = self.requests
+        nd = req.node[i]
+        alg = self._algorithm(i, pos)
+        code, rem = self.guards.enter(i, pos, nd, req.keys[pos][i], alg, self.nodes[nd].time(x))
+        if code == PASS:
+            req.outcome[pos][i] = ALLOWED
+            if rem >= 0:
+                req.remaining[pos][i] = rem
+        elif code == WAIT:
+            call_at(
+                self.env, x + alg.params[1], request_priority(i, pos), self._slot_timeout, i, pos
+            )
+        else:
+            req.outcome[pos][i] = REJECTED
+            req.retry_after[i] = -1
+        return code
+
+    def _slot_timeout(self, i: int, pos: int) -> None:
+        req = self.requests
+        nd = req.node[i]
+        now = now_us(self.env)
+        alg = self._algorithm(i, pos)
+        if self.guards.give_up(i, pos, nd, req.keys[pos][i], alg, self.nodes[nd].time(now)):
+            req.outcome[pos][i] = REJECTED
+            self.finish(i, now, pos)
+
+    def release_held(self, i: int, completed: bool) -> None:
+        """Request ``i`` gives back its slots and passes now; waiters handed a slot go on."""
+        if not self.guards.holds(i):
+            return
+        req = self.requests
+        now = now_us(self.env)
+        handoffs = self.guards.release(i, self.nodes[req.node[i]].time(now), completed)
+        for w, pos in handoffs:
+            req.outcome[pos][w] = ALLOWED
+            req.remaining[pos][w] = 0
+        for w, pos in handoffs:
+            self.proceed(w, pos + 1, now)
+
+    def backend_done(self, i: int) -> None:
+        """Request ``i``'s backend call has ended now."""
+        self.release_held(i, True)
+
+    # --- global layers ----------------------------------------------------------------------
+
+    def _borrow(self, i: int, pos: int, x: int) -> bool:
+        """Borrow a connection at ``x`` (== now); False when the request must wait for one."""
+        pool = self.nodes[self.requests.node[i]].pool
+        got = pool.borrow(i)
+        if got is None:
+            self.waited_at[i] = (pos, x)
+            call_at(self.env, x + pool.max_wait_us, request_priority(i, pos), self._pool_timeout, i)
+            return False
+        self.conn[i] = HELD if got else UNAVAILABLE
+        return True
+
+    def _pool_timeout(self, i: int) -> None:
+        if self.nodes[self.requests.node[i]].pool.give_up(i):
+            self._wait_over(i, False)
+
+    def _wait_over(self, i: int, got: bool) -> None:
+        """Request ``i``'s wait for a connection ends now, with one or without."""
+        pos, since = self.waited_at.pop(i)
+        now = now_us(self.env)
+        self.conn[i] = HELD if got else UNAVAILABLE
+        self.requests.pool_wait[i] = now - since
+        self.proceed(i, pos, now)
+
+    def send(self, i: int, pos: int, x: int) -> None:
+        """Global layer ``pos``'s command for request ``i``, sent at ``x`` (µs, ``>= now``)."""
+        assert self.redis is not None and self.network is not None
+        req = self.requests
+        g = self.layers[pos].gidx
+        deadline = x + self.timeout_us[pos]
+        a = x + self.network.out_us[g][i]
+        node = self.nodes[req.node[i]]
+        if self.network.cut_off(node.index, x):
+            self.fail(i, pos, deadline)
+            return
+        shard = req.shard[pos][i]
+        fault = self.redis.outage(shard, a)
+        if fault == "refused":
+            self.fail(i, pos, min(a + self.network.back_us[g][i], deadline))
+            return
+        if fault == "blackhole":
+            self.fail(i, pos, deadline)
+            return
+        client_now = node.time(x) if self.client_time[pos] else x
+        if not node.scripts_cached:
+            # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
+            node.scripts_cached = True
+            a += self.network.back_us[g][i] + self.network.out_us[g][i]
+        late = a > deadline
+        cmd = Command(
+            i,
+            pos,
+            shard,
+            req.keys[pos][i],
+            self._algorithm(i, pos),
+            req.cost[i],
+            client_now,
+            deadline,
+            req.service_us[g][i],
+            self.network.back_us[g][i],
+            late,
+            self._reply,
+        )
+        self.redis.send(a, request_priority(i, pos), cmd)
+        if late:
+            self.fail(i, pos, deadline)
+
+    def _reply(
+        self, c: Command, ok: int, rem: int, retry: int, reply_us: int, refused: bool
+    ) -> None:
+        """Redis has executed (or refused) ``c``; its reply reaches the node at ``reply_us``."""
+        i, pos = c.i, c.pos
+        if refused:
+            self.fail(i, pos, min(reply_us, c.deadline))
+            return
+        if reply_us > c.deadline:
+            self.fail(i, pos, c.deadline)
+            return
+        req = self.requests
+        req.remaining[pos][i] = rem
+        if ok:
+            req.outcome[pos][i] = ALLOWED
+        elif self.shadow[pos]:
+            req.outcome[pos][i] = SHADOW_REJECTED
+        else:
+            req.outcome[pos][i] = REJECTED
+            req.retry_after[i] = retry
+            self.finish(i, reply_us, pos)
+            return
+        self.resume(i, pos + 1, reply_us)
+
+    def fail(self, i: int, pos: int, y: int) -> None:
+        """Layer ``pos`` could not be asked; its failure mode decides at ``y`` (µs, ``>= now``)."""
+        mode = self.failure_mode[pos]
+        req = self.requests
+        if mode == "local":
+            now_or_at(self.env, y, request_priority(i, pos), self._fail_local, i, pos)
+        elif mode == "open":
+            req.outcome[pos][i] = FAIL_OPEN
+            self.resume(i, pos + 1, y)
+        else:
+            req.outcome[pos][i] = FAIL_CLOSED
+            if self.shadow[pos]:
+                self.resume(i, pos + 1, y)
+            else:
+                self.finish(i, y, pos)
+
+    def _fail_local(self, i: int, pos: int) -> None:
+        """The node-local fallback of global layer ``pos`` decides request ``i`` now."""
+        req = self.requests
+        now = now_us(self.env)
+        node = self.nodes[req.node[i]]
+        local = self.layers[pos].local_algs
+        assert local is not None
+        alg = local[req.tier[i]]
+        ok = self._run_kernel(i, pos, node.local_tables[pos], alg, node.time(now))
+        if ok:
+            req.outcome[pos][i] = LOCAL_ALLOWED
+        else:
+            req.outcome[pos][i] = LOCAL_REJECTED
+            if not self.shadow[pos]:
+                self.finish(i, now, pos)
+                return
+        self.resume(i, pos + 1, now)

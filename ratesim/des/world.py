@@ -1,0 +1,281 @@
+"""A scenario's world built from the components, run, and read back as plain arrays.
+
+``World.build(scenario)`` assembles the gateway (nodes with their clocks, pools and layer
+state; the load balancer), the network, the Redis model, the guards and the backend in one
+SimPy environment, with the scenario's traffic as a process; ``world.run()`` runs it and
+``world.data()`` checks conservation and returns the :class:`~ratesim.results.RunData`.
+A SimPy user adds processes of their own to ``world.env`` between the two (see the guide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from ..compile import CompiledLayer, Draws, compile_policy, draw_requests
+from ..model.clock import NodeClock
+from ..model.node import hash_user_node
+from ..model.redis_server import queue_depths
+from ..ordering import PRIO_TICK
+from ..policy import BACKEND_KINDS
+from ..results import RunData
+from ..rng import Streams
+from ..scenario import Scenario
+from ..traffic import Arrivals, generate_arrivals
+from .backend import Backend
+from .events import At
+from .events import now as now_us
+from .gateway import Gateway, Node
+from .guards import Guards
+from .network import Network
+from .pool import ConnectionPool
+from .redis import Redis
+from .requests import Request, RequestTable
+from .source import scenario_traffic
+
+TICK_US = 100_000
+
+
+class World:
+    """The components of one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        arrivals: Arrivals,
+        draws: Draws,
+        layers: list[CompiledLayer],
+        seed: int,
+        env: simpy.Environment | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.env = env if env is not None else simpy.Environment()
+        if now_us(self.env) != 0:
+            raise ValueError("World needs an environment at time 0 (µs of true time)")
+        self.requests = RequestTable(scenario, arrivals, draws, layers, seed)
+        self.layers = layers
+        self.nodes = self._nodes()
+        self.redis = self._redis()
+        net = scenario.network
+        self.network = (
+            Network(self.requests.out_us, self.requests.back_us, list(net.partitions))
+            if self.redis is not None
+            else None
+        )
+        self.guards = Guards(
+            [cl.spec.algorithm.kind == "concurrency" for cl in layers], len(self.nodes)
+        )
+        self.backend: Backend | None = None
+        self.gateway = Gateway(
+            self.env,
+            layers,
+            self.requests,
+            self.nodes,
+            self.redis,
+            self.network,
+            self.guards,
+            None,
+            self._load_balancer(seed),
+        )
+        if scenario.backend is not None:
+            self.backend = Backend(
+                self.env, scenario.backend, self.requests.backend_us, self.gateway.backend_done
+            )
+            self.gateway.backend = self.backend
+        if self.redis is not None:
+            self.redis.on_script_flush = self._flush_scripts
+        self.env.process(scenario_traffic(self.env, self.gateway, arrivals.time_us))
+
+    @classmethod
+    def build(
+        cls,
+        scenario: Scenario,
+        seed: int | None = None,
+        *,
+        arrivals: Arrivals | None = None,
+        env: simpy.Environment | None = None,
+    ) -> World:
+        """The world of ``scenario`` (its own traffic unless ``arrivals`` is given), with every
+        draw made from ``seed`` (default: the scenario's) as :func:`ratesim.simulate` makes it."""
+        seed = scenario.seed if seed is None else seed
+        streams = Streams(seed)
+        if arrivals is None:
+            arrivals = generate_arrivals(
+                scenario.traffic, scenario.population, scenario.duration_us, streams
+            )
+        layers = compile_policy(scenario, arrivals)
+        return cls(
+            scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, seed, env
+        )
+
+    # --- assembly ---------------------------------------------------------------------------
+
+    def _nodes(self) -> list[Node]:
+        sc = self.scenario
+        wait_us = round(sc.network.pool_max_wait_ms * 1000)
+        nodes = []
+        for k, spec in enumerate(sc.topology.clock_specs()):
+            pool = ConnectionPool(self.env, sc.network.pool_size, wait_us, self._wait_over)
+            clock = None if spec.is_perfect else NodeClock(spec).read
+            nodes.append(Node(k, clock, pool, len(self.layers)))
+        return nodes
+
+    def _wait_over(self, i: int, got: bool) -> None:
+        self.gateway._wait_over(i, got)
+
+    def _redis(self) -> Redis | None:
+        red = self.scenario.redis
+        if red is None:
+            return None
+        specs = [cl.spec for cl in self.layers]
+        return Redis(
+            self.env,
+            red.shards,
+            len(self.layers),
+            _redis_clock(self.scenario),
+            list(red.outages),
+            list(red.failovers),
+            [round(s.drift_guard_ms * 1000) if s.drift_guard_ms else 0 for s in specs],
+            [s.time_source == "redis" for s in specs],
+        )
+
+    def _flush_scripts(self) -> None:
+        for node in self.nodes:
+            node.scripts_cached = False
+
+    def _load_balancer(self, seed: int) -> Callable[[Request], int]:
+        """How ``Gateway.handle`` places a request that the scenario did not generate."""
+        topo = self.scenario.topology
+        n = topo.nodes
+        if topo.load_balancer == "random":
+            rng = Streams(seed).get("client:nodes")
+            return lambda req: int(rng.integers(0, n))
+        if topo.load_balancer == "hash_user":
+            return lambda req: int(hash_user_node(np.array([req.user]), n)[0])
+        return lambda req: len(self.requests) % n
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self, until: int | None = None, progress: bool = False) -> None:
+        """Run the environment (to ``until`` µs, or until nothing is left), with a progress
+        bar of decided requests when ``progress``."""
+        if not progress:
+            self.env.run(until=until)
+            return
+        from tqdm import tqdm
+
+        with tqdm(total=len(self.requests), unit="req", desc="simulating") as bar:
+            self.env.process(self._ticks(bar))
+            self.env.run(until=until)
+            bar.total = len(self.requests)
+            bar.update(self.gateway.done - bar.n)
+
+    def _ticks(self, bar: Any) -> Generator[simpy.Event, Any, None]:
+        while True:
+            yield At(self.env, now_us(self.env) + TICK_US, PRIO_TICK)
+            bar.update(self.gateway.done - bar.n)
+            if self.env.peek() == float("inf"):
+                return
+
+    def data(self) -> RunData:
+        """The run's raw arrays, rows sorted by arrival; checks conservation first."""
+        self._check_conservation()
+        req = self.requests
+        arrivals, order = req.all_arrivals()
+        self._order = order
+        n = len(req)
+        red = self.redis
+
+        def rows(values: list[int], dtype: type[np.generic]) -> np.ndarray:
+            a = np.array(values, dtype=dtype)
+            return a if order is None else a[order]
+
+        def columns(cols: list[list[int]], dtype: type[np.generic]) -> np.ndarray:
+            if not cols:
+                return np.zeros((n, 0), dtype=dtype)
+            a = np.stack([np.array(c, dtype=dtype) for c in cols], axis=1)
+            return a if order is None else a[order]
+
+        depth_t = np.array(red.cmd_at if red else [], dtype=np.int64)
+        fin = np.array(red.cmd_fin if red else [], dtype=np.int64)
+        shards = np.array(red.cmd_shard, dtype=np.int64) if red and red.shards > 1 else None
+        return RunData(
+            arrivals=arrivals,
+            node=rows(req.node, np.int64),
+            outcomes=columns(req.outcome, np.int8),
+            remaining=columns(req.remaining, np.int64),
+            decided_us=rows(req.decided, np.int64),
+            rejected_by=rows(req.rejected_by, np.int16),
+            pool_wait_us=rows(req.pool_wait, np.int64),
+            depth_t_us=depth_t,
+            depth=queue_depths(depth_t, fin, shards),
+            backend_done_us=rows(self.backend.done_us, np.int64) if self.backend else None,
+        )
+
+    def data_rows(self, table_rows: list[int] | np.ndarray) -> np.ndarray:
+        """Where rows of the request table (``Decision.row``) are in :meth:`data`'s arrays
+        (sorted by arrival: a client's requests are interleaved with the scenario's)."""
+        rows = np.asarray(table_rows, dtype=np.int64)
+        order = getattr(self, "_order", None)
+        if order is None:
+            return rows
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return inverse[rows]
+
+    def _check_conservation(self) -> None:
+        gw = self.gateway
+        n = len(self.requests)
+        undecided = sum(1 for y in self.requests.decided if y < 0)
+        if gw.arrived != n or gw.done != n or undecided:
+            raise AssertionError(
+                f"conservation violated: {n} requests, {gw.arrived} arrived, {gw.done} decided "
+                f"({gw.arrived - gw.done} in flight)"
+            )
+        for node in self.nodes:
+            if node.pool.outstanding or node.pool.waiting:
+                raise AssertionError(f"conservation violated: node {node.index} pool not returned")
+        in_backend = self.backend.in_flight if self.backend else 0
+        if in_backend or self.guards.leftovers():
+            raise AssertionError(
+                "conservation violated: requests left in the backend or holding slots"
+            )
+
+
+def _redis_clock(scenario: Scenario) -> Callable[[int], int] | None:
+    """The Redis clock with each failover's ``clock_step_ms`` added from its instant on."""
+    red = scenario.redis
+    assert red is not None
+    base = None if red.clock.is_perfect else NodeClock(red.clock).read
+    steps = [(f.at_us, round(f.clock_step_ms * 1000)) for f in red.failovers if f.clock_step_ms]
+    if not steps:
+        return base
+
+    def read(t: int) -> int:
+        now = t if base is None else base(t)
+        for at, step in steps:
+            if t >= at:
+                now += step
+        return now
+
+    return read
+
+
+def run_world(
+    scenario: Scenario,
+    arrivals: Arrivals,
+    draws: Draws,
+    layers: list[CompiledLayer],
+    progress: bool = False,
+    seed: int | None = None,
+) -> RunData:
+    """Build the world of ``scenario`` from these pieces, run it to the end, return its data."""
+    world = World(scenario, arrivals, draws, layers, scenario.seed if seed is None else seed)
+    world.run(progress=progress)
+    return world.data()
+
+
+__all__ = ["BACKEND_KINDS", "World", "run_world"]
