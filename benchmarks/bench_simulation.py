@@ -7,6 +7,8 @@ bare SimPy loop processes timeouts).
     .venv/bin/python benchmarks/bench_simulation.py [--events N] [--scenario NAME] [--scale S]
                                                      [--seed N] [--repeat R] [--check]
 
+(h) the simplest hand-written SimPy model of the same gateway (``simpy_gateway.py``: a
+    process per request, ``simpy.Resource`` pools and shards), on the same arrivals and draws;
 (a) one SimPy process doing ``yield env.timeout(1)`` N times: events per second of wall time;
 (b) ``ratesim.simulate(..., engine=E)`` on a built-in scenario (exchange-surge by default) for
     E = "event" (the SimPy engine, pure Python) and "fast" (the same event loop compiled with
@@ -64,6 +66,26 @@ def simulate_once(
     return len(result.requests), wall, with_oracle
 
 
+def handwritten_once(name: str, scale: float, seed: int | None) -> tuple[int, float]:
+    """(requests, wall seconds) of the hand-written SimPy model (``simpy_gateway.py``) on the
+    same arrivals and draws as ``simulate`` makes, generation excluded."""
+    from simpy_gateway import run_handwritten
+
+    from ratesim import scenarios
+    from ratesim.compile import compile_policy, draw_requests
+    from ratesim.rng import Streams
+    from ratesim.traffic import generate_arrivals
+
+    sc = scenarios.get(name, scale=scale)
+    streams = Streams(sc.seed if seed is None else seed)
+    arrivals = generate_arrivals(sc.traffic, sc.population, sc.duration_us, streams)
+    layers = compile_policy(sc, arrivals)
+    draws = draw_requests(sc, arrivals, streams)
+    started = time.perf_counter()
+    run_handwritten(sc, arrivals, draws, layers)
+    return len(arrivals), time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="bare-loop timeouts")
@@ -77,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     # The bare loop is timed between the runs too and its best time kept: a loaded or
     # throttling machine then lowers the engines' numbers, never the yardstick.
     bare = [bare_simpy_loop(args.events) for _ in range(args.repeat)]
+    hand = [handwritten_once(args.scenario, args.scale, args.seed) for _ in range(args.repeat)]
     measured = {}
     for engine in ("event", "fast"):
         runs = []
@@ -87,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     bare_wall = min(bare)
     events_per_s = args.events / bare_wall
     rows = [("bare SimPy timeout loop", f"{args.events:,} events", bare_wall, events_per_s)]
+    hand_n, hand_wall = min(hand, key=lambda run: run[1])
+    rows.append(
+        (
+            "hand-written SimPy gateway (simpy_gateway.py)",
+            f"{hand_n:,} requests",
+            hand_wall,
+            hand_n / hand_wall,
+        )
+    )
     ratios = {}
     for engine, runs in measured.items():
         requests, sim_wall, _ = min(runs, key=lambda run: run[1])
@@ -112,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"engine={engine!r}: requests/s : events/s = {ratio:.3f}x ({verdict} the "
             f"{TARGET_RATIO}x target); with the oracle run {with_oracle:.3f}x"
+        )
+    hand_rate = hand_n / hand_wall
+    for engine in ratios:
+        requests, sim_wall, _ = min(measured[engine], key=lambda run: run[1])
+        print(
+            f"engine={engine!r} : hand-written SimPy gateway = "
+            f"{requests / sim_wall / hand_rate:.2f}x the requests per second"
         )
     fast_ratio = ratios["fast"][0]
     return 1 if args.check and fast_ratio < TARGET_RATIO else 0

@@ -1,58 +1,32 @@
-"""The event engine: a scenario's world as a SimPy discrete-event simulation.
+"""Running a scenario: ``simulate(scenario, seed=None, progress=False, *, engine="auto")``.
 
-``simulate(scenario, seed=None, progress=False) -> Result``.
+Two runners give the very same run, request by request:
 
-What is modelled (all times integer microseconds of *true* time):
+* ``engine="event"``: the SimPy components of :mod:`ratesim.des` (gateway and nodes, pools,
+  network, Redis, guards, backend, traffic), built from the scenario and run - the reference,
+  written for clarity;
+* ``engine="fast"``: the compiled runner of :mod:`ratesim.fast` (numba), the same model as one
+  compiled event loop, for speed;
+* ``engine="auto"`` (the default): the compiled runner whenever it models the scenario.
 
-* **Arrivals** come pre-generated (:func:`ratesim.traffic.generate_arrivals`), and are routed to
-  gateway nodes by the load balancer: ``round_robin`` (request ``i`` goes to node ``i % N`` in
-  arrival order), ``random`` (stream ``"nodes"``) or ``hash_user`` (:func:`ratesim.model.node.hash_user_node`).
-* **Node-scoped layers** run inline on the node's own state table at the node's clock reading.
-* **Global layers** are one command to the Redis model. The request borrows one connection from
-  its node's pool for all its global calls (acquired when it reaches its first global layer,
-  returned when its decision is final); an exhausted pool makes it wait FIFO up to
-  ``pool_max_wait_ms``, after which every global layer it reaches takes its failure mode. The
-  command travels ``lat_out`` to the shard that owns its key (hash slot of the hash-tagged key),
-  waits behind earlier commands (one FIFO thread per shard: ``start = max(arrival, busy_until)``,
-  ``finish = start + service`` - Lindley's recursion), executes the algorithm's kernel at
-  ``start`` (``now_us`` = the node's clock at send time for ``time_source="client"``, the Redis
-  clock at ``start`` for ``"redis"``), and replies ``lat_back`` after ``finish``. If the reply
-  would come after ``send + timeout``, the caller gives up at the timeout and the layer's
-  failure mode decides (``open``: pass on; ``closed``: reject; ``local``: a node-local limiter
-  with ``local_share`` of the limit decides) - but the command still executed on the server and
-  charged the state, as a real one would. A shard in a ``refused`` outage answers with an error
-  after one round trip; a ``blackhole`` outage (or a network partition of the node) never
-  answers, so the caller waits for the whole timeout; neither executes the command. A
-  failover at ``at`` restores every key to its state at ``at - lost_writes`` (asynchronous
-  replication loses the last writes; a write is timed at its command's arrival at the shard),
-  steps the Redis clock by ``clock_step_ms``, and with ``flush_scripts`` makes each node's next
-  command pay one extra round trip (NOSCRIPT, then the script is sent again).
+Both start from the same pieces (:mod:`ratesim.compile`): the arrivals, the per-request draws
+and the compiled policy; both key every event by :mod:`ratesim.ordering`'s rule and call the
+same formulas of :mod:`ratesim.model` and the algorithms' kernels; both return a
+:class:`~ratesim.results.RunData`, wrapped in a :class:`~ratesim.results.Result` with the
+oracle (:mod:`ratesim.oracle`) computed on demand.
 
-Event economy: node layers are plain function calls; replies are not events: the continuation
-runs directly at its future instant when nothing shared is touched there (recording the outcome,
-sending the next command, finishing), and only becomes an event when it must touch state at that
-instant (a node-scoped layer after a global one, a local fallback, a pool hand-off while requests
-wait). Events are plain callbacks, never generator processes. The two kinds of work that make up
-almost all of a run - the arrivals (one batch per distinct instant) and the commands reaching
-Redis (which fix each shard's FIFO order) - are keyed exactly like SimPy events but kept out of
-SimPy's queue: arrivals are a sorted list, commands a plain heap, and one "pump" event runs both
-in key order for as long as they come before SimPy's next event (see ``run_events``). The order
-of everything is the one they would have as SimPy events; SimPy's queue only carries the rarer
-events (pool hand-offs and wait timeouts, fallbacks, node layers after global ones, backend,
-failovers, progress ticks).
-
-Per-request inputs and outputs are flat integer arrays, state tables are lists indexed by a
-dense per-layer key id (``np.unique`` of the key, computed once), and each layer's hot path is a
-closure with its lookups bound once (``make_node_layer``, ``make_send``, ``make_serve``). Leading
-node rate layers (before any global or guard layer) only ever run at arrival, on tables nothing
-else touches, so they run up front, layer by layer, in arrival order (``prefix_layer``).
-
-Tie-breaking at one instant (engine-independent, so the fast engine can reproduce it):
-connection releases that hand a connection to a waiter first, then the arrivals of that instant
-(in arrival order), then every per-request event ordered by ``(request index, layer position)``.
+What is modelled (all times integer microseconds of *true* time) is described module by module
+in :mod:`ratesim.des`; in short: arrivals routed by the load balancer (``round_robin``:
+request ``i`` goes to node ``i % N``; ``random``: stream ``"nodes"``; ``hash_user``); node
+layers on the node's own state at the node's clock; global layers as one command each to the
+Redis shard owning the key, over one pooled connection per request, with a decision timeout
+and a failure mode (``open``, ``closed``, ``local``) when the reply is late or a fault (a
+refused or black-holed shard, a partition) means none comes - the command still charges the
+state when it executes; failovers restoring older state, stepping the Redis clock and flushing
+scripts; concurrency and breaker layers in front of a backend slowed by load.
 
 Random draws, all at generation time, per request in arrival order, from per-purpose
-:class:`ratesim.rng.Streams` (so a second engine reproduces the very same run from the seed):
+:class:`ratesim.rng.Streams` (so either runner reproduces the very same run from the seed):
 
 1. traffic: ``generate_arrivals`` (streams ``"arrivals"``, ``"users"``, ``"routes"``,
    ``"population"``, ``"trace_jitter"``);
@@ -66,11 +40,17 @@ Random draws, all at generation time, per request in arrival order, from per-pur
    :mod:`ratesim.model.backend`).
 
 ``G`` is the number of global layers; draws are made for every (request, global layer) pair
-whether or not the request reaches that layer, so no draw depends on a decision.
+whether or not the request reaches that layer, so no draw depends on a decision. Requests that
+a user's own SimPy process adds (``Gateway.handle``) draw from streams ``"client:*"``.
+
+``ratesim.engine`` keeps its public names as a stable import path (``simulate``,
+``run_events``, ``run_oracle``, ``compile_policy``, ``draw_requests``, ``Draws``,
+``CompiledLayer``, the ``PRIO_*`` constants).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from .compile import CompiledLayer, Draws, compile_policy, draw_requests, key_ids, shards_of
@@ -133,12 +113,15 @@ def simulate(
     engine: str = "auto",
     arrivals: Arrivals | None = None,
 ) -> Result:
-    """Run ``scenario`` on the event engine and return its :class:`~ratesim.results.Result`.
+    """Run ``scenario`` and return its :class:`~ratesim.results.Result`.
 
     ``scenario`` is a :class:`~ratesim.scenario.Scenario`, the name of a built-in scenario, or
-    the path of a YAML file. ``seed=None`` uses ``scenario.seed``. ``engine``: ``"event"`` (or
-    ``"auto"``); the fast engine is a separate issue. ``arrivals`` replaces the generated
-    traffic (the other draws still come from the seed's streams), for tests and parity checks.
+    the path of a YAML file. ``seed=None`` uses ``scenario.seed``. ``engine``: ``"event"`` (the
+    SimPy components), ``"fast"`` (the compiled runner; a :class:`ScenarioError` names what it
+    does not model) or ``"auto"`` (the compiled runner when it models the scenario, else the
+    components; ``Result.engine`` says which ran - the run is the same). ``arrivals`` replaces
+    the generated traffic (the other draws still come from the seed's streams), for tests and
+    parity checks.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -169,6 +152,11 @@ def simulate(
                 "use engine='event' (or 'auto')"
             )
         else:
+            warnings.warn(
+                f"scenario {scenario.name!r} runs on the event engine: the compiled runner "
+                f"does not model {reason}",
+                stacklevel=2,
+            )
             engine = "event"
     # the draws go straight in, so that the run can free them once converted
     run = run_fast if engine == "fast" else run_events
