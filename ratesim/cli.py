@@ -215,6 +215,12 @@ def format_summary(result: Any, wall_s: float | None = None) -> str:
     lat.append(totals.get("latency_p999_us", float("nan")))
     lines.append(f"Decision latency: p50 {_ms(lat[0])}, p99 {_ms(lat[1])}, p99.9 {_ms(lat[2])}")
     lines += _oracle_lines(result)
+    from .results import Result
+
+    if isinstance(result, Result):
+        from .diagnostics import run_warnings
+
+        lines += [f"Warning: {w}" for w in run_warnings(result)]
     return "\n".join(lines)
 
 

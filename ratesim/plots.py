@@ -127,15 +127,21 @@ def timeline(result: Any, ax: Axes | None = None) -> Axes:
     """Arrivals, admissions and rejections per layer over time, as rates (requests/s).
 
     One line for ``arrivals``, one for ``admitted``, one per enforcing layer (``rejected:<layer>``;
-    layers that ``result.summary`` marks as shadow are left out, they never reject) and a dashed
-    one in the layer's colour per layer with shadow rejections (``shadow_rejected:<layer>``;
-    layers that never shadow-reject are left out because the line would be zero throughout).
-    Each point is the average rate over one bin, drawn at the bin's middle.
+    layers that ``result.summary`` marks as shadow are left out, they never reject), a dashed
+    one in the layer's colour per layer with shadow rejections (``shadow_rejected:<layer>``),
+    and a dotted one per layer whose failure mode decided requests (``fail_open``,
+    ``fail_closed``, ``local_allowed`` and ``local_rejected`` added up; the label says which).
+    Layers that never shadow-reject or fail are left out: their line would be zero throughout.
+    The scenario's faults are shaded behind the lines: Redis outages (refused, black hole),
+    network partitions and latency spikes as bands, failovers as vertical lines. Each point is
+    the average rate over one bin, drawn at the bin's middle; the rate axis starts at zero and
+    the legend sits outside the data.
     """
     ax = _new_axes(ax)
     ts = result.timeseries
     t = _bin_mid_s(result)
     per_s = 1.0 / bin_width_s(result)
+    _shade_faults(ax, getattr(result, "scenario", None))
     ax.plot(
         t, ts["arrivals"].to_numpy(dtype=float) * per_s, color="black", lw=1.5, label="arrivals"
     )
@@ -153,11 +159,54 @@ def timeline(result: Any, ax: Axes | None = None) -> Axes:
         if np.nansum(values) > 0:
             color = colors.get(layer, "tab:gray")
             ax.plot(t, values * per_s, ls="--", color=color, label=f"shadow-rejected by {layer}")
+    for layer, (values, kinds) in _failure_decisions(ts).items():
+        color = colors.get(layer, "tab:gray")
+        label = f"{layer}: {' + '.join(kinds)} (failure mode)"
+        ax.plot(t, values * per_s, ls=":", lw=2, color=color, label=label)
     ax.set_title("Traffic and decisions")
     ax.set_ylabel("rate (requests/s, average per bin)")
+    ax.set_ylim(bottom=0)
     _time_axis(ax, result)
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     return ax
+
+
+_FAILURE_KINDS = ("fail_open", "fail_closed", "local_allowed", "local_rejected")
+
+
+def _failure_decisions(ts: pd.DataFrame) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per layer with any: its failure-mode decisions per bin, and which kinds it made."""
+    out: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for kind in _FAILURE_KINDS:
+        for col, layer in _columns(ts, kind):
+            values = ts[col].to_numpy(dtype=float)
+            if np.nansum(values) <= 0:
+                continue
+            total, kinds = out.get(layer, (np.zeros(len(ts)), []))
+            out[layer] = (total + np.nan_to_num(values), [*kinds, kind])
+    return out
+
+
+def _shade_faults(ax: Axes, scenario: Any) -> None:
+    """Shade the scenario's fault windows behind the data (one legend entry per kind)."""
+    redis = getattr(scenario, "redis", None)
+    network = getattr(scenario, "network", None)
+    bands: list[tuple[float, float, str, str]] = []
+    for o in getattr(redis, "outages", None) or ():
+        kind = "Redis refusing" if o.kind == "refused" else "Redis black hole"
+        bands.append((o.start_s, o.end_s, kind, "tab:red" if o.kind == "refused" else "black"))
+    for part in getattr(network, "partitions", None) or ():
+        bands.append((part.start_s, part.end_s, "partition", "tab:purple"))
+    for spike in getattr(network, "spikes", None) or ():
+        bands.append((spike.start_s, spike.end_s, "latency spike", "tab:orange"))
+    seen: set[str] = set()
+    for start, end, label, color in bands:
+        ax.axvspan(
+            start, end, color=color, alpha=0.12, lw=0, label=None if label in seen else label
+        )
+        seen.add(label)
+    for k, f in enumerate(getattr(redis, "failovers", None) or ()):
+        ax.axvline(f.at_s, color="tab:red", ls="-.", lw=1, label="failover" if k == 0 else None)
 
 
 def latency(result: Any, ax: Axes | None = None) -> Axes:

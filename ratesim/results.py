@@ -13,8 +13,12 @@ demand (each is computed once, then cached):
   ``remaining:<layer>`` (last value reported in the bin, NaN if none), ``redis_queue_depth``
   (max commands ahead of an arriving command in the bin), ``pool_wait_p99_us``,
   ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``;
-* ``summary`` - one row per layer: ``layer``, ``scope``, ``mode``, ``algorithm``, ``reached``,
-  ``allowed``, ``rejected``, ``shadow_rejected``, ``fail_open``, ``fail_closed``, ``local``;
+* ``summary`` - one row per layer: ``layer``, ``scope``, ``mode``, ``algorithm``, then counts
+  of the requests that ``reached`` it by outcome, which add up to ``reached``: ``allowed``,
+  ``limited`` (its limiter said no), ``shadow_rejected``, ``fail_open``, ``fail_closed``,
+  ``local_allowed``, ``local_rejected``; ``rejected`` counts the final rejections the layer made
+  (for an enforcing layer ``limited + fail_closed + local_rejected``; 0 for a shadow one) and
+  ``local`` is ``local_allowed + local_rejected``;
 * ``totals`` - ``arrivals``, ``admitted``, ``rejected``, ``latency_p50_us``, ``latency_p99_us``,
   ``latency_p999_us``;
 * ``oracle`` - the same arrivals through the intended policy, ideally executed (see
@@ -68,6 +72,16 @@ __all__ = [
     "RunData",
     "window_max_sum",
 ]
+
+
+#: The per-layer time-series columns counted from outcome codes (``<label>:<layer>``).
+FAILURE_COLUMNS = (
+    (SHADOW_REJECTED, "shadow_rejected"),
+    (FAIL_OPEN, "fail_open"),
+    (FAIL_CLOSED, "fail_closed"),
+    (LOCAL_ALLOWED, "local_allowed"),
+    (LOCAL_REJECTED, "local_rejected"),
+)
 
 
 @dataclass
@@ -200,9 +214,10 @@ class Result:
             cols[f"rejected:{name}"] = np.bincount(b, weights=rej == pos, minlength=n_bins).astype(
                 np.int64
             )
-            cols[f"shadow_rejected:{name}"] = np.bincount(
-                b, weights=outc[:, pos] == SHADOW_REJECTED, minlength=n_bins
-            ).astype(np.int64)
+            for code, label in FAILURE_COLUMNS:
+                cols[f"{label}:{name}"] = np.bincount(
+                    b, weights=outc[:, pos] == code, minlength=n_bins
+                ).astype(np.int64)
         for pos, name in enumerate(self.layer_names):
             rem = self.data.remaining[:, pos]
             sel = rem >= 0
@@ -244,10 +259,13 @@ class Result:
                     "algorithm": layer.algorithm.kind,
                     "reached": int((o != NOT_REACHED).sum()),
                     "allowed": int((o == ALLOWED).sum()),
+                    "limited": int((o == REJECTED).sum()),
                     "rejected": int((self.data.rejected_by == pos).sum()),
                     "shadow_rejected": int((o == SHADOW_REJECTED).sum()),
                     "fail_open": int((o == FAIL_OPEN).sum()),
                     "fail_closed": int((o == FAIL_CLOSED).sum()),
+                    "local_allowed": int((o == LOCAL_ALLOWED).sum()),
+                    "local_rejected": int((o == LOCAL_REJECTED).sum()),
                     "local": int(((o == LOCAL_ALLOWED) | (o == LOCAL_REJECTED)).sum()),
                 }
             )
@@ -258,10 +276,13 @@ class Result:
             "algorithm",
             "reached",
             "allowed",
+            "limited",
             "rejected",
             "shadow_rejected",
             "fail_open",
             "fail_closed",
+            "local_allowed",
+            "local_rejected",
             "local",
         ]
         return pd.DataFrame(rows, columns=columns)
