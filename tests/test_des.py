@@ -177,3 +177,49 @@ def test_no_function_is_longer_than_about_120_lines() -> None:
                 if size > 120 and where not in allowed:
                     long.append(f"{where[0]}:{node.name} ({size} lines)")
     assert long == []
+
+
+def test_a_long_hand_off_cascade_runs_without_recursion() -> None:
+    """~1,000 requests queue for one concurrency slot in front of a breaker that opens: each
+    slot handed over goes to a waiter the breaker rejects, whose release hands it on again. The
+    cascade runs as a stack of walks, in the nested order the compiled runner also follows."""
+    from ratesim import simulate
+    from ratesim.scenario import Scenario
+
+    sc = Scenario.model_validate(
+        {
+            "name": "cascade",
+            "duration_s": 0.05,
+            "traffic": {"kind": "poisson", "rate_per_s": 20000},
+            "population": {"users": 1},
+            "redis": None,
+            "backend": {"servers": 2, "service_time": {"kind": "constant", "ms": 20.0}},
+            "policy": {
+                "layers": [
+                    {
+                        "name": "conc",
+                        "algorithm": {
+                            "kind": "concurrency",
+                            "max_in_flight": 1,
+                            "max_wait_s": 0.04,
+                        },
+                    },
+                    {
+                        "name": "breaker",
+                        "algorithm": {
+                            "kind": "circuit_breaker",
+                            "threshold": 0.5,
+                            "max_rt_s": 0.005,
+                            "min_requests": 1,
+                        },
+                    },
+                ]
+            },
+        }
+    )
+    event = simulate(sc, engine="event")
+    fast = simulate(sc, engine="fast")
+    assert len(event.requests) > 900
+    rejected_by_breaker = (event.requests["rejected_by"] == "breaker").sum()
+    assert rejected_by_breaker > 300  # the cascade really happened
+    assert event.requests.equals(fast.requests)

@@ -111,6 +111,8 @@ class Gateway:
         self.arrived = 0
         self.done = 0
         self._decisions: dict[int, simpy.Event] = {}
+        self._handed: list[tuple[int, int]] = []  # (waiter, layer) walks still to run now
+        self._draining = False
 
     # --- what clients call ------------------------------------------------------------------
 
@@ -184,12 +186,6 @@ class Gateway:
         if self.conn[i] == HELD:
             self.conn[i] = RETURNED
             self.nodes[req.node[i]].pool.give_back(y)
-        if self.backend is not None:
-            prio = request_priority(i, PRIO_BACKEND)
-            if rejected_by < 0:
-                now_or_at(self.env, y, prio, self.backend.enter, i)
-            elif self.guards.holds(i):
-                now_or_at(self.env, y, prio, self.release_held, i, False)
         ev = self._decisions.pop(i, None)
         if ev is not None:
             name = self.names[rejected_by] if rejected_by >= 0 else None
@@ -199,6 +195,13 @@ class Gateway:
                 retry = -1 if closed else req.retry_after.get(i, -1)
             d = Decision(rejected_by < 0, name, y, retry, i)
             now_or_at(self.env, y, simpy.events.NORMAL, ev.succeed, d)
+        # last: a release now may hand slots over, and their walks go on from here
+        if self.backend is not None:
+            prio = request_priority(i, PRIO_BACKEND)
+            if rejected_by < 0:
+                now_or_at(self.env, y, prio, self.backend.enter, i)
+            elif self.guards.holds(i):
+                now_or_at(self.env, y, prio, self.release_held, i, False)
 
     # --- node-scoped layers -----------------------------------------------------------------
 
@@ -270,8 +273,20 @@ class Gateway:
         for w, pos in handoffs:
             req.outcome[pos][w] = ALLOWED
             req.remaining[pos][w] = 0
-        for w, pos in handoffs:
-            self.proceed(w, pos + 1, now)
+        # Each waiter's walk goes on now, first hand-off first, and one waiter's walk may end
+        # in a release that hands over again: a stack of walks to run, not nested calls (a
+        # cascade of hand-offs would exhaust Python's recursion limit). A release is the last
+        # thing its caller does, so running the new walks next is the order nested calls give.
+        self._handed.extend(reversed(handoffs))
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._handed:
+                w, pos = self._handed.pop()
+                self.proceed(w, pos + 1, now)
+        finally:
+            self._draining = False
 
     def backend_done(self, i: int) -> None:
         """Request ``i``'s backend call has ended now."""
