@@ -24,6 +24,7 @@ from typing import TypeVar
 import pytest
 import redis
 from _proxy import CuttingProxy
+from conftest import free_port
 from redis._parsers.base import BaseParser
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -50,8 +51,9 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 
 @pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A port that accepts TCP connections and never answers (nor closes them)."""
+def black_hole() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port that accepts TCP connections and never answers (nor closes them), and the list
+    of connections it accepted."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -70,7 +72,7 @@ def black_hole() -> Iterator[int]:
     thread = threading.Thread(target=accept_forever, daemon=True)
     thread.start()
     try:
-        yield int(listener.getsockname()[1])
+        yield int(listener.getsockname()[1]), held
     finally:
         stop.set()
         thread.join(timeout=2)
@@ -232,8 +234,14 @@ def _oom(redis_factory) -> tuple[str, Callable[[], None]]:
 
 
 def _clusterdown(redis_factory) -> tuple[str, Callable[[], None]]:
-    server = redis_factory("--cluster-enabled", "yes", "--cluster-node-timeout", "500")
+    server = redis_factory(*cluster_args())
     return server.url, lambda: None
+
+
+def cluster_args(bus_port: int | None = None) -> list[str]:
+    """A cluster node: its bus port chosen free (the default, port + 10000, may not exist)."""
+    return ["--cluster-enabled", "yes", "--cluster-node-timeout", "500",
+            "--cluster-port", str(bus_port or free_port())]  # fmt: skip
 
 
 REFUSALS = {"noreplicas": _noreplicas, "auth": _noperm, "oom": _oom, "clusterdown": _clusterdown}
@@ -241,8 +249,8 @@ REFUSALS = {"noreplicas": _noreplicas, "auth": _noperm, "oom": _oom, "clusterdow
 
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
 def test_refusing_servers_give_failure_mode_decisions(redis_factory, kind: str) -> None:
-    """NOREPLICAS, NOPERM and CLUSTERDOWN used to raise (only OOM was handled); all four are
-    failure-mode decisions of their kind, flagged not charged."""
+    """NOREPLICAS and NOPERM used to raise (OOM and CLUSTERDOWN were handled); all four are
+    failure-mode decisions of their kind, flagged not charged, and counted."""
     url, _ = REFUSALS[kind](redis_factory)
     store = RedisStore.from_url(url, timeout_s=1, failure_mode="closed", mode="function")
     lim = GCRA(5, 10, 1)
@@ -256,11 +264,12 @@ def test_refusing_servers_give_failure_mode_decisions(redis_factory, kind: str) 
 def test_moved_from_a_cluster_node_without_the_slot(redis_factory) -> None:
     """Node B of a two-node Redis Cluster answers MOVED for a slot node A owns: a failure-mode
     decision of kind "moved" (redis-py's MovedError used to raise), while A decides."""
-    a = redis_factory("--cluster-enabled", "yes", "--cluster-node-timeout", "500")
-    b = redis_factory("--cluster-enabled", "yes", "--cluster-node-timeout", "500")
+    bus_a = free_port()
+    a = redis_factory(*cluster_args(bus_a))
+    b = redis_factory(*cluster_args())
     ca, cb = redis.Redis(port=a.port), redis.Redis(port=b.port)
     ca.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-    cb.execute_command("CLUSTER", "MEET", "127.0.0.1", a.port)
+    cb.execute_command("CLUSTER", "MEET", "127.0.0.1", a.port, bus_a)
     deadline = time.monotonic() + 10
     while not all(b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in (ca, cb)):
         assert time.monotonic() < deadline, "the two-node cluster never became ok"
@@ -277,17 +286,42 @@ def test_moved_from_a_cluster_node_without_the_slot(redis_factory) -> None:
 # -- dead servers: one timeout per call, not per batch ---------------------------------------------
 
 
-def test_black_hole_acquire_many_takes_one_timeout(black_hole: int) -> None:
+def test_black_hole_acquire_many_takes_one_timeout(black_hole) -> None:
     """500 requests in batches of 10 against a listener that never answers: 5.05 s before (a
-    new connection and a full timeout per batch), now one timeout for the whole call. The
-    connection handshake timed out, so nothing was written: every request is charged "no"."""
-    store = RedisStore.from_url(f"redis://127.0.0.1:{black_hole}/0", timeout_s=TIMEOUT_S)
+    new connection and a full timeout per batch), now one timeout and one connection for the
+    whole call. The handshake timed out, so nothing was written: every request is charged "no"."""
+    port, accepted = black_hole
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", timeout_s=TIMEOUT_S)
     keys = [f"k{i}" for i in range(500)]
     got, took = timed(lambda: store.acquire_many(GCRA(1, 1, 1), keys, [T0_US] * 500, batch=10))
     assert took < TIMEOUT_S + SLACK_S
     assert len(got) == 500
     assert {(d.outcome, d.error, d.charged) for d in got} == {("fail_open", "timeout", "no")}
     assert store.errors == {"timeout": 500}
+    assert len(accepted) == 1
+    d, took = timed(lambda: store.acquire(GCRA(1, 1, 1), "one", T0_US))
+    assert took < TIMEOUT_S + SLACK_S
+    assert (d.outcome, d.error, d.charged) == ("fail_open", "timeout", "no")
+
+
+def test_single_call_on_a_stopped_server_may_have_run(redis_factory) -> None:
+    """A call written on a live connection to a server that then stops answering: "unknown"."""
+    server = redis_factory()
+    store = RedisStore.from_url(server.url, timeout_s=TIMEOUT_S, failure_mode="closed")
+    lim = GCRA(5, 1, 1)
+    assert store.acquire(lim, "warm", T0_US).outcome == "limiter"
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        d, took = timed(lambda: store.acquire(lim, "u", T0_US))
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert took < TIMEOUT_S + SLACK_S
+    assert (d.allowed, d.outcome, d.error, d.charged) == (
+        False,
+        "fail_closed",
+        "timeout",
+        "unknown",
+    )
 
 
 def test_stopped_server_mid_call_flags_what_was_written(redis_factory) -> None:

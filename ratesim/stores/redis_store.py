@@ -165,10 +165,6 @@ class ReorderedError(RuntimeError):
     kind ``"noscript_race"`` (charged ``"no"``) and the batch's other decisions stand."""
 
 
-class _CodeLost(RuntimeError):
-    """The code kept vanishing: ``CODE_RELOAD_ATTEMPTS`` reloads in a row did not stick."""
-
-
 def client_may_rerun_scripts(client: Any) -> bool:
     """True when ``client``'s retry policy could send a timed-out script a second time.
 
@@ -380,16 +376,14 @@ class RedisStore:
         try:
             if isinstance(limiter, GCRA) and self._use_cell_for(limiter):
                 return self._cell_decision(limiter, rkey, cost)
-            reply = self._call(spec, rkey, self._argv(spec, now_arg, cost))
-        except _CodeLost as exc:
-            return self._failure(limiter, exc, "noscript_race", "no")
         except Exception as exc:
             kind = classify(exc)
             if kind is None:  # a programming error: wrong arguments, a bug in our Lua
                 raise
             sent = not (is_reply(exc) or connect_failed(exc))
             return self._failure(limiter, exc, kind, charged_after(exc, sent=sent))
-        return self._decision(limiter, reply)
+        # A batch of one: the same connection handling, code repair and error flags as batches.
+        return BatchRun(self, limiter, spec, [(rkey, now_arg, cost)], 1, None).run()[0]
 
     def acquire_many(
         self,
@@ -535,10 +529,6 @@ class RedisStore:
             raise ValueError("now_us is required with time_source='client'")
         return _client_time(now_us)
 
-    @staticmethod
-    def _argv(spec: _Spec, now_arg: str, cost: int) -> list[str]:
-        return [now_arg, str(cost), *spec.argv_tail]
-
     def _decision(self, limiter: Algorithm, reply: Any) -> Decision:
         if isinstance(reply, bytes):
             reply = reply.split(b",")
@@ -566,27 +556,6 @@ class RedisStore:
         return self._failed(limiter, kind, charged)
 
     # -- delivery: functions or scripts --------------------------------------------------------
-
-    def _command(self, spec: _Spec, key: str, argv: list[str]) -> tuple[Any, ...]:
-        if self._mode == "script":
-            return ("EVALSHA", self._bundle.scripts[spec.name][1], 1, key, *argv)
-        return ("FCALL", self._bundle.functions[spec.name], 1, key, *argv)
-
-    def _call(self, spec: _Spec, key: str, argv: list[str]) -> Any:
-        for _ in range(CODE_RELOAD_ATTEMPTS):
-            try:
-                reply = self.client.execute_command(*self._command(spec, key, argv))
-            except Exception as exc:
-                if not self._is_missing_code(exc):
-                    raise
-                command = self._load_command(spec, exc)
-                if command is not None:
-                    self.client.execute_command(*command)
-                continue
-            if self._mode == "auto":
-                self._mode = "function"
-            return reply
-        raise _CodeLost("ratesim: the server kept losing the limiter code")
 
     def _packer(self, spec: _Spec) -> CallPacker:
         # Keyed by the parameters too: the encoder pre-packs the limiter's ARGV tail.
