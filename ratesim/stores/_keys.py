@@ -27,6 +27,8 @@ def normalize_key(key: object) -> str:
         if key.isascii():
             return key
         return _checked(key)
+    if type(key) is int:  # exactly int: a bool's type is bool
+        return str(key)
     if isinstance(key, str):
         return _checked(str.__str__(key))
     if isinstance(key, bool | np.bool_):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..algorithms.base import Algorithm, Decision
-from ._redis_errors import Charged, classify, is_reply, reply_kind
+from ._redis_errors import Charged, ReorderedError, classify, is_reply, reply_kind
 from ._redis_wire import send_payload
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,6 +72,7 @@ class BatchRun:
         self.sent = 0  # calls[:sent] have been written
         self.dead = False
         self.answered = False
+        self.finished = False  # the stream ended normally: every written call was answered
 
     def run(self) -> list[Decision]:
         """Every request's decision, in request order."""
@@ -107,6 +108,7 @@ class BatchRun:
             if not self.dead:
                 # The server is busy with the next batch while these replies are decoded.
                 self._decide(start, end)
+        self.finished = True
 
     def _send_next(self) -> None:
         start = self.sent
@@ -218,8 +220,6 @@ class BatchRun:
                 ran_later.add(key)
         for i in sorted(blocked):
             if self.store.failure_mode == "raise":
-                from .redis_store import ReorderedError
-
                 raise ReorderedError(
                     f"ratesim: the code vanished and reappeared mid-batch; a later call on "
                     f"{self.calls[i][0]!r} already ran, so request order cannot be kept"
@@ -312,7 +312,7 @@ class BatchRun:
 
     def _release(self) -> None:
         if self.conn is not None:
-            if self.pending:  # an exception left replies unread: never reuse the connection
+            if not self.finished:  # an exception may have left replies unread: never reuse it
                 self.conn.disconnect()
             self.pool.release(self.conn)
             self.conn = None

@@ -160,3 +160,11 @@ def connect_failed(exc: BaseException) -> bool:
     connecting to <host>:<port>."``; every other transport error may follow a write.
     """
     return isinstance(exc, RedisError) and "connecting to" in str(exc)
+
+
+class ReorderedError(RuntimeError):
+    """A batch lost its code and someone else reloaded it before this store could: a later call
+    on the same key already ran, so the failed call cannot be rerun in request order.
+
+    Raised only with ``failure_mode="raise"``; otherwise that call is a failure-mode decision of
+    kind ``"noscript_race"`` (charged ``"no"``) and the batch's other decisions stand."""

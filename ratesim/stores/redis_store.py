@@ -86,6 +86,7 @@ from ._redis_batch import CODE_RELOAD_ATTEMPTS, PIPELINE_DEPTH, BatchRun
 from ._redis_errors import (
     ERROR_KINDS,
     Charged,
+    ReorderedError,
     charged_after,
     classify,
     connect_failed,
@@ -155,14 +156,6 @@ def _client_time(now_us: object) -> str:
             f"Lua's doubles stay exact, got {now_us!r}"
         )
     return str(t)
-
-
-class ReorderedError(RuntimeError):
-    """A batch lost its code and someone else reloaded it before this store could: a later call
-    on the same key already ran, so the failed call cannot be rerun in request order.
-
-    Raised only with ``failure_mode="raise"``; otherwise that call is a failure-mode decision of
-    kind ``"noscript_race"`` (charged ``"no"``) and the batch's other decisions stand."""
 
 
 def client_may_rerun_scripts(client: Any) -> bool:
