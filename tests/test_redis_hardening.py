@@ -491,3 +491,9 @@ def test_a_client_without_socket_timeout_is_warned_about(redis_url: str) -> None
     client = redis.Redis.from_url(redis_url, socket_timeout=None, retry=Retry(NoBackoff(), 0))
     with pytest.warns(RuntimeWarning, match="no socket timeout"):
         RedisStore(client)
+
+
+def test_a_client_with_an_infinite_timeout_is_refused(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, socket_timeout=math.inf, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(ValueError, match=r"the client's socket_timeout must be .* <= 3600"):
+        RedisStore(client)

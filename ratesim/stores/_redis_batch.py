@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Batches in flight at once (2: the server never waits for the client).
 PIPELINE_DEPTH = 2
-#: How often one batch may find its code missing and reload it before giving up.
+#: How many code reloads in a row may get no call through before a batch gives up.
 CODE_RELOAD_ATTEMPTS = 10
 
 Call = tuple[str, str, int]  # (Redis key, time argument, cost)
@@ -182,9 +182,15 @@ class BatchRun:
 
     def _repair(self, start: int, end: int) -> None:
         """Reload the code and rerun (in order) the calls of ``start..end-1`` that found it
-        missing; they ran nothing, so running them again is safe unless it would reorder."""
+        missing; they ran nothing, so running them again is safe unless it would reorder.
+
+        A round that gets some calls through resets the budget: under a client that flushes
+        the code again and again, a long rerun may be cut each time yet still progress. Only
+        ``CODE_RELOAD_ATTEMPTS`` rounds in a row with no call through give up.
+        """
         is_missing = self.store._is_missing_code
-        for _ in range(CODE_RELOAD_ATTEMPTS):
+        stalls = 0
+        while stalls < CODE_RELOAD_ATTEMPTS:
             failed = [
                 i
                 for i in range(start, end)
@@ -195,11 +201,10 @@ class BatchRun:
             rerun = self._keep_order(start, end, failed)
             if not rerun:
                 return
-            if not self._load_code(self.replies[rerun[0]], rerun):
+            if not self._reload_and_rerun(self.replies[rerun[0]], rerun):
                 return
-            self._rerun(rerun)
-            if self.dead:
-                return
+            through = any(not isinstance(self.replies[i], BaseException) for i in rerun)
+            stalls = 0 if through else stalls + 1
         # Still missing after every attempt: _decide gives them "noscript_race".
 
     def _keep_order(self, start: int, end: int, failed: list[int]) -> list[int]:
@@ -227,38 +232,33 @@ class BatchRun:
             self.out[i] = self._failed("noscript_race", "no", None)
         return [i for i in failed if i not in blocked]
 
-    def _load_code(self, exc: BaseException, rerun: list[int]) -> bool:
-        """Load the code on our connection; False (the reruns decided) if that failed."""
-        command = self.store._load_command(self.spec, exc)
-        if command is None:  # the auto mode switched to scripts: the rerun will load them
-            return True
-        try:
-            self.conn.send_command(*command)
-            reply = self._read_one()
-        except Exception as err:
-            self._die_on(err)
-            return False
-        if isinstance(reply, BaseException):
-            for i in rerun:
-                self.out[i] = self._refused(reply)
-            return False
-        return True
+    def _reload_and_rerun(self, exc: BaseException, rerun: list[int]) -> bool:
+        """Load the code and rerun ``rerun`` in one write on our connection; False if the load
+        failed (the reruns that did not get through then take the load's failure).
 
-    def _rerun(self, rerun: list[int]) -> None:
+        One write: Redis runs the commands of one client's input back to back, so another
+        client flushing the code again can rarely slip in between the load and the reruns.
+        """
+        command = self.store._load_command(self.spec, exc)  # None: switched to EVALSHA
         payload = self.store._pack(self.spec, [self.calls[i] for i in rerun])
+        if command is not None:
+            payload = b"".join(self.conn.pack_command(*command)) + payload
         for i in rerun:
             self.replies[i] = _UNREAD
         try:
             send_payload(self.conn, payload)
-        except Exception as exc:
-            self._die_on(exc)
-            return
-        for i in rerun:
-            try:
+            loaded = None if command is None else self._read_one()
+            for i in rerun:
                 self.replies[i] = self._read_one()
-            except Exception as exc:
-                self._die_on(exc)
-                return
+        except Exception as err:
+            self._die_on(err)
+            return False
+        if isinstance(loaded, BaseException):
+            for i in rerun:
+                if isinstance(self.replies[i], BaseException):  # it ran nothing
+                    self.out[i] = self._refused(loaded)
+            return False
+        return True
 
     # -- failure --------------------------------------------------------------------------------
 

@@ -274,7 +274,11 @@ class RedisStore:
                 stacklevel=2,
             )
         pool_kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-        if "socket_timeout" in (pool_kwargs or {}) and pool_kwargs["socket_timeout"] is None:
+        pool_kwargs = pool_kwargs or {}
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if pool_kwargs.get(name) is not None:  # inf would overflow at the first connect
+                check_timeout_s(f"the client's {name}", pool_kwargs[name])
+        if "socket_timeout" in pool_kwargs and pool_kwargs["socket_timeout"] is None:
             warnings.warn(
                 "this redis client has no socket timeout: a server that stops answering blocks "
                 "every call forever; pass socket_timeout or use RedisStore.from_url",
