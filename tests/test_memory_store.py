@@ -25,8 +25,8 @@ def test_keys_are_independent(limiter: Algorithm) -> None:
     # Exhaust key "a" at one instant: exactly `capacity` unit requests pass.
     results = [store.acquire(limiter, "a", 0).allowed for _ in range(capacity + 2)]
     assert results == [True] * capacity + [False, False]
-    # Key "b" (and a tuple key) still has its full capacity.
-    for key in ("b", ("tier", "user")):
+    # Key "b" (and an int key) still has its full capacity.
+    for key in ("b", 7):
         d = store.acquire(limiter, key, 0)
         assert (d.allowed, d.remaining) == (True, capacity - 1)
     assert len(store) == 3

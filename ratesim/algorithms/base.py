@@ -61,6 +61,12 @@ class Decision:
     is back to full capacity. ``outcome`` says who decided: ``"limiter"`` for the algorithm
     itself, or the failure path of a store (``"fail_open"``, ``"fail_closed"``, ``"drift"``,
     ``"local"``) when the algorithm could not be asked.
+
+    Store failures (``RedisStore``) also say why and whether the request counted: ``error`` is
+    the kind of store error behind a failure-mode decision (``"timeout"``, ``"busy"``, ...; empty
+    otherwise) and ``charged`` whether the request ran on the store's state: ``"yes"`` (it ran;
+    every limiter decision), ``"no"`` (it certainly did not run) or ``"unknown"`` (it was sent
+    but its reply was lost, so it may have run). See ``docs/guides/redis.md``.
     """
 
     allowed: bool
@@ -69,6 +75,8 @@ class Decision:
     retry_after_us: int
     reset_after_us: int
     outcome: str = "limiter"
+    error: str = ""
+    charged: str = "yes"
 
     def throttle_reply(self) -> tuple[int, int, int, int, int]:
         """The 5-integer ``CL.THROTTLE`` reply with redis-cell v0.4+ rounding.

@@ -8,14 +8,17 @@ store, and a lagging node must still find the state a leading node wrote. With t
 Collection is amortised: every ``gc_every`` acquisitions the store sweeps the next
 ``2 * gc_every`` keys, so the sweep outruns even traffic where every request brings a new key
 (a sweep of only one key per request would let dead keys pile up without bound).
+
+Keys follow the rule of :func:`~ratesim.stores.normalize_key`, shared with ``RedisStore``: a
+``str`` or an ``int`` (``777`` and ``"777"`` are one key), text that encodes as UTF-8.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Any
 
 from ..algorithms.base import Algorithm, Decision, State, check_cost, check_now, require_int
+from ._keys import normalize_key
 
 DEFAULT_GRACE_US = 60_000_000
 
@@ -24,7 +27,8 @@ class MemoryStore:
     """In-process keyed state for any :class:`~ratesim.algorithms.base.Algorithm`.
 
     ``acquire(limiter, key, now_us, cost=1) -> Decision``. State is keyed by the pair
-    ``(limiter, key)``, so one store can hold several limiters.
+    ``(limiter, normalize_key(key))``, so one store can hold several limiters; a key that is not
+    a ``str`` or an ``int``, or text with a lone surrogate, is a ``ValueError``.
     """
 
     def __init__(self, *, grace_us: int = DEFAULT_GRACE_US, gc_every: int = 4096) -> None:
@@ -32,18 +36,19 @@ class MemoryStore:
         require_int("gc_every", gc_every, minimum=1)
         self.grace_us = grace_us
         self.gc_every = gc_every
-        self._state: dict[tuple[Algorithm, Hashable], State] = {}
+        self._state: dict[tuple[Algorithm, str], State] = {}
         self._ops = 0
         self._sweep_iter: Any = None
 
-    def acquire(self, limiter: Algorithm, key: Hashable, now_us: int, cost: int = 1) -> Decision:
-        """Ask ``limiter`` about one request of ``cost`` for ``key`` at ``now_us``."""
+    def acquire(self, limiter: Algorithm, key: object, now_us: int, cost: int = 1) -> Decision:
+        """Ask ``limiter`` about one request of ``cost`` for ``key`` at ``now_us`` (microseconds)."""
         now_us = check_now(now_us)
         cost = check_cost(cost)
-        state = self._state.get((limiter, key))
+        slot = (limiter, normalize_key(key))
+        state = self._state.get(slot)
         if state is None:
             state = limiter.new_state()
-            self._state[(limiter, key)] = state
+            self._state[slot] = state
         allowed, remaining, retry_after_us, reset_after_us = limiter.kernel(
             limiter.params, state, now_us, cost
         )
@@ -52,13 +57,13 @@ class MemoryStore:
             self.collect(now_us, budget=2 * self.gc_every)
         return Decision(bool(allowed), limiter.limit, remaining, retry_after_us, reset_after_us)
 
-    def state_of(self, limiter: Algorithm, key: Hashable) -> State | None:
+    def state_of(self, limiter: Algorithm, key: object) -> State | None:
         """The live state of ``key`` (``None`` when absent); for inspection and tests."""
-        return self._state.get((limiter, key))
+        return self._state.get((limiter, normalize_key(key)))
 
-    def reset(self, limiter: Algorithm, key: Hashable) -> None:
+    def reset(self, limiter: Algorithm, key: object) -> None:
         """Forget ``key`` (like ``DEL`` on Redis)."""
-        self._state.pop((limiter, key), None)
+        self._state.pop((limiter, normalize_key(key)), None)
 
     def collect(self, now_us: int, budget: int | None = None) -> int:
         """Drop keys idle for longer than the grace; look at most ``budget`` keys (None: all).

@@ -15,8 +15,10 @@ script per algorithm. Nothing is preloaded: the first call that meets ``Function
 code and repeats the call. That repeat is safe because the failed call ran nothing.
 
 Batches. :meth:`RedisStore.acquire_many` sends a batch of calls in one write and reads the
-replies back (one round trip per batch, at most one batch in flight, so the server runs the calls
-in request order); the decisions are those of sequential :meth:`RedisStore.acquire` calls.
+replies back (one round trip per batch, at most two batches in flight on one connection, so the
+server runs the calls in request order); the decisions are those of sequential
+:meth:`RedisStore.acquire` calls. One failed connect, write or read ends the call: the requests
+still unanswered take the failure mode at once (see :mod:`ratesim.stores._redis_batch`).
 
 Time. ``time_source="client"``: the caller passes ``now_us`` (integer microseconds on any
 epoch, within +-2**52 so Lua stays exact), which makes replays deterministic. With ``max_drift_us`` set, the script compares it with
@@ -33,12 +35,16 @@ alive as long as the caller's clock falls behind real time by less than the floo
 writes of a key. A call that leaves the state unchanged does not touch the key (its TTL from the
 last write still covers it).
 
-Failures. A connection error or timeout, or a server that cannot take writes (``READONLY``
-replica after a failover, ``MASTERDOWN``, ``OOM``, ``TRYAGAIN``, ``CLUSTERDOWN``), becomes a
-``Decision`` made by ``failure_mode``:
-``"open"`` (allowed, outcome ``"fail_open"``), ``"closed"`` (denied, outcome ``"fail_closed"``),
-or ``"raise"`` (the redis-py exception propagates). On the failure path ``remaining`` is 0,
-``retry_after_us`` -1 and ``reset_after_us`` 0: the store knows nothing better. A call that timed
+Failures. A transport failure (refused, reset, timeout) or a transient server reply (``BUSY``,
+``LOADING``, ``READONLY`` replica after a failover, ``MASTERDOWN``, ``OOM``, ``TRYAGAIN``,
+``CLUSTERDOWN``, ``MOVED``, ... : :mod:`ratesim.stores._redis_errors` has the full table)
+becomes a ``Decision`` made by ``failure_mode``: ``"open"`` (allowed, outcome ``"fail_open"``),
+``"closed"`` (denied, outcome ``"fail_closed"``), or ``"raise"`` (the redis-py exception
+propagates). On the failure path ``remaining`` is 0, ``retry_after_us`` -1 and
+``reset_after_us`` 0: the store knows nothing better; ``Decision.error`` names the kind and
+``Decision.charged`` says whether the request ran (``"no"``, or ``"unknown"`` when it was sent
+and its reply lost), and :attr:`RedisStore.errors` counts the decisions by kind. Programming
+errors (a wrong argument count, an error raised by the Lua) always raise. A call that timed
 out may still have run on the server (the reply was lost, not the request): that is the lost-ack
 case, and the reason a client must never retry a script automatically (see
 :meth:`RedisStore.from_url`); a timed-out connection is dropped, never reused.
@@ -47,40 +53,47 @@ redis-cell. With ``use_cell`` and ``time_source="redis"``, a :class:`~ratesim.al
 runs on the module's native ``CL.THROTTLE`` when ``COMMAND INFO`` finds it (its replies have
 whole-second durations; its state lives under its own key suffix ``-cell``).
 
-Keys: ``{prefix}{<key>}:<algorithm>:<params hash>``. The hash tag puts every key of one user key
-in one Cluster slot, and two limiters on the same user key never share state.
+Keys: ``{prefix}{<key>}:<algorithm>:<params hash>``, where ``<key>`` is the user key after
+:func:`~ratesim.stores.normalize_key` (the rule ``MemoryStore`` follows too). The hash tag puts
+every key of one user key in one Cluster slot, and two limiters on the same user key never share
+state.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import socket
 import struct
 import warnings
-from collections import deque
-from collections.abc import Hashable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    ClusterDownError,
-    MasterDownError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..algorithms.base import Algorithm, Decision, check_cost, check_now
 from ..algorithms.gcra import GCRA
 from . import _redis_lua
-from ._redis_wire import CallPacker, read_replies, roundtrip, send_payload
+from ._keys import normalize_key
+from ._redis_batch import CODE_RELOAD_ATTEMPTS, PIPELINE_DEPTH, BatchRun
+from ._redis_errors import (
+    ERROR_KINDS,
+    Charged,
+    ReorderedError,
+    charged_after,
+    classify,
+    connect_failed,
+    is_missing_code,
+    is_reply,
+)
+from ._redis_wire import CallPacker
 
 TimeSource = Literal["client", "redis"]
 FailureMode = Literal["open", "closed", "raise"]
@@ -91,24 +104,22 @@ DRIFT_CODE = -3
 #: Client times must stay within +-2**52 us: kernels add at most ~2**52 to them (the algorithms
 #: cap tolerances and refill times at 2**51 us) and Lua numbers are exact only below 2**53.
 MAX_CLIENT_TIME_US = 2**52
-#: How often one call (or batch) may find its code missing and reload it before giving up.
-CODE_RELOAD_ATTEMPTS = 10
-#: Batches in flight at once in acquire_many (2: the server never waits for the client).
-PIPELINE_DEPTH = 2
-#: Errors that mean "the store cannot decide now", answered by the failure mode: transport
-#: failures, and a server that cannot take writes (a replica after failover, a primary that lost
-#: its link, out of memory, a cluster that is down or resharding).
-_STORE_ERRORS = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    socket.timeout,
-    OSError,
-    ReadOnlyError,
-    MasterDownError,
-    OutOfMemoryError,
-    TryAgainError,
-    ClusterDownError,
-)
+#: Largest timeout or deadline accepted, in seconds: a limiter that waits longer than an hour
+#: for its store is misconfigured (and ``socket.settimeout`` overflows on ``inf``).
+MAX_TIMEOUT_S = 3600.0
+
+__all__ = [
+    "CODE_RELOAD_ATTEMPTS",
+    "ERROR_KINDS",
+    "MAX_TIMEOUT_S",
+    "PIPELINE_DEPTH",
+    "RedisStore",
+    "ReorderedError",
+    "cell_reply_to_decision",
+    "check_timeout_s",
+    "client_may_rerun_scripts",
+    "command_exists",
+]
 
 
 @dataclass(frozen=True)
@@ -120,21 +131,20 @@ class _Spec:
     argv_tail: tuple[str, ...]
 
 
-def _key_text(key: Hashable) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bool):
-        raise ValueError(f"key must be a str or an int, got {key!r}")
-    try:
-        import numpy as np
+def check_timeout_s(name: str, value: object) -> float:
+    """A timeout in seconds: a finite number with ``0 < value <= MAX_TIMEOUT_S``.
 
-        if isinstance(key, np.integer):
-            return str(int(key))
-    except ImportError:  # pragma: no cover - numpy is a core dependency
-        pass
-    if isinstance(key, int):
-        return str(key)
-    raise ValueError(f"key must be a str or an int, got {key!r}")
+    Raises ``ValueError`` naming ``name`` and the bound (``inf`` would overflow
+    ``socket.settimeout`` at the first call; ``None`` would block forever on a black hole).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise ValueError(
+            f"{name} must be a finite number of seconds with 0 < {name} <= {MAX_TIMEOUT_S:g}, "
+            f"got {value!r}"
+        )
+    return float(value)
 
 
 def _client_time(now_us: object) -> str:
@@ -146,25 +156,6 @@ def _client_time(now_us: object) -> str:
             f"Lua's doubles stay exact, got {now_us!r}"
         )
     return str(t)
-
-
-class ReorderedError(RuntimeError):
-    """A batch lost its code and someone else reloaded it before this store could: a later call
-    on the same key already ran, so the batch can no longer be decided in request order."""
-
-
-def _check_no_reordering(calls: Sequence[tuple[str, str, int]], replies: Sequence[Any]) -> None:
-    """Raise :class:`ReorderedError` if a failed call has a later successful call on its key."""
-    later_ok: set[str] = set()
-    for call, reply in zip(reversed(calls), reversed(replies), strict=True):
-        if isinstance(reply, ResponseError):
-            if call[0] in later_ok:
-                raise ReorderedError(
-                    f"ratesim: the code vanished and reappeared mid-batch; a later call on "
-                    f"{call[0]!r} already ran, so request order cannot be kept"
-                )
-        else:
-            later_ok.add(call[0])
 
 
 def client_may_rerun_scripts(client: Any) -> bool:
@@ -205,7 +196,8 @@ class RedisStore:
     prefix:
         Prepended to every key.
     failure_mode:
-        ``"open"``, ``"closed"`` or ``"raise"`` on connection errors and timeouts.
+        ``"open"``, ``"closed"`` or ``"raise"`` on transport failures and transient server
+        replies (:data:`ERROR_KINDS`); the decisions are counted by kind in :attr:`errors`.
     max_drift_us:
         Client-time mode only: refuse (outcome ``"drift"``) when ``|now_us - Redis TIME|``
         exceeds this many microseconds. ``None`` (default) disables the guard, as a replay on a
@@ -218,6 +210,14 @@ class RedisStore:
     use_cell:
         Run :class:`~ratesim.algorithms.GCRA` on redis-cell's ``CL.THROTTLE`` when the server
         has it: ``"auto"`` (when present, redis time only), ``True`` (required) or ``False``.
+
+    Attributes
+    ----------
+    errors:
+        ``Counter`` of failure-mode decisions by kind (one per decision; with
+        ``failure_mode="raise"``, one per raised error). Kinds are :data:`ERROR_KINDS`.
+    code_loads:
+        How many times this store found its code missing on the server and loaded it.
     """
 
     def __init__(
@@ -273,6 +273,18 @@ class RedisStore:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        pool_kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        pool_kwargs = pool_kwargs or {}
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if pool_kwargs.get(name) is not None:  # inf would overflow at the first connect
+                check_timeout_s(f"the client's {name}", pool_kwargs[name])
+        if "socket_timeout" in pool_kwargs and pool_kwargs["socket_timeout"] is None:
+            warnings.warn(
+                "this redis client has no socket timeout: a server that stops answering blocks "
+                "every call forever; pass socket_timeout or use RedisStore.from_url",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.client = client
         self.time_source: TimeSource = time_source
         self.prefix = prefix
@@ -286,6 +298,8 @@ class RedisStore:
         self._packers: dict[tuple[str, tuple[str, ...], str], CallPacker] = {}
         #: How many times this store found its code missing on the server and loaded it.
         self.code_loads = 0
+        #: Failure-mode decisions by kind (see ERROR_KINDS).
+        self.errors: Counter[str] = Counter()
         self._cell: bool | None = None if use_cell is not False else False
 
     # -- construction -------------------------------------------------------------------------
@@ -301,19 +315,19 @@ class RedisStore:
     ) -> RedisStore:
         """A store on a client built for rate limiting: short timeouts, **no retries**.
 
-        ``timeout_s`` bounds connecting and every read/write (seconds). redis-py 8 retries ten
-        times by default; a retry after a timeout can run a non-idempotent script twice, so this
-        client never retries (``Retry(NoBackoff(), 0)``). ``client_kwargs`` go to
-        ``redis.Redis.from_url`` (e.g. ``protocol=2`` for Redis < 6, ``password``, ``ssl``); a
-        ``retry`` given there is checked like a client passed in. Other keyword arguments go to
+        ``timeout_s`` bounds connecting and every read/write (seconds, finite,
+        ``0 < timeout_s <= MAX_TIMEOUT_S``). redis-py 8 retries ten times by default; a retry
+        after a timeout can run a non-idempotent script twice, so this client never retries
+        (``Retry(NoBackoff(), 0)``). ``client_kwargs`` go to ``redis.Redis.from_url`` (e.g.
+        ``protocol=2`` for Redis < 6, ``password``, ``ssl``); a ``retry`` given there is checked
+        like a client passed in, and a ``socket_timeout`` or ``socket_connect_timeout`` there
+        obeys the same bounds as ``timeout_s``. Other keyword arguments go to
         :class:`RedisStore`.
         """
-        if (
-            isinstance(timeout_s, bool)
-            or not isinstance(timeout_s, int | float)
-            or not timeout_s > 0
-        ):
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        timeout_s = check_timeout_s("timeout_s", timeout_s)
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if name in (client_kwargs or {}):
+                check_timeout_s(f"client_kwargs[{name!r}]", (client_kwargs or {})[name])
         options: dict[str, Any] = {
             "socket_timeout": timeout_s,
             "socket_connect_timeout": timeout_s,
@@ -331,55 +345,76 @@ class RedisStore:
         """``"function"`` or ``"script"`` once known; ``"auto"`` before the first call."""
         return self._mode
 
-    def key_for(self, limiter: Algorithm, key: Hashable) -> str:
+    @property
+    def socket_timeout_s(self) -> float | None:
+        """The client's read/write timeout in seconds (``None``: it waits forever)."""
+        pool = getattr(self.client, "connection_pool", None)
+        value = (getattr(pool, "connection_kwargs", None) or {}).get("socket_timeout")
+        return None if value is None else float(value)
+
+    def key_for(self, limiter: Algorithm, key: object) -> str:
         """The Redis key holding ``key``'s state for ``limiter``."""
-        return self._key(self._spec(limiter), _key_text(key))
+        return self._key(self._spec(limiter), normalize_key(key))
 
     def acquire(
-        self, limiter: Algorithm, key: Hashable, now_us: int | None = None, cost: int = 1
+        self, limiter: Algorithm, key: object, now_us: int | None = None, cost: int = 1
     ) -> Decision:
         """Ask ``limiter`` about one request of ``cost`` for ``key``.
 
         ``now_us`` (integer microseconds) is required with ``time_source="client"`` and must be
-        ``None`` with ``time_source="redis"``.
+        ``None`` with ``time_source="redis"``. Bad input (a key that is not a ``str``/``int``
+        or not UTF-8 text, a float time, a negative cost) is a ``ValueError`` whatever the
+        failure mode; a store failure is a failure-mode decision (see the module docstring).
         """
         spec = self._spec(limiter)
         now_arg = self._now_arg(now_us)
         cost = check_cost(cost)
-        rkey = self._key(spec, _key_text(key))
+        rkey = self._key(spec, normalize_key(key))
         try:
             if isinstance(limiter, GCRA) and self._use_cell_for(limiter):
                 return self._cell_decision(limiter, rkey, cost)
-            reply = self._call(spec, rkey, self._argv(spec, now_arg, cost))
-        except _STORE_ERRORS:
-            if self.failure_mode == "raise":
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is None:  # a programming error: wrong arguments, a bug in our Lua
                 raise
-            return self._failed(limiter)
-        return self._decision(limiter, reply)
+            sent = not (is_reply(exc) or connect_failed(exc))
+            return self._failure(limiter, exc, kind, charged_after(exc, sent=sent))
+        # A batch of one: the same connection handling, code repair and error flags as batches.
+        return BatchRun(self, limiter, spec, [(rkey, now_arg, cost)], 1, None).run()[0]
 
     def acquire_many(
         self,
         limiter: Algorithm,
-        keys: Sequence[Hashable],
+        keys: Sequence[object],
         now_us_list: Sequence[int] | None = None,
         costs: Sequence[int] | None = None,
         *,
         batch: int = 1000,
+        deadline_s: float | None = None,
     ) -> list[Decision]:
         """Decide a sequence of requests in pipelined batches (one round trip per batch).
 
-        The decisions are the same as calling :meth:`acquire` on each request in order. A
-        connection error turns the batches it hit (the one being read and the one in flight
-        behind it) into failure-mode decisions; some of their requests may have run on the
-        server. The client's socket timeout bounds each read, so it must cover the server time
-        of one batch (~15-25 us per call): with ``from_url``'s 0.1 s default keep ``batch`` in
-        the low thousands. ``now_us_list`` is required in client-time mode and must be ``None``
-        in redis-time mode; ``costs`` defaults to 1 for every request. Raises
-        :class:`ReorderedError` if the code vanished mid-batch and another client reloaded it
-        before a later call on the same key ran (request order could not be kept).
+        Returns one :class:`~ratesim.algorithms.base.Decision` per request, in order: the same
+        as calling :meth:`acquire` on each request in order while the store answers. A store
+        failure never loses a request: the requests answered before it keep their decisions
+        (``charged="yes"``), the others are failure-mode decisions flagged ``charged="unknown"``
+        (written, reply lost) or ``"no"`` (never written, or refused). The first transport
+        failure (refused, reset, timed out) ends the call: the remaining requests take the
+        failure mode at once, with no new connection and no further wait, so a dead server
+        costs one timeout per call. ``deadline_s`` (seconds, finite, ``0 < deadline_s <=
+        MAX_TIMEOUT_S``; ``None``: no overall bound) bounds the whole call: no read waits past
+        it, and every request unanswered then is a failure-mode decision of kind
+        ``"deadline"``; a new connection may add one connect timeout. The client's socket
+        timeout bounds each read, so it must cover the server time of one batch (~15-25 us
+        per call): with ``from_url``'s 0.1 s default keep ``batch`` in the low thousands.
+        ``now_us_list`` is required in client-time mode and must be ``None`` in redis-time
+        mode; ``costs`` defaults to 1 for every request. Every input is checked (``ValueError``)
+        before anything is sent.
         """
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be an int >= 1, got {batch!r}")
+        if deadline_s is not None:
+            deadline_s = check_timeout_s("deadline_s", deadline_s)
         n = len(keys)
         if self.time_source == "client":
             if now_us_list is None or len(now_us_list) != n:
@@ -395,113 +430,41 @@ class RedisStore:
             raise ValueError(f"costs must have one entry per key ({n}), got {len(costs)}")
         else:
             cost_list = [check_cost(c) for c in costs]
+        spec = self._spec(limiter)
+        rkeys = [self._key(spec, normalize_key(k)) for k in keys]
+        if n == 0:
+            return []
         try:
             use_cell = self._use_cell_for(limiter)
-        except _STORE_ERRORS:
-            if self.failure_mode == "raise":
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is None:
                 raise
-            return [self._failed(limiter) for _ in range(n)]
+            return [self._failure(limiter, exc, kind, "no") for _ in range(n)]
         if use_cell:
-            return [self.acquire(limiter, k, None, c) for k, c in zip(keys, cost_list, strict=True)]
-        spec = self._spec(limiter)
-        chunks = [
-            [
-                (self._key(spec, _key_text(keys[i])), now_args[i], cost_list[i])
-                for i in range(start, min(start + batch, n))
-            ]
-            for start in range(0, n, batch)
-        ]
-        return self._run_batches(limiter, spec, chunks)
+            return self._cell_many(limiter, keys, cost_list)
+        calls = list(zip(rkeys, now_args, cost_list, strict=True))
+        return BatchRun(self, limiter, spec, calls, batch, deadline_s).run()
 
-    def _run_batches(
-        self, limiter: Algorithm, spec: _Spec, chunks: list[list[tuple[str, str, int]]]
+    def _cell_many(
+        self, limiter: Algorithm, keys: Sequence[object], costs: list[int]
     ) -> list[Decision]:
-        """Stream the batches on one connection with up to ``PIPELINE_DEPTH`` in flight.
-
-        The server runs the calls in request order (one connection, sent in order). While it
-        works on one batch the client reads the previous one, turns it into decisions and
-        encodes the next, so neither side waits for the other. A batch that met missing code
-        is repaired (with every batch still in flight read first) before anything else is sent.
-        """
+        """One ``CL.THROTTLE`` per request; after a transport failure the rest fail at once."""
         out: list[Decision] = []
-        pool = self.client.connection_pool
-        conn: Any = None
-        pending: deque[list[tuple[str, str, int]]] = deque()
-        answered = False
-        nxt = 0
-        try:
-            while nxt < len(chunks) or pending:
-                while nxt < len(chunks) and len(pending) < PIPELINE_DEPTH:
-                    calls = chunks[nxt]
-                    nxt += 1
-                    try:
-                        if conn is None:
-                            conn = pool.get_connection()
-                        send_payload(conn, self._pack(spec, calls))
-                        pending.append(calls)
-                    except _STORE_ERRORS:
-                        conn = self._drop(pool, conn)
-                        if self.failure_mode == "raise":
-                            raise
-                        # Batches in flight on the dropped connection lost their replies.
-                        while pending:
-                            out.extend(self._failed(limiter) for _ in pending.popleft())
-                        out.extend(self._failed(limiter) for _ in calls)
-                if not pending:
-                    continue
-                calls = pending.popleft()
-                try:
-                    replies = read_replies(conn, len(calls))
-                    if any(isinstance(r, ResponseError) for r in replies):
-                        # Read everything in flight first: nothing may run between the
-                        # repair and the calls it reorders.
-                        while pending:
-                            more = pending.popleft()
-                            calls = calls + more
-                            replies += read_replies(conn, len(more))
-                except _STORE_ERRORS:
-                    conn = self._drop(pool, conn)
-                    if self.failure_mode == "raise":
-                        raise
-                    out.extend(self._failed(limiter) for _ in calls)
-                    while pending:
-                        out.extend(self._failed(limiter) for _ in pending.popleft())
-                    continue
-                try:
-                    self._repair(spec, calls, replies)  # fills `replies` in place
-                except _STORE_ERRORS:
-                    if self.failure_mode == "raise":
-                        raise
-                # The server is busy with the next batch while these replies are decoded; a
-                # call the repair could not rerun (the store went away) is a failed one.
-                out.extend(
-                    self._failed(limiter)
-                    if isinstance(r, ResponseError)
-                    else self._decision(limiter, r)
-                    for r in replies
-                )
-                answered = True
-        finally:
-            if conn is not None:
-                if pending:  # an exception left replies unread: never reuse the connection
-                    conn.disconnect()
-                pool.release(conn)
-        if self._mode == "auto" and answered:
-            self._mode = "function"
+        for k, c in zip(keys, costs, strict=True):
+            d = self.acquire(limiter, k, None, c)
+            out.append(d)
+            if d.error in ("timeout", "connection"):
+                rest = len(keys) - len(out)
+                out.extend(self._failed(limiter, d.error, "no") for _ in range(rest))
+                break
         return out
 
-    def _pack(self, spec: _Spec, calls: list[tuple[str, str, int]]) -> bytes:
+    def _pack(self, spec: _Spec, calls: Sequence[tuple[str, str, int]]) -> bytes:
         pack = self._packer(spec).pack
         return b"".join(pack(*c) for c in calls)
 
-    @staticmethod
-    def _drop(pool: Any, conn: Any) -> None:
-        if conn is not None:
-            conn.disconnect()
-            pool.release(conn)
-        return None
-
-    def state_of(self, limiter: Algorithm, key: Hashable) -> list[int] | None:
+    def state_of(self, limiter: Algorithm, key: object) -> list[int] | None:
         """The stored state of ``key`` (``None`` when absent); for inspection and tests."""
         raw = self.client.get(self.key_for(limiter, key))
         if raw is None:
@@ -513,7 +476,7 @@ class RedisStore:
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         return [int(x) for x in text.split(",")]
 
-    def reset(self, limiter: Algorithm, key: Hashable) -> None:
+    def reset(self, limiter: Algorithm, key: object) -> None:
         """Forget ``key`` (``DEL``)."""
         self.client.delete(self.key_for(limiter, key))
 
@@ -563,44 +526,33 @@ class RedisStore:
             raise ValueError("now_us is required with time_source='client'")
         return _client_time(now_us)
 
-    @staticmethod
-    def _argv(spec: _Spec, now_arg: str, cost: int) -> list[str]:
-        return [now_arg, str(cost), *spec.argv_tail]
-
     def _decision(self, limiter: Algorithm, reply: Any) -> Decision:
         if isinstance(reply, bytes):
             reply = reply.split(b",")
         elif isinstance(reply, str):  # a client with decode_responses=True
             reply = reply.split(",")
         allowed, remaining, retry_after_us, reset_after_us = (int(x) for x in reply)
-        if allowed == DRIFT_CODE:
-            return Decision(False, limiter.limit, 0, -1, 0, "drift")
+        if allowed == DRIFT_CODE:  # the script refused before reading or writing the state
+            return Decision(False, limiter.limit, 0, -1, 0, "drift", charged="no")
         return Decision(bool(allowed), limiter.limit, remaining, retry_after_us, reset_after_us)
 
-    def _failed(self, limiter: Algorithm) -> Decision:
+    def _failed(self, limiter: Algorithm, kind: str, charged: Charged) -> Decision:
+        """The failure-mode decision for a request the store could not decide (counted)."""
+        self.errors[kind] += 1
         if self.failure_mode == "open":
-            return Decision(True, limiter.limit, 0, -1, 0, "fail_open")
-        return Decision(False, limiter.limit, 0, -1, 0, "fail_closed")
+            return Decision(True, limiter.limit, 0, -1, 0, "fail_open", kind, charged)
+        return Decision(False, limiter.limit, 0, -1, 0, "fail_closed", kind, charged)
+
+    def _failure(
+        self, limiter: Algorithm, exc: BaseException, kind: str, charged: Charged
+    ) -> Decision:
+        """``_failed``, or (``failure_mode="raise"``) count and re-raise ``exc``."""
+        if self.failure_mode == "raise":
+            self.errors[kind] += 1
+            raise exc
+        return self._failed(limiter, kind, charged)
 
     # -- delivery: functions or scripts --------------------------------------------------------
-
-    def _command(self, spec: _Spec, key: str, argv: list[str]) -> tuple[Any, ...]:
-        if self._mode == "script":
-            return ("EVALSHA", self._bundle.scripts[spec.name][1], 1, key, *argv)
-        return ("FCALL", self._bundle.functions[spec.name], 1, key, *argv)
-
-    def _call(self, spec: _Spec, key: str, argv: list[str]) -> Any:
-        for _ in range(CODE_RELOAD_ATTEMPTS):
-            try:
-                reply = self.client.execute_command(*self._command(spec, key, argv))
-            except ResponseError as exc:
-                if not self._recover(spec, exc):
-                    raise
-                continue
-            if self._mode == "auto":
-                self._mode = "function"
-            return reply
-        raise RuntimeError("ratesim: the server kept losing the limiter code")  # pragma: no cover
 
     def _packer(self, spec: _Spec) -> CallPacker:
         # Keyed by the parameters too: the encoder pre-packs the limiter's ARGV tail.
@@ -614,45 +566,24 @@ class RedisStore:
             self._packers[cache_key] = packer
         return packer
 
-    def _repair(
-        self, spec: _Spec, calls: list[tuple[str, str, int]], replies: list[Any]
-    ) -> list[Any]:
-        """Rerun (filling ``replies`` in place) the calls that failed for missing code.
+    def _is_missing_code(self, exc: BaseException) -> bool:
+        """Whether the call that met ``exc`` ran nothing for want of code (safe to rerun)."""
+        if is_missing_code(exc):
+            return True
+        msg = str(exc).lower()
+        return self._mode == "auto" and "unknown command" in msg and "fcall" in msg
 
-        Such a call ran nothing, so running it again is safe. It runs *after* the calls behind
-        it that succeeded, which only matters for calls on the same key: normally the failures
-        are a suffix (the code vanishes between two calls and only this store reloads it), but
-        if another client reloaded the code meanwhile, a later call on the same key may already
-        have run. That cannot be undone, so it is an error rather than a silent reordering.
-        """
-        for _ in range(CODE_RELOAD_ATTEMPTS):
-            failed = [i for i, r in enumerate(replies) if isinstance(r, ResponseError)]
-            if not failed:
-                return replies
-            if not self._recover(spec, replies[failed[0]]):
-                raise replies[failed[0]]
-            _check_no_reordering(calls, replies)
-            reruns = [calls[i] for i in failed]
-            payload = self._pack(spec, reruns)
-            for i, r in zip(failed, roundtrip(self.client, payload, len(reruns)), strict=True):
-                replies[i] = r
-        raise RuntimeError("ratesim: the server kept losing the limiter code")  # pragma: no cover
-
-    def _recover(self, spec: _Spec, exc: ResponseError) -> bool:
-        """Handle a missing-code error by (re)loading the code; False if ``exc`` is another error."""
-        msg = str(exc)
-        if isinstance(exc, NoScriptError) or msg.startswith("NOSCRIPT"):
-            self.client.execute_command("SCRIPT", "LOAD", self._bundle.scripts[spec.name][0])
+    def _load_command(self, spec: _Spec, exc: BaseException) -> tuple[str, ...] | None:
+        """The command that loads the code ``exc`` found missing (``None``: nothing to load,
+        the store switched from FCALL to EVALSHA on a server without Functions)."""
+        if isinstance(exc, NoScriptError) or str(exc).startswith("NOSCRIPT"):
             self.code_loads += 1
-            return True
-        if "Function not found" in msg:
-            self.client.execute_command("FUNCTION", "LOAD", "REPLACE", self._bundle.library_source)
+            return ("SCRIPT", "LOAD", self._bundle.scripts[spec.name][0])
+        if "Function not found" in str(exc):
             self.code_loads += 1
-            return True
-        if self._mode == "auto" and "unknown command" in msg.lower() and "fcall" in msg.lower():
-            self._mode = "script"
-            return True
-        return False
+            return ("FUNCTION", "LOAD", "REPLACE", self._bundle.library_source)
+        self._mode = "script"
+        return None
 
     # -- redis-cell ---------------------------------------------------------------------------
 
