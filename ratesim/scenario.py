@@ -19,11 +19,22 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .bounds import (
+    MAX_DELAY_MS,
+    MAX_LIST,
+    MAX_NAME_CHARS,
+    MAX_NODES,
+    MAX_POOL,
+    DelayMs,
+    RunS,
+    Text,
+    check_clock_shift,
+)
 from .model.backend import BackendSpec
 from .model.clock import ClockSpec
 from .model.faults import FailoverSpec, OutageSpec, PartitionSpec
-from .model.latency import ConstantLatency, LatencySpec, SpikeSpec
-from .policy import BACKEND_KINDS, PolicySpec
+from .model.latency import ConstantLatency, LatencySpec, SpikeSpec, max_spiked_ms
+from .policy import BACKEND_KINDS, LayerSpec, PolicySpec
 from .traffic import PopulationSpec, TrafficSpec
 
 
@@ -32,15 +43,17 @@ class ScenarioError(ValueError):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TopologySpec(_Spec):
     """Gateway nodes behind a load balancer; ``clocks`` is one spec for all or one per node."""
 
-    nodes: Annotated[int, Field(ge=1)] = 1
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
     load_balancer: Literal["round_robin", "random", "hash_user"] = "round_robin"
-    clocks: ClockSpec | list[ClockSpec] = Field(default_factory=ClockSpec)
+    clocks: ClockSpec | Annotated[list[ClockSpec], Field(max_length=MAX_NODES)] = Field(
+        default_factory=ClockSpec
+    )
 
     @model_validator(mode="after")
     def _clock_count(self) -> TopologySpec:
@@ -64,10 +77,22 @@ class NetworkSpec(_Spec):
     (``pool_size`` connections, a request waits at most ``pool_max_wait_ms`` for one)."""
 
     latency: LatencySpec = Field(default_factory=lambda: ConstantLatency(ms=0.0))
-    spikes: list[SpikeSpec] = Field(default_factory=list)
-    partitions: list[PartitionSpec] = Field(default_factory=list)
-    pool_size: Annotated[int, Field(ge=1)] = 200
-    pool_max_wait_ms: Annotated[float, Field(ge=0)] = 500.0
+    spikes: list[SpikeSpec] = Field(default_factory=list, max_length=MAX_LIST)
+    partitions: list[PartitionSpec] = Field(default_factory=list, max_length=MAX_LIST)
+    pool_size: Annotated[int, Field(ge=1, le=MAX_POOL)] = 200
+    pool_max_wait_ms: Annotated[DelayMs, Field(ge=0)] = 500.0
+
+    @model_validator(mode="after")
+    def _bounded_latency(self) -> NetworkSpec:
+        largest = max_spiked_ms(self.latency, self.spikes)
+        if not largest <= MAX_DELAY_MS:
+            # Counted as if every spike overlapped: spikes compose in list order.
+            raise ValueError(
+                f"spikes: the largest latency with every spike applied is {largest:.6g} ms, "
+                f"more than {MAX_DELAY_MS:g} ms (the longest delay, about 11.6 days); lower "
+                "a spike's factor or add_ms"
+            )
+        return self
 
 
 class RedisSpec(_Spec):
@@ -78,19 +103,26 @@ class RedisSpec(_Spec):
     shards: Annotated[int, Field(ge=1, le=16384)] = 1
     service_time: LatencySpec = Field(default_factory=lambda: ConstantLatency(ms=0.01))
     clock: ClockSpec = Field(default_factory=ClockSpec)
-    outages: list[OutageSpec] = Field(default_factory=list)
-    failovers: list[FailoverSpec] = Field(default_factory=list)
+    outages: list[OutageSpec] = Field(default_factory=list, max_length=MAX_LIST)
+    failovers: list[FailoverSpec] = Field(default_factory=list, max_length=MAX_LIST)
+
+    @model_validator(mode="after")
+    def _bounded_clock(self) -> RedisSpec:
+        # A failover steps the Redis clock for good: its steps add to the clock's own shift.
+        steps = [s.by_ms for s in self.clock.steps] + [f.clock_step_ms for f in self.failovers]
+        check_clock_shift("failovers: clock_step_ms with clock", self.clock.offset_ms, steps)
+        return self
 
 
 class Scenario(_Spec):
     """Everything a run needs. ``redis`` may be ``None`` when every layer is node-scoped;
     ``backend`` (the protected service) is needed by concurrency and circuit-breaker layers."""
 
-    name: Annotated[str, Field(min_length=1)]
-    description: str = ""
-    duration_s: Annotated[float, Field(gt=0)]
-    seed: Annotated[int, Field(ge=0)] = 0
-    interval_s: Annotated[float, Field(gt=0)] = 1.0
+    name: Annotated[Text, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+    description: Annotated[Text, Field(max_length=100_000)] = ""
+    duration_s: Annotated[RunS, Field(gt=0)]
+    seed: Annotated[int, Field(ge=0, lt=2**64)] = 0
+    interval_s: Annotated[RunS, Field(gt=0)] = 1.0
     topology: TopologySpec = Field(default_factory=TopologySpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     redis: RedisSpec | None = Field(default_factory=RedisSpec)
@@ -106,6 +138,7 @@ class Scenario(_Spec):
         from_trace = getattr(self.traffic, "kind", None) == "trace"
         for i, layer in enumerate(self.policy.layers):
             where = f"policy.layers.{i}"
+            _check_local_fallback(where, layer, self.topology.nodes)
             if layer.scope == "global" and self.redis is None:
                 raise ValueError(
                     f"{where}: layer {layer.name!r} has scope 'global' but the scenario has no "
@@ -178,6 +211,23 @@ class Scenario(_Spec):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ScenarioError(format_errors(exc, source, None)) from None
+
+
+def _check_local_fallback(where: str, layer: LayerSpec, nodes: int) -> None:
+    """A ``failure_mode="local"`` layer's node-local limiters must be buildable too: each tier's
+    algorithm scaled by ``local_share`` (default ``1 / nodes``), as the engines build them."""
+    if layer.scope != "global" or layer.failure_mode != "local":
+        return
+    share = layer.local_share if layer.local_share is not None else 1.0 / nodes
+    for tier in ["", *layer.tiers]:
+        try:
+            layer.algorithm_for(tier).scaled(share).build()
+        except ValueError as exc:
+            label = f"tier {tier!r}" if tier else "the base algorithm"
+            raise ValueError(
+                f"{where}.local_share: the local fallback of {label}, scaled by {share:.6g}, "
+                f"cannot be built: {exc}"
+            ) from None
 
 
 # --- loading with line numbers ------------------------------------------------------------
