@@ -290,27 +290,195 @@ def format_errors(exc: ValidationError, source: str, root: yaml.Node | None) -> 
     return "scenario is invalid:\n  " + "\n  ".join(lines)
 
 
+#: Largest scenario file, bytes (a scenario is a few kB; PyYAML parses about 1 MB/s).
+MAX_YAML_BYTES = 2 * 2**20
+#: Deepest nesting of mappings and sequences (a scenario nests about 8 deep).
+MAX_YAML_DEPTH = 64
+#: Most values (scalars, lists, mappings) in the document as written.
+MAX_YAML_NODES = 200_000
+#: Most values aliases may add to the document once expanded.
+MAX_YAML_ALIAS_NODES = 100_000
+
+
+class _YamlRefused(Exception):
+    """A YAML document refused by a bound; ``line`` is 0-based."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
+#: libyaml's C parser and composer when PyYAML has them (about 10x faster), else PyYAML's own.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_shape(text: str) -> list[yaml.Mark]:
+    """One pass over the parser's events: refuse nesting deeper than ``MAX_YAML_DEPTH`` and more
+    than ``MAX_YAML_NODES`` nodes, before any node tree is built (the parser keeps its own
+    stack, so deep input cannot exhaust Python's). Returns the marks of the aliases."""
+    depth = 0
+    nodes = 0
+    aliases: list[yaml.Mark] = []
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlRefused(
+                    event.start_mark.line,
+                    f"nesting deeper than {MAX_YAML_DEPTH} levels (mappings and lists)",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases.append(event.start_mark)
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                raise _YamlRefused(
+                    event.start_mark.line, f"more than {MAX_YAML_NODES:,} values in the document"
+                )
+    return aliases
+
+
+def _expanded_sizes(root: yaml.Node) -> dict[int, int]:
+    """Nodes under each node (itself included) with aliases expanded, by ``id(node)``.
+
+    Aliases make the node tree a DAG; sizes are memoised, so this costs one visit per distinct
+    node even when the expansion is astronomically large. Depth is bounded by the composer.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+    return sizes
+
+
+def _check_duplicates(root: yaml.Node) -> None:
+    """Refuse a mapping that repeats a key (PyYAML would keep the last silently)."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    k = (key.tag, key.value)
+                    if k in first:
+                        raise _YamlRefused(
+                            key.start_mark.line,
+                            f"duplicate key {key.value!r} (first at line "
+                            f"{first[k].start_mark.line + 1})",
+                        )
+                    first[k] = key
+                stack.append(key)
+                stack.append(value)
+
+
+def _alias_nodes(root: yaml.Node) -> list[yaml.Node]:
+    """Every node reached more than once from the root (what an alias points at)."""
+    seen: set[int] = set()
+    shared: list[yaml.Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            shared.append(node)
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return shared
+
+
+def _parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """The document's data and node tree, within the bounds above (``_YamlRefused`` if not)."""
+    aliases = _check_shape(text)
+    root = yaml.compose(text, Loader=_LOADER)
+    if root is None:
+        return None, None
+    _check_duplicates(root)
+    if aliases:
+        sizes = _expanded_sizes(root)
+        added = sizes[id(root)] - len(sizes)  # nodes that exist only through aliases
+        if added > MAX_YAML_ALIAS_NODES:
+            biggest = max(sizes[id(n)] for n in _alias_nodes(root))
+            line = max(m.line for m in aliases)
+            raise _YamlRefused(
+                line,
+                f"aliases expand the document by {added:,} values, more than "
+                f"{MAX_YAML_ALIAS_NODES:,} (one alias alone stands for {biggest:,}); the last "
+                "alias is on this line",
+            )
+    loader = _LOADER("")
+    try:
+        return loader.construct_document(root), root
+    finally:
+        loader.dispose()
+
+
+def _resolve_trace_path(data: dict[str, Any], scenario_path: Path) -> None:
+    """Make a relative trace path relative to the scenario file's directory (in place)."""
+    traffic = data.get("traffic")
+    if isinstance(traffic, dict) and traffic.get("kind") == "trace":
+        trace = traffic.get("path")
+        if isinstance(trace, str) and trace and not Path(trace).is_absolute():
+            traffic["path"] = str(scenario_path.parent.absolute() / trace)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario from a YAML file.
 
     Raises :class:`ScenarioError` naming the file, the field path, the reason and (where YAML
     gives it) the line, for unreadable files, bad YAML, unknown or wrong fields, and scenarios
-    that cannot run.
+    that cannot run. The YAML is bounded: at most ``MAX_YAML_BYTES`` bytes, ``MAX_YAML_DEPTH``
+    levels of nesting, ``MAX_YAML_NODES`` values as written and ``MAX_YAML_ALIAS_NODES`` more
+    once aliases are expanded, and no key twice in one mapping. A relative ``traffic.path`` (trace replay) is taken from the file's directory.
     """
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_YAML_BYTES:
+            raise ScenarioError(
+                f"{p}: the scenario file has {p.stat().st_size:,} bytes, more than "
+                f"{MAX_YAML_BYTES:,} (2 MiB)"
+            )
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: not UTF-8 text: {exc}") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, root = _parse_yaml(text)
+    except _YamlRefused as exc:
+        raise ScenarioError(f"{p}:{exc.line + 1}: YAML refused: {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ScenarioError(f"{p}{line}: not valid YAML: {exc}") from None
+        reason = " ".join(str(exc).split())
+        raise ScenarioError(f"{p}{line}: not valid YAML: {reason[:500]}") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{p}: a scenario must be a YAML mapping, got {type(data).__name__}")
+    _resolve_trace_path(data, p)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:

@@ -118,7 +118,7 @@ class EmpiricalLatency(SpecModel):
     """Resamples (with replacement, uniformly) the measured ``samples_ms``."""
 
     kind: Literal["empirical"] = "empirical"
-    samples_ms: Annotated[list[NonNegMs], Field(min_length=1, max_length=1_000_000)]
+    samples_ms: Annotated[list[NonNegMs], Field(min_length=1, max_length=100_000)]
 
 
 class MixtureComponent(SpecModel):
