@@ -158,9 +158,9 @@ Text = Annotated[str, AfterValidator(_check_text)]
 
 
 def clock_shift_us(offset_ms: float, steps_ms: list[float]) -> int:
-    """``|offset| + sum |step|`` of one clock, whole µs (rounded up, so never understated)."""
-    total = abs(Fraction(offset_ms)) + sum((abs(Fraction(s)) for s in steps_ms), Fraction(0))
-    return math.ceil(total * 1_000)
+    """``|offset| + sum |step|`` of one clock in whole µs, each rounded to the nearest µs as
+    the clocks apply them (``ratesim.model.clock.ms_to_us``)."""
+    return sum(abs(round(Fraction(ms) * 1_000)) for ms in [offset_ms, *steps_ms])
 
 
 def check_clock_shift(where: str, offset_ms: float, steps_ms: list[float]) -> None:
@@ -168,7 +168,7 @@ def check_clock_shift(where: str, offset_ms: float, steps_ms: list[float]) -> No
     shift = clock_shift_us(offset_ms, steps_ms)
     if shift > MAX_CLOCK_SHIFT_US:
         raise ValueError(
-            f"{where}: the total shift is {shift / 1e3:.6g} ms, more "
-            f"than 2**51 us ({MAX_CLOCK_SHIFT_US / 1e3:.6g} ms, about 71 years): the clock "
+            f"{where}: the total shift is {shift} us, more than 2**51 us "
+            f"({MAX_CLOCK_SHIFT_US / 1e3:.3f} ms, about 71 years): the clock "
             "would read beyond +-2**52 us, where the kernels and Lua stop being exact"
         )

@@ -88,7 +88,7 @@ class NetworkSpec(_Spec):
         if not largest <= MAX_DELAY_MS:
             # Counted as if every spike overlapped: spikes compose in list order.
             raise ValueError(
-                f"spikes: the largest latency with every spike applied is {largest:.6g} ms, "
+                f"spikes: the largest latency with every spike applied is {largest:.10g} ms, "
                 f"more than {MAX_DELAY_MS:g} ms (the longest delay, about 11.6 days); lower "
                 "a spike's factor or add_ms"
             )
@@ -277,11 +277,13 @@ def format_errors(exc: ValidationError, source: str, root: yaml.Node | None) -> 
     for err in exc.errors():
         loc = tuple(err["loc"])
         msg = str(err["msg"])
-        if not loc:
-            # model-level checks put the field path at the start of their message
-            m = _PATH_PREFIX.match(msg.removeprefix("Value error, "))
-            if m:
-                loc = tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+        # Model-level checks put the field path (relative to their model) at the start of
+        # their message: "spikes: ..." from network is network.spikes.
+        msg = msg.removeprefix("Value error, ")
+        m = _PATH_PREFIX.match(msg)
+        if m and err["type"] == "value_error":
+            loc = loc + tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+            msg = msg[m.end() :].strip()
         if err["type"] == "extra_forbidden":
             msg = f"unknown field {loc[-1]!r}" if loc else msg
         node = _node_at(root, loc) if root is not None else None
