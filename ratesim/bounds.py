@@ -149,7 +149,9 @@ def _check_text(v: str) -> str:
         v.encode("utf-8")
     except UnicodeEncodeError as exc:
         # A lone surrogate (from a YAML "\\ud800" escape) cannot become a Redis key or a file.
-        raise ValueError(f"is not valid Unicode text (cannot be UTF-8 encoded): {exc.reason}") from None
+        raise ValueError(
+            f"is not valid Unicode text (cannot be UTF-8 encoded): {exc.reason}"
+        ) from None
     return v
 
 

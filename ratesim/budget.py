@@ -216,9 +216,7 @@ def _horizon(scenario: Scenario, size: RunSize) -> None:
         )
         # One FIFO thread per shard: a command may wait for every earlier command's service.
         parts["Redis queue (commands x largest redis.service_time)"] = commands * svc_us
-    waits = [
-        la.algorithm.max_wait_s * 1e6 for la in layers if la.algorithm.kind == "concurrency"
-    ]
+    waits = [la.algorithm.max_wait_s * 1e6 for la in layers if la.algorithm.kind == "concurrency"]
     parts["concurrency max_wait_s"] = float(sum(waits))
     backend = scenario.backend
     if backend is not None:

@@ -315,30 +315,36 @@ class _YamlRefused(Exception):
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _check_shape(text: str) -> list[yaml.Mark]:
+def _line(event: yaml.Event) -> int:
+    """The 0-based line an event starts on."""
+    mark = event.start_mark
+    return mark.line if mark is not None else 0
+
+
+def _check_shape(text: str) -> list[int]:
     """One pass over the parser's events: refuse nesting deeper than ``MAX_YAML_DEPTH`` and more
     than ``MAX_YAML_NODES`` nodes, before any node tree is built (the parser keeps its own
-    stack, so deep input cannot exhaust Python's). Returns the marks of the aliases."""
+    stack, so deep input cannot exhaust Python's). Returns the (0-based) lines of the aliases."""
     depth = 0
     nodes = 0
-    aliases: list[yaml.Mark] = []
+    aliases: list[int] = []
     for event in yaml.parse(text, Loader=_LOADER):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
                 raise _YamlRefused(
-                    event.start_mark.line,
+                    _line(event),
                     f"nesting deeper than {MAX_YAML_DEPTH} levels (mappings and lists)",
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
         elif isinstance(event, yaml.AliasEvent):
-            aliases.append(event.start_mark)
+            aliases.append(_line(event))
         if isinstance(event, yaml.NodeEvent):
             nodes += 1
             if nodes > MAX_YAML_NODES:
                 raise _YamlRefused(
-                    event.start_mark.line, f"more than {MAX_YAML_NODES:,} values in the document"
+                    _line(event), f"more than {MAX_YAML_NODES:,} values in the document"
                 )
     return aliases
 
@@ -425,7 +431,7 @@ def _parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
         added = sizes[id(root)] - len(sizes)  # nodes that exist only through aliases
         if added > MAX_YAML_ALIAS_NODES:
             biggest = max(sizes[id(n)] for n in _alias_nodes(root))
-            line = max(m.line for m in aliases)
+            line = max(aliases)
             raise _YamlRefused(
                 line,
                 f"aliases expand the document by {added:,} values, more than "

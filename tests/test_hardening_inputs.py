@@ -168,6 +168,7 @@ def test_a_long_redis_queue_is_refused_by_the_event_horizon() -> None:
 
 # ------------------------------------------------------------------ clock offsets
 
+
 def redis_offset(offset_ms: float) -> dict[str, Any]:
     data = base()
     data["policy"]["layers"][0]["time_source"] = "redis"
@@ -200,6 +201,7 @@ def test_failover_clock_steps_add_to_the_redis_clock_shift() -> None:
 
 
 # ------------------------------------------------------------------ run size
+
 
 def flash_crowd(peak_factor: float) -> dict[str, Any]:
     data = base()
@@ -258,6 +260,7 @@ def test_time_series_bins_count_towards_memory() -> None:
 
 # ------------------------------------------------------------------ algorithm sizes
 
+
 def test_sliding_log_limit_2_63_is_refused_at_construction() -> None:
     """Bug: accepted, then OverflowError inside acquire."""
     with pytest.raises(ValueError, match="limit"):
@@ -297,7 +300,11 @@ def test_too_many_buckets_are_refused() -> None:
 
 def test_scenario_names_the_layer_field_of_an_unbuildable_algorithm() -> None:
     data = base()
-    data["policy"]["layers"][0]["algorithm"] = {"kind": "sliding_log", "limit": 10**9, "window_s": 1}
+    data["policy"]["layers"][0]["algorithm"] = {
+        "kind": "sliding_log",
+        "limit": 10**9,
+        "window_s": 1,
+    }
     msg = refused(data)
     assert "policy.layers[0]" in msg and "state per key" in msg
 
@@ -317,6 +324,7 @@ def test_a_lone_surrogate_in_a_name_is_refused() -> None:
 
 
 # ------------------------------------------------------------------ traces
+
 
 def test_trace_times_beyond_int64_us_are_refused_not_wrapped(tmp_path: Path) -> None:
     """Bug: rows 0 s, 1 s, 18446744073709 s loaded as [0, 551616, 1551616]."""
@@ -384,6 +392,7 @@ def test_a_relative_trace_path_is_taken_from_the_scenario_file(
 
 # ------------------------------------------------------------------ YAML
 
+
 def test_duplicate_yaml_keys_name_both_lines(tmp_path: Path) -> None:
     """Bug: duplicate keys were accepted, the last one winning."""
     path = tmp_path / "dup.yaml"
@@ -399,7 +408,9 @@ def test_duplicate_yaml_keys_name_both_lines(tmp_path: Path) -> None:
 def test_duplicate_keys_inside_a_flow_mapping(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("name: t\nduration_s: 1\ntraffic: {kind: poisson, rate_per_s: 1,\n  kind: x}\n")
-    with pytest.raises(ScenarioError, match=r"dup.yaml:4: .*duplicate key 'kind' \(first at line 3\)"):
+    with pytest.raises(
+        ScenarioError, match=r"dup.yaml:4: .*duplicate key 'kind' \(first at line 3\)"
+    ):
         load_scenario(path)
 
 
@@ -467,6 +478,7 @@ def test_deep_nesting_is_refused_naming_the_line(tmp_path: Path, nested: str) ->
 
 
 # ------------------------------------------------------------------ outputs
+
 
 @pytest.mark.parametrize(
     ("name", "expected"),
