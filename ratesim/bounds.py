@@ -80,6 +80,7 @@ __all__ = [
     "MAX_USERS",
     "DelayMs",
     "DelayS",
+    "InstantS",
     "RunS",
     "Text",
 ]
@@ -138,6 +139,9 @@ def _check_ms(max_us: int, what: str) -> AfterValidator:
 
 #: A float of seconds, finite, ``|v| <= MAX_RUN_S``: an instant or span of the run.
 RunS = Annotated[float, _check_seconds(MAX_RUN_US, "the longest run, about 116 days")]
+#: A float of seconds, finite, ``|v| <= 2**52`` µs: an instant that is only compared with
+#: true time, never added to it (a clock step's ``at_s``: a step past the run never applies).
+InstantS = Annotated[float, _check_seconds(MAX_ABS_NOW_US, "2**52 us, about 142 years")]
 #: A float of seconds, finite, ``|v| <= MAX_DELAY_MS / 1000``: a single delay.
 DelayS = Annotated[float, _check_seconds(MAX_DELAY_US, "the longest delay, about 11.6 days")]
 #: A float of milliseconds, finite, ``|v| <= MAX_DELAY_MS``: a single delay.

@@ -24,6 +24,7 @@ import math
 import os
 import random
 import signal
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -419,12 +420,15 @@ def _time_bound(seconds: int) -> Iterator[None]:
         raise _Hang()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
+    outer = signal.alarm(seconds)  # an enclosing alarm (pytest-timeout's) is re-armed after
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.alarm(max(1, outer - int(time.monotonic() - started)))
 
 
 def one_paragraph(err: str) -> bool:

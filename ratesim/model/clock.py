@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..bounds import MAX_LIST, RunS, check_clock_shift
+from ..bounds import MAX_LIST, InstantS, RunS, check_clock_shift
 
 US_PER_S = 1_000_000
 US_PER_MS = 1_000
@@ -102,7 +102,7 @@ def _check_true_us(true_us: object) -> int:
 class ClockStep(SpecModel):
     """One NTP correction of ``by_ms`` at true time ``at_s``; ``slew_s > 0`` spreads it linearly."""
 
-    at_s: Annotated[RunS, Field(ge=0.0, description="true time of the correction, s")]
+    at_s: Annotated[InstantS, Field(ge=0.0, description="true time of the correction, s")]
     by_ms: Annotated[float, Field(description="correction, ms (negative: clock set back)")]
     slew_s: Annotated[RunS, Field(ge=0.0, description="0: jump; >0: spread over this many s")] = 0.0
 

@@ -25,6 +25,8 @@ from ..bounds import MAX_NODES, DelayMs, RunS
 from .clock import SpecModel, ms_to_us, s_to_us
 
 NodeIndex = Annotated[int, Field(ge=0, lt=MAX_NODES)]
+#: Redis Cluster has 16384 hash slots, so at most that many shards.
+ShardIndex = Annotated[int, Field(ge=0, lt=16384)]
 
 
 def _check_end(v: float, info: ValidationInfo) -> float:
@@ -71,7 +73,7 @@ class OutageSpec(_Window):
     """Redis unreachable during ``[start_s, end_s)`` on ``shards`` (``None``: every shard)."""
 
     kind: Literal["refused", "blackhole"] = "refused"
-    shards: Annotated[list[NodeIndex], Field(min_length=1, max_length=16384)] | None = None
+    shards: Annotated[list[ShardIndex], Field(min_length=1, max_length=16384)] | None = None
 
     @field_validator("shards")
     @classmethod
