@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Sequence
@@ -25,7 +28,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["EXIT_BAD_INPUT", "InputError", "format_summary", "main", "write_outputs"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "InputError",
+    "check_writable",
+    "default_out_dir",
+    "format_summary",
+    "main",
+    "safe_dir_name",
+    "write_outputs",
+]
 
 #: Exit status for bad input (the same status argparse uses for a bad command line).
 EXIT_BAD_INPUT = 2
@@ -139,6 +151,65 @@ def _with_duration(scenario: Any, duration_s: float | None) -> Any:
     data = scenario.model_dump()
     data["duration_s"] = duration_s
     return type(scenario).model_validate(data)
+
+
+def safe_dir_name(name: str) -> str:
+    """A directory name made from a scenario's ``name``: ASCII letters, digits, ``.``, ``_`` and
+    ``-`` only (every other run of characters becomes one ``_``), no leading or trailing dots or
+    underscores, at most 100 characters; ``"scenario"`` when nothing is left. So ``../../x``
+    becomes ``x`` and ``/etc/passwd`` becomes ``etc_passwd``: never a path out of ``out/``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    cleaned = cleaned[:100].strip("._")
+    return cleaned or "scenario"
+
+
+def default_out_dir(scenario_name: str) -> Path:
+    """``out/<safe_dir_name(name)>``, checked to lie inside ``out/``."""
+    base = Path("out")
+    out = base / safe_dir_name(scenario_name)
+    if base.resolve() not in out.resolve().parents:  # belt and braces: the name has no '/'
+        raise InputError(f"scenario name {scenario_name!r} gives no directory inside {base}/")
+    return out
+
+
+def check_writable(out_dir: Path) -> None:
+    """Raise :class:`InputError` unless ``out_dir`` is (or can be made) a writable directory.
+
+    Checked before the run, so that a long simulation never ends in "cannot write". Nothing is
+    left behind: a probe file (or, for a directory still to be made, a probe directory in its
+    nearest existing parent) is created and removed at once.
+    """
+    target = out_dir
+    while not target.exists():
+        if target.parent == target:
+            break
+        target = target.parent
+    if target.exists() and not target.is_dir():
+        raise InputError(
+            f"cannot write the results to {out_dir}: {target} exists and is not a directory"
+        )
+    try:
+        if target == out_dir:
+            fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".ratesim-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=target, prefix=".ratesim-probe-"))
+    except OSError as err:
+        raise InputError(
+            f"cannot write the results to {out_dir}: {err.strerror or err} (checked before the "
+            "run; give a writable directory with --out)"
+        ) from err
+
+
+def _check_size(scenario: Any, source: str) -> None:
+    """Refuse a run too large to start (:func:`ratesim.budget.check_run_size`)."""
+    from ratesim.budget import check_run_size
+
+    try:
+        check_run_size(scenario)
+    except ValueError as err:
+        raise InputError(f"the run was refused: {_bad_input_message(err, source)}") from err
 
 
 def _simulate(scenario: Any, seed: int | None, progress: bool, engine: str = "auto") -> Any:
@@ -268,6 +339,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         scenario = _with_duration(scenario, args.duration)
     except errors as err:
         raise InputError(_bad_input_message(err, f"'{args.scenario}'")) from err
+    _check_size(scenario, source)
+    out_dir = Path(args.out) if args.out else default_out_dir(str(scenario.name))
+    check_writable(out_dir)
     started = time.perf_counter()
     try:
         result = _simulate(scenario, args.seed, not args.no_progress, args.engine)
@@ -275,7 +349,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"the run was refused: {_bad_input_message(err, source)}") from err
     wall_s = time.perf_counter() - started
     print(format_summary(result, wall_s))
-    out_dir = Path(args.out) if args.out else Path("out") / str(scenario.name)
     try:
         written = write_outputs(result, out_dir, plots=not args.no_plots)
     except OSError as err:
@@ -331,7 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--duration", type=_positive_float, metavar="SECONDS", help="override the simulated time"
     )
-    run.add_argument("--out", metavar="DIR", help="output directory (default out/<scenario name>)")
+    run.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default out/<scenario name, sanitised>); checked writable "
+        "before the run",
+    )
     run.add_argument(
         "--engine",
         choices=("auto", "event", "fast"),

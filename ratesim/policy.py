@@ -36,12 +36,25 @@ from .algorithms import (
     SlidingWindowLog,
     TokenBucket,
 )
+from .bounds import (
+    MAX_BUCKETS,
+    MAX_LAYERS,
+    MAX_LIMIT,
+    MAX_NAME_CHARS,
+    DelayMs,
+    DelayS,
+    Text,
+)
+from .traffic.specs import MAX_ROUTES, MAX_TIERS
 
 KEY_FIELDS = ("user", "tier", "route")
 
+#: A count a kernel compares with a sum: below 2**52 (see :mod:`ratesim.bounds`).
+Count = Annotated[int, Field(lt=MAX_LIMIT)]
+
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _AlgBase(_Spec):
@@ -76,8 +89,8 @@ class GcraSpec(_AlgBase):
     """GCRA / ``CL.THROTTLE``: ``max_burst + 1`` at once, ``count_per_period`` per ``period_s``."""
 
     kind: Literal["gcra"] = "gcra"
-    max_burst: Annotated[int, Field(ge=0)]
-    count_per_period: Annotated[int, Field(ge=1)]
+    max_burst: Annotated[Count, Field(ge=0)]
+    count_per_period: Annotated[Count, Field(ge=1)]
     period_s: Annotated[float, Field(gt=0)] = 1.0
 
     def build(self) -> Algorithm:
@@ -96,8 +109,8 @@ class TokenBucketSpec(_AlgBase):
     """Token bucket (x/time/rate): ``rate`` tokens per second, capacity ``burst``."""
 
     kind: Literal["token_bucket"] = "token_bucket"
-    rate: Annotated[float, Field(gt=0)]
-    burst: Annotated[int, Field(ge=1)]
+    rate: Annotated[float, Field(gt=0, le=1e12)]
+    burst: Annotated[Count, Field(ge=1)]
     refill: Literal["continuous", "ticker"] = "continuous"
     fill_interval_s: Annotated[float, Field(gt=0)] | None = None
 
@@ -113,7 +126,7 @@ class TokenBucketSpec(_AlgBase):
 
 
 class _WindowSpec(_AlgBase):
-    limit: Annotated[int, Field(ge=1)]
+    limit: Annotated[Count, Field(ge=1)]
     window_s: Annotated[float, Field(gt=0)]
 
     def scaled(self, factor: float) -> _WindowSpec:
@@ -151,7 +164,7 @@ class BucketedWindowSpec(_WindowSpec):
     """Sentinel's LeapArray: ``buckets`` sub-windows over ``window_s``."""
 
     kind: Literal["bucketed_window"] = "bucketed_window"
-    buckets: Annotated[int, Field(ge=1)] = 10
+    buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] = 10
 
     def build(self) -> Algorithm:
         return BucketedWindow(self.limit, self.window_s, self.buckets)
@@ -161,7 +174,7 @@ class DoubleBufferedSpec(_WindowSpec):
     """The seed's active/pending buffers, swapped every ``swap_interval_s``."""
 
     kind: Literal["double_buffered"] = "double_buffered"
-    buckets: Annotated[int, Field(ge=1)] = 10
+    buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] = 10
     swap_interval_s: Annotated[float, Field(gt=0)] = 0.1
 
     def build(self) -> Algorithm:
@@ -174,9 +187,9 @@ class ConcurrencySpec(_AlgBase):
     is held from admission by this layer until the backend completes the request."""
 
     kind: Literal["concurrency"] = "concurrency"
-    max_in_flight: Annotated[int, Field(ge=1)]
-    max_wait_s: Annotated[float, Field(ge=0)] = 0.0
-    max_queue: Annotated[int, Field(ge=0)] | None = None
+    max_in_flight: Annotated[Count, Field(ge=1)]
+    max_wait_s: Annotated[DelayS, Field(ge=0)] = 0.0
+    max_queue: Annotated[Count, Field(ge=0)] | None = None
 
     def build(self) -> ConcurrencyLimit:
         return ConcurrencyLimit(self.max_in_flight, self.max_wait_s, self.max_queue)
@@ -194,7 +207,7 @@ class BreakerSpec(_AlgBase):
     grade: Literal["slow_ratio", "error_ratio", "error_count"] = "slow_ratio"
     threshold: Annotated[float, Field(ge=0)]
     max_rt_s: Annotated[float, Field(gt=0)] | None = None
-    min_requests: Annotated[int, Field(ge=1)] = 5
+    min_requests: Annotated[Count, Field(ge=1)] = 5
     stat_interval_s: Annotated[float, Field(gt=0)] = 1.0
     open_s: Annotated[float, Field(gt=0)] = 10.0
 
@@ -274,18 +287,18 @@ class LayerSpec(_Spec):
     failure mode.
     """
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[Text, Field(min_length=1, max_length=MAX_NAME_CHARS)]
     algorithm: AlgorithmSpec
     scope: Literal["node", "global"] = "node"
-    key: str = "{user}"
-    tiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    routes: list[str] | None = None
+    key: Annotated[Text, Field(max_length=1000)] = "{user}"
+    tiers: dict[Text, dict[str, Any]] = Field(default_factory=dict, max_length=MAX_TIERS)
+    routes: Annotated[list[Text], Field(max_length=MAX_ROUTES)] | None = None
     mode: Literal["enforce", "shadow"] = "enforce"
-    timeout_ms: Annotated[float, Field(gt=0)] = 100.0
+    timeout_ms: Annotated[DelayMs, Field(gt=0)] = 100.0
     failure_mode: Literal["open", "closed", "local"] = "open"
     local_share: Annotated[float, Field(gt=0, le=1)] | None = None
     time_source: Literal["client", "redis"] = "client"
-    drift_guard_ms: Annotated[float, Field(gt=0)] | None = None
+    drift_guard_ms: Annotated[DelayMs, Field(gt=0)] | None = None
 
     @field_validator("key")
     @classmethod
@@ -314,11 +327,22 @@ class LayerSpec(_Spec):
 
     @model_validator(mode="after")
     def _check_tiers(self) -> LayerSpec:
+        try:
+            self.algorithm.build()
+        except ValueError as exc:
+            # The schema bounds each field; the algorithm checks what fields do together
+            # (a tolerance, a state size per key, a bucket ring's sums), naming the parameter.
+            raise ValueError(f"algorithm: {exc}") from None
         for tier, overrides in self.tiers.items():
             try:
-                self.algorithm.with_overrides(overrides)
+                self.algorithm.with_overrides(overrides).build()
             except ValueError as exc:
-                raise ValueError(f"tiers.{tier}: invalid override {overrides!r}: {exc}") from None
+                text = str(exc)
+                if len(text) > 500:  # a pydantic error quoting a huge value
+                    text = text[:500] + "..."
+                shown = repr(overrides)
+                shown = shown if len(shown) <= 200 else shown[:200] + "...}"
+                raise ValueError(f"tiers.{tier}: invalid override {shown}: {text}") from None
         return self
 
     def algorithm_for(self, tier: str) -> _AlgBase:
@@ -337,7 +361,7 @@ class LayerSpec(_Spec):
 class PolicySpec(_Spec):
     """Ordered layers; names must be unique (they name result columns)."""
 
-    layers: list[LayerSpec] = Field(default_factory=list)
+    layers: list[LayerSpec] = Field(default_factory=list, max_length=MAX_LAYERS)
 
     @field_validator("layers")
     @classmethod

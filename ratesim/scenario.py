@@ -19,11 +19,22 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .bounds import (
+    MAX_DELAY_MS,
+    MAX_LIST,
+    MAX_NAME_CHARS,
+    MAX_NODES,
+    MAX_POOL,
+    DelayMs,
+    RunS,
+    Text,
+    check_clock_shift,
+)
 from .model.backend import BackendSpec
 from .model.clock import ClockSpec
 from .model.faults import FailoverSpec, OutageSpec, PartitionSpec
-from .model.latency import ConstantLatency, LatencySpec, SpikeSpec
-from .policy import BACKEND_KINDS, PolicySpec
+from .model.latency import ConstantLatency, LatencySpec, SpikeSpec, max_spiked_ms
+from .policy import BACKEND_KINDS, LayerSpec, PolicySpec
 from .traffic import PopulationSpec, TrafficSpec
 
 
@@ -32,15 +43,17 @@ class ScenarioError(ValueError):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TopologySpec(_Spec):
     """Gateway nodes behind a load balancer; ``clocks`` is one spec for all or one per node."""
 
-    nodes: Annotated[int, Field(ge=1)] = 1
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
     load_balancer: Literal["round_robin", "random", "hash_user"] = "round_robin"
-    clocks: ClockSpec | list[ClockSpec] = Field(default_factory=ClockSpec)
+    clocks: ClockSpec | Annotated[list[ClockSpec], Field(max_length=MAX_NODES)] = Field(
+        default_factory=ClockSpec
+    )
 
     @model_validator(mode="after")
     def _clock_count(self) -> TopologySpec:
@@ -64,10 +77,22 @@ class NetworkSpec(_Spec):
     (``pool_size`` connections, a request waits at most ``pool_max_wait_ms`` for one)."""
 
     latency: LatencySpec = Field(default_factory=lambda: ConstantLatency(ms=0.0))
-    spikes: list[SpikeSpec] = Field(default_factory=list)
-    partitions: list[PartitionSpec] = Field(default_factory=list)
-    pool_size: Annotated[int, Field(ge=1)] = 200
-    pool_max_wait_ms: Annotated[float, Field(ge=0)] = 500.0
+    spikes: list[SpikeSpec] = Field(default_factory=list, max_length=MAX_LIST)
+    partitions: list[PartitionSpec] = Field(default_factory=list, max_length=MAX_LIST)
+    pool_size: Annotated[int, Field(ge=1, le=MAX_POOL)] = 200
+    pool_max_wait_ms: Annotated[DelayMs, Field(ge=0)] = 500.0
+
+    @model_validator(mode="after")
+    def _bounded_latency(self) -> NetworkSpec:
+        largest = max_spiked_ms(self.latency, self.spikes)
+        if not largest <= MAX_DELAY_MS:
+            # Counted as if every spike overlapped: spikes compose in list order.
+            raise ValueError(
+                f"spikes: the largest latency with every spike applied is {largest:.10g} ms, "
+                f"more than {MAX_DELAY_MS:g} ms (the longest delay, about 11.6 days); lower "
+                "a spike's factor or add_ms"
+            )
+        return self
 
 
 class RedisSpec(_Spec):
@@ -78,19 +103,26 @@ class RedisSpec(_Spec):
     shards: Annotated[int, Field(ge=1, le=16384)] = 1
     service_time: LatencySpec = Field(default_factory=lambda: ConstantLatency(ms=0.01))
     clock: ClockSpec = Field(default_factory=ClockSpec)
-    outages: list[OutageSpec] = Field(default_factory=list)
-    failovers: list[FailoverSpec] = Field(default_factory=list)
+    outages: list[OutageSpec] = Field(default_factory=list, max_length=MAX_LIST)
+    failovers: list[FailoverSpec] = Field(default_factory=list, max_length=MAX_LIST)
+
+    @model_validator(mode="after")
+    def _bounded_clock(self) -> RedisSpec:
+        # A failover steps the Redis clock for good: its steps add to the clock's own shift.
+        steps = [s.by_ms for s in self.clock.steps] + [f.clock_step_ms for f in self.failovers]
+        check_clock_shift("failovers: clock_step_ms with clock", self.clock.offset_ms, steps)
+        return self
 
 
 class Scenario(_Spec):
     """Everything a run needs. ``redis`` may be ``None`` when every layer is node-scoped;
     ``backend`` (the protected service) is needed by concurrency and circuit-breaker layers."""
 
-    name: Annotated[str, Field(min_length=1)]
-    description: str = ""
-    duration_s: Annotated[float, Field(gt=0)]
-    seed: Annotated[int, Field(ge=0)] = 0
-    interval_s: Annotated[float, Field(gt=0)] = 1.0
+    name: Annotated[Text, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+    description: Annotated[Text, Field(max_length=100_000)] = ""
+    duration_s: Annotated[RunS, Field(gt=0)]
+    seed: Annotated[int, Field(ge=0, lt=2**64)] = 0
+    interval_s: Annotated[RunS, Field(gt=0)] = 1.0
     topology: TopologySpec = Field(default_factory=TopologySpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     redis: RedisSpec | None = Field(default_factory=RedisSpec)
@@ -106,6 +138,7 @@ class Scenario(_Spec):
         from_trace = getattr(self.traffic, "kind", None) == "trace"
         for i, layer in enumerate(self.policy.layers):
             where = f"policy.layers.{i}"
+            _check_local_fallback(where, layer, self.topology.nodes)
             if layer.scope == "global" and self.redis is None:
                 raise ValueError(
                     f"{where}: layer {layer.name!r} has scope 'global' but the scenario has no "
@@ -180,6 +213,23 @@ class Scenario(_Spec):
             raise ScenarioError(format_errors(exc, source, None)) from None
 
 
+def _check_local_fallback(where: str, layer: LayerSpec, nodes: int) -> None:
+    """A ``failure_mode="local"`` layer's node-local limiters must be buildable too: each tier's
+    algorithm scaled by ``local_share`` (default ``1 / nodes``), as the engines build them."""
+    if layer.scope != "global" or layer.failure_mode != "local":
+        return
+    share = layer.local_share if layer.local_share is not None else 1.0 / nodes
+    for tier in ["", *layer.tiers]:
+        try:
+            layer.algorithm_for(tier).scaled(share).build()
+        except ValueError as exc:
+            label = f"tier {tier!r}" if tier else "the base algorithm"
+            raise ValueError(
+                f"{where}.local_share: the local fallback of {label}, scaled by {share:.6g}, "
+                f"cannot be built: {exc}"
+            ) from None
+
+
 # --- loading with line numbers ------------------------------------------------------------
 
 _PATH_PREFIX = re.compile(r"^([A-Za-z_][\w.]*):")
@@ -227,11 +277,13 @@ def format_errors(exc: ValidationError, source: str, root: yaml.Node | None) -> 
     for err in exc.errors():
         loc = tuple(err["loc"])
         msg = str(err["msg"])
-        if not loc:
-            # model-level checks put the field path at the start of their message
-            m = _PATH_PREFIX.match(msg.removeprefix("Value error, "))
-            if m:
-                loc = tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+        # Model-level checks put the field path (relative to their model) at the start of
+        # their message: "spikes: ..." from network is network.spikes.
+        msg = msg.removeprefix("Value error, ")
+        m = _PATH_PREFIX.match(msg)
+        if m and err["type"] == "value_error":
+            loc = loc + tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+            msg = msg[m.end() :].strip()
         if err["type"] == "extra_forbidden":
             msg = f"unknown field {loc[-1]!r}" if loc else msg
         node = _node_at(root, loc) if root is not None else None
@@ -240,27 +292,201 @@ def format_errors(exc: ValidationError, source: str, root: yaml.Node | None) -> 
     return "scenario is invalid:\n  " + "\n  ".join(lines)
 
 
+#: Largest scenario file, bytes (a scenario is a few kB; PyYAML parses about 1 MB/s).
+MAX_YAML_BYTES = 2 * 2**20
+#: Deepest nesting of mappings and sequences (a scenario nests about 8 deep).
+MAX_YAML_DEPTH = 64
+#: Most values (scalars, lists, mappings) in the document as written.
+MAX_YAML_NODES = 200_000
+#: Most values aliases may add to the document once expanded.
+MAX_YAML_ALIAS_NODES = 100_000
+
+
+class _YamlRefused(Exception):
+    """A YAML document refused by a bound; ``line`` is 0-based."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
+#: libyaml's C parser and composer when PyYAML has them (about 10x faster), else PyYAML's own.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _line(event: yaml.Event) -> int:
+    """The 0-based line an event starts on."""
+    mark = event.start_mark
+    return mark.line if mark is not None else 0
+
+
+def _check_shape(text: str) -> list[int]:
+    """One pass over the parser's events: refuse nesting deeper than ``MAX_YAML_DEPTH`` and more
+    than ``MAX_YAML_NODES`` nodes, before any node tree is built (the parser keeps its own
+    stack, so deep input cannot exhaust Python's). Returns the (0-based) lines of the aliases."""
+    depth = 0
+    nodes = 0
+    aliases: list[int] = []
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlRefused(
+                    _line(event),
+                    f"nesting deeper than {MAX_YAML_DEPTH} levels (mappings and lists)",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases.append(_line(event))
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                raise _YamlRefused(
+                    _line(event), f"more than {MAX_YAML_NODES:,} values in the document"
+                )
+    return aliases
+
+
+def _expanded_sizes(root: yaml.Node) -> dict[int, int]:
+    """Nodes under each node (itself included) with aliases expanded, by ``id(node)``.
+
+    Aliases make the node tree a DAG; sizes are memoised, so this costs one visit per distinct
+    node even when the expansion is astronomically large. Depth is bounded by the composer.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+    return sizes
+
+
+def _check_duplicates(root: yaml.Node) -> None:
+    """Refuse a mapping that repeats a key (PyYAML would keep the last silently)."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    k = (key.tag, key.value)
+                    if k in first:
+                        raise _YamlRefused(
+                            key.start_mark.line,
+                            f"duplicate key {key.value!r} (first at line "
+                            f"{first[k].start_mark.line + 1})",
+                        )
+                    first[k] = key
+                stack.append(key)
+                stack.append(value)
+
+
+def _alias_nodes(root: yaml.Node) -> list[yaml.Node]:
+    """Every node reached more than once from the root (what an alias points at)."""
+    seen: set[int] = set()
+    shared: list[yaml.Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            shared.append(node)
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return shared
+
+
+def _parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """The document's data and node tree, within the bounds above (``_YamlRefused`` if not)."""
+    aliases = _check_shape(text)
+    root = yaml.compose(text, Loader=_LOADER)
+    if root is None:
+        return None, None
+    _check_duplicates(root)
+    if aliases:
+        sizes = _expanded_sizes(root)
+        added = sizes[id(root)] - len(sizes)  # nodes that exist only through aliases
+        if added > MAX_YAML_ALIAS_NODES:
+            biggest = max(sizes[id(n)] for n in _alias_nodes(root))
+            line = max(aliases)
+            raise _YamlRefused(
+                line,
+                f"aliases expand the document by {added:,} values, more than "
+                f"{MAX_YAML_ALIAS_NODES:,} (one alias alone stands for {biggest:,}); the last "
+                "alias is on this line",
+            )
+    loader = _LOADER("")
+    try:
+        return loader.construct_document(root), root
+    finally:
+        loader.dispose()
+
+
+def _resolve_trace_path(data: dict[str, Any], scenario_path: Path) -> None:
+    """Make a relative trace path relative to the scenario file's directory (in place)."""
+    traffic = data.get("traffic")
+    if isinstance(traffic, dict) and traffic.get("kind") == "trace":
+        trace = traffic.get("path")
+        if isinstance(trace, str) and trace and not Path(trace).is_absolute():
+            traffic["path"] = str(scenario_path.parent.absolute() / trace)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario from a YAML file.
 
     Raises :class:`ScenarioError` naming the file, the field path, the reason and (where YAML
     gives it) the line, for unreadable files, bad YAML, unknown or wrong fields, and scenarios
-    that cannot run.
+    that cannot run. The YAML is bounded: at most ``MAX_YAML_BYTES`` bytes, ``MAX_YAML_DEPTH``
+    levels of nesting, ``MAX_YAML_NODES`` values as written and ``MAX_YAML_ALIAS_NODES`` more
+    once aliases are expanded, and no key twice in one mapping. A relative ``traffic.path`` (trace replay) is taken from the file's directory.
     """
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_YAML_BYTES:
+            raise ScenarioError(
+                f"{p}: the scenario file has {p.stat().st_size:,} bytes, more than "
+                f"{MAX_YAML_BYTES:,} (2 MiB)"
+            )
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read scenario: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: not UTF-8 text: {exc}") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, root = _parse_yaml(text)
+    except _YamlRefused as exc:
+        raise ScenarioError(f"{p}:{exc.line + 1}: YAML refused: {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ScenarioError(f"{p}{line}: not valid YAML: {exc}") from None
+        reason = " ".join(str(exc).split())
+        raise ScenarioError(f"{p}{line}: not valid YAML: {reason[:500]}") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{p}: a scenario must be a YAML mapping, got {type(data).__name__}")
+    _resolve_trace_path(data, p)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:

@@ -368,3 +368,17 @@ def test_fast_engine_on_a_scenario_it_does_not_model_exits_2(
     argv = ["run", str(tmp_path / "slew.yaml"), "--engine", "fast", "--out", str(tmp_path)]
     err = assert_clean_error(capsys, cli.main([*argv, "--no-progress"]))
     assert "fast engine does not model" in err and "slews" in err
+
+
+def test_default_out_dir_uses_the_sanitised_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ratesim import scenarios
+
+    monkeypatch.chdir(tmp_path)
+    sc = scenarios.get("clock-skew", scale=0.05)
+    sc.model_copy(update={"name": "../up/and away"}).to_yaml(tmp_path / "odd.yaml")
+    argv = ["run", "odd.yaml", "--duration", "0.2", "--no-progress", "--no-plots"]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "out" / "up_and_away" / "requests.parquet").is_file()
+    assert not (tmp_path.parent / "up").exists()

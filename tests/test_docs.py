@@ -29,7 +29,7 @@ EXECUTED_AT_LEAST = {
     "tutorial.md": 14,
     "guides/algorithms.md": 19,
     "guides/time.md": 4,
-    "guides/simulation.md": 5,
+    "guides/simulation.md": 6,
     "guides/redis.md": 2,
     "guides/simpy-components.md": 2,
 }

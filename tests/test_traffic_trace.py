@@ -143,6 +143,11 @@ MALFORMED = [
     # the first bad row wins; within a row, time before user
     ("time,user\n1,a\nx,\n3,\n", 3, "time", "not a number"),
     ("time,user,cost\n1,a,-1\n,b,1\n", 2, "cost", "negative"),
+    # times beyond +-2**53 us are refused, never wrapped around int64 (issue 9)
+    ("time,user\n1,a\n18446744073709,b\n", 3, "time", "2**53"),
+    ("time,user\n1e300,a\n", 2, "time", "2**53"),
+    ("time,user\n-9007199255,a\n", 2, "time", "2**53"),
+    ("time,user,cost\n1,a,2147483648\n", 2, "cost", "at most 2147483647"),
 ]
 
 

@@ -47,6 +47,14 @@ MAX_EXACT_INT = 2**53
 #: stays below 2**53 (exact in Lua) and far from int64 overflow (numba). 2**52 us is the year 2112.
 MAX_ABS_NOW_US = 2**52
 
+#: Counts a kernel compares with a sum stay below this: kernels reject ``cost > limit`` before
+#: forming ``count + cost``, which then stays below 2 * 2**52 = 2**53 (exact in Lua).
+MAX_LIMIT = 2**52
+#: Integers of state one key may hold: 8 MiB as int64, about 40 MiB as Python ints.
+MAX_STATE_INTS_PER_KEY = 2**20
+#: Buckets of a bucket ring: a rejected request in a BucketedWindow costs ``buckets**2`` steps.
+MAX_BUCKETS = 1024
+
 State = MutableSequence[int] | npt.NDArray[np.int64]
 Kernel = Callable[[tuple[int, ...], State, int, int], tuple[int, int, int, int]]
 
@@ -105,14 +113,20 @@ def cell_seconds(duration_us: int) -> int:
     return secs + (1 if rest_us // 1000 > 0 else 0)
 
 
-def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    """Return ``value`` as an int, or raise ``ValueError`` naming the parameter."""
+def require_int(
+    name: str, value: object, *, minimum: int | None = None, below: int | None = None
+) -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` naming the parameter and the bound
+    (``minimum <= value < below``)."""
     if isinstance(value, np.integer):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if below is not None and value >= below:
+        shown = f"2**{below.bit_length() - 1}" if below & (below - 1) == 0 else f"{below}"
+        raise ValueError(f"{name} must be below {shown}, got {value!r}")
     return value
 
 

@@ -93,6 +93,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .base import (
+    MAX_BUCKETS,
     MAX_EXACT_INT,
     Kernel,
     State,
@@ -240,6 +241,18 @@ def _check_buckets(limit: int, window_s: float, buckets: int) -> tuple[int, int]
     """Validate the shared parameters; return ``(window_us, bucket_us)``."""
     require_int("limit", limit, minimum=1)
     require_int("buckets", buckets, minimum=1)
+    if buckets > MAX_BUCKETS:
+        raise ValueError(
+            f"buckets={buckets} is more than {MAX_BUCKETS}: a rejected request costs buckets**2 "
+            "steps (here and in the Lua port on the Redis server)"
+        )
+    if limit * (buckets + 1) >= MAX_EXACT_INT:
+        # The ring sums up to one limit per bucket, plus the cost: Lua's doubles must hold it.
+        raise ValueError(
+            f"limit={limit} with buckets={buckets}: limit * (buckets + 1) must be below 2**53 "
+            f"(limit <= {(MAX_EXACT_INT - 1) // (buckets + 1)}), or Lua's doubles would answer a "
+            "different remaining than the memory store"
+        )
     window_us = seconds_to_us("window_s", window_s)
     if window_us % buckets != 0:
         raise ValueError(

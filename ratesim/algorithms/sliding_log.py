@@ -40,7 +40,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import MAX_EXACT_INT, Kernel, State, WindowAlgorithm, require_int, seconds_to_us
+from .base import (
+    MAX_EXACT_INT,
+    MAX_STATE_INTS_PER_KEY,
+    Kernel,
+    State,
+    WindowAlgorithm,
+    require_int,
+    seconds_to_us,
+)
+
+#: Largest ``limit``: the log holds ``limit + 2`` integers per key.
+MAX_LOG_LIMIT = MAX_STATE_INTS_PER_KEY - 2
 
 ABSENT_EXPIRY_US = -(2**62)
 
@@ -105,6 +116,13 @@ class SlidingWindowLog(WindowAlgorithm):
 
     def __post_init__(self) -> None:
         require_int("limit", self.limit, minimum=1)
+        if self.limit > MAX_LOG_LIMIT:
+            # State is limit + 2 integers per key, allocated at the key's first request.
+            raise ValueError(
+                f"limit={self.limit} needs {self.limit + 2} integers of state per key; a sliding "
+                f"log allows limit <= {MAX_LOG_LIMIT} ({MAX_STATE_INTS_PER_KEY} integers, 8 MiB "
+                "per key). For larger limits use a sliding_counter or bucketed_window"
+            )
         window_us = seconds_to_us("window_s", self.window_s)
         if window_us >= MAX_EXACT_INT // 4:
             raise ValueError(f"window_s={self.window_s} is too long to stay below 2**53 us")

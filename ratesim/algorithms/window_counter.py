@@ -51,7 +51,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import MAX_EXACT_INT, Kernel, State, WindowAlgorithm, require_int, seconds_to_us
+from .base import (
+    MAX_EXACT_INT,
+    MAX_LIMIT,
+    Kernel,
+    State,
+    WindowAlgorithm,
+    require_int,
+    seconds_to_us,
+)
 
 ABSENT_EXPIRY_US = -(2**62)
 #: Longest window (2**51 us, about 71 years), as for the sliding log and the bucketed windows.
@@ -141,7 +149,7 @@ def sliding_counter_kernel(
 
 def _check_window(limit: int, window_s: float) -> int:
     """Validate ``limit`` and ``window_s``; return the window in microseconds."""
-    require_int("limit", limit, minimum=1)
+    require_int("limit", limit, minimum=1, below=MAX_LIMIT)
     window_us = seconds_to_us("window_s", window_s)
     if (limit + 2) * window_us >= MAX_EXACT_INT:
         raise ValueError(

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
+from ..bounds import MAX_FACTOR, MAX_NODES
 from .clock import SpecModel
 from .latency import LatencySpec
 
@@ -28,9 +29,9 @@ from .latency import LatencySpec
 class BackendSpec(SpecModel):
     """``servers`` workers, per-request ``service_time`` and its growth ``load_factor``."""
 
-    servers: Annotated[int, Field(ge=1)]
+    servers: Annotated[int, Field(ge=1, le=100 * MAX_NODES)]
     service_time: LatencySpec
-    load_factor: Annotated[float, Field(ge=0.0)] = 0.0
+    load_factor: Annotated[float, Field(ge=0.0, le=MAX_FACTOR)] = 0.0
 
 
 @overload

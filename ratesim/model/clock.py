@@ -36,7 +36,9 @@ from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from ..bounds import MAX_LIST, InstantS, RunS, check_clock_shift
 
 US_PER_S = 1_000_000
 US_PER_MS = 1_000
@@ -100,11 +102,9 @@ def _check_true_us(true_us: object) -> int:
 class ClockStep(SpecModel):
     """One NTP correction of ``by_ms`` at true time ``at_s``; ``slew_s > 0`` spreads it linearly."""
 
-    at_s: Annotated[float, Field(ge=0.0, description="true time of the correction, s")]
+    at_s: Annotated[InstantS, Field(ge=0.0, description="true time of the correction, s")]
     by_ms: Annotated[float, Field(description="correction, ms (negative: clock set back)")]
-    slew_s: Annotated[float, Field(ge=0.0, description="0: jump; >0: spread over this many s")] = (
-        0.0
-    )
+    slew_s: Annotated[RunS, Field(ge=0.0, description="0: jump; >0: spread over this many s")] = 0.0
 
     @field_validator("slew_s")
     @classmethod
@@ -122,7 +122,13 @@ class ClockSpec(SpecModel):
     drift_ppm: Annotated[
         float, Field(gt=-1_000_000.0, le=1_000_000.0, description="frequency error, ppm")
     ] = 0.0
-    steps: list[ClockStep] = Field(default_factory=list)
+    steps: list[ClockStep] = Field(default_factory=list, max_length=MAX_LIST)
+
+    @model_validator(mode="after")
+    def _bounded_shift(self) -> ClockSpec:
+        # Readings must stay within +-2**52 us (see ratesim.bounds for the derivation).
+        check_clock_shift("offset_ms and steps", self.offset_ms, [s.by_ms for s in self.steps])
+        return self
 
     @classmethod
     def perfect(cls) -> ClockSpec:

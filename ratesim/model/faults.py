@@ -21,9 +21,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ..bounds import MAX_NODES, DelayMs, RunS
 from .clock import SpecModel, ms_to_us, s_to_us
 
-NodeIndex = Annotated[int, Field(ge=0)]
+NodeIndex = Annotated[int, Field(ge=0, lt=MAX_NODES)]
+#: Redis Cluster has 16384 hash slots, so at most that many shards.
+ShardIndex = Annotated[int, Field(ge=0, lt=16384)]
 
 
 def _check_end(v: float, info: ValidationInfo) -> float:
@@ -43,8 +46,8 @@ def _check_unique(name: str, values: list[int] | None) -> list[int] | None:
 class _Window(SpecModel):
     """A half-open window ``[start_s, end_s)`` of true time, seconds."""
 
-    start_s: Annotated[float, Field(ge=0.0)]
-    end_s: float
+    start_s: Annotated[RunS, Field(ge=0.0)]
+    end_s: RunS
 
     @field_validator("end_s")
     @classmethod
@@ -70,7 +73,7 @@ class OutageSpec(_Window):
     """Redis unreachable during ``[start_s, end_s)`` on ``shards`` (``None``: every shard)."""
 
     kind: Literal["refused", "blackhole"] = "refused"
-    shards: Annotated[list[NodeIndex], Field(min_length=1)] | None = None
+    shards: Annotated[list[ShardIndex], Field(min_length=1, max_length=16384)] | None = None
 
     @field_validator("shards")
     @classmethod
@@ -85,8 +88,9 @@ class OutageSpec(_Window):
 class FailoverSpec(SpecModel):
     """A replica promotion at ``at_s`` with its losses (see the module docstring)."""
 
-    at_s: Annotated[float, Field(ge=0.0)]
-    lost_writes_ms: Annotated[float, Field(ge=0.0)] = 0.0
+    at_s: Annotated[RunS, Field(ge=0.0)]
+    lost_writes_ms: Annotated[DelayMs, Field(ge=0.0)] = 0.0
+    #: Bounded with the Redis clock's own shift (``RedisSpec``: at most 2**51 µs in total).
     clock_step_ms: float = 0.0
     flush_scripts: bool = True
 
@@ -104,7 +108,7 @@ class FailoverSpec(SpecModel):
 class PartitionSpec(_Window):
     """Gateway ``nodes`` (0-based) cut off from Redis during ``[start_s, end_s)``."""
 
-    nodes: Annotated[list[NodeIndex], Field(min_length=1)]
+    nodes: Annotated[list[NodeIndex], Field(min_length=1, max_length=MAX_NODES)]
 
     @field_validator("nodes")
     @classmethod

@@ -38,15 +38,27 @@ from typing import Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, TypeAdapter, ValidationInfo, field_validator
+from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 from scipy.special import ndtri
 
+from ..bounds import MAX_DELAY_MS, MAX_FACTOR, MAX_LIST, DelayMs, RunS
 from .clock import US_PER_MS, SpecModel, ms_to_us, s_to_us
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
-NonNegMs = Annotated[float, Field(ge=0.0)]
+NonNegMs = Annotated[DelayMs, Field(ge=0.0)]
+#: The largest standard-normal quantile a sample can use: ``random()`` is at most 1 - 2**-53.
+Z_MAX = float(ndtri(1.0 - 2.0**-53))
+
+
+def _check_largest(largest_ms: float, formula: str) -> None:
+    """Refuse a distribution whose largest possible sample exceeds one delay's bound."""
+    if not largest_ms <= MAX_DELAY_MS:
+        raise ValueError(
+            f"the largest sample, {formula} = {largest_ms:.6g} ms, exceeds {MAX_DELAY_MS:g} ms "
+            "(the longest delay, about 11.6 days; see ratesim.bounds)"
+        )
 
 
 class ConstantLatency(SpecModel):
@@ -79,26 +91,40 @@ class NormalLatency(SpecModel):
     mean_ms: NonNegMs
     std_ms: NonNegMs
 
+    @model_validator(mode="after")
+    def _bounded(self) -> NormalLatency:
+        largest = self.mean_ms + self.std_ms * Z_MAX
+        _check_largest(largest, f"mean_ms + std_ms * {Z_MAX:.4f}")
+        return self
+
 
 class LognormalLatency(SpecModel):
     """Lognormal with median ``median_ms`` and log-space standard deviation ``sigma``."""
 
     kind: Literal["lognormal"] = "lognormal"
-    median_ms: Annotated[float, Field(gt=0.0)]
+    median_ms: Annotated[DelayMs, Field(gt=0.0)]
     sigma: Annotated[float, Field(gt=0.0)]
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LognormalLatency:
+        # In log space: exp() of a large sigma would overflow to inf before the comparison.
+        log_largest = math.log(self.median_ms) + self.sigma * Z_MAX
+        largest = math.exp(min(log_largest, 700.0))
+        _check_largest(largest, f"median_ms * exp(sigma * {Z_MAX:.4f})")
+        return self
 
 
 class EmpiricalLatency(SpecModel):
     """Resamples (with replacement, uniformly) the measured ``samples_ms``."""
 
     kind: Literal["empirical"] = "empirical"
-    samples_ms: Annotated[list[NonNegMs], Field(min_length=1)]
+    samples_ms: Annotated[list[NonNegMs], Field(min_length=1, max_length=100_000)]
 
 
 class MixtureComponent(SpecModel):
     """One component of a mixture: a positive ``weight`` (normalised) and its ``latency``."""
 
-    weight: Annotated[float, Field(gt=0.0)]
+    weight: Annotated[float, Field(gt=0.0, le=1e12)]
     latency: LatencySpec
 
 
@@ -106,7 +132,7 @@ class MixtureLatency(SpecModel):
     """Picks a component per sample with probability ``weight / sum(weights)``."""
 
     kind: Literal["mixture"] = "mixture"
-    components: Annotated[list[MixtureComponent], Field(min_length=1)]
+    components: Annotated[list[MixtureComponent], Field(min_length=1, max_length=MAX_LIST)]
 
 
 AnyLatency = (
@@ -142,9 +168,9 @@ def parse_latency(data: object) -> AnyLatency:
 class SpikeSpec(SpecModel):
     """Inside ``[start_s, end_s)`` latencies become ``latency * factor + add_ms``."""
 
-    start_s: Annotated[float, Field(ge=0.0)]
-    end_s: float
-    factor: Annotated[float, Field(ge=0.0)] = 1.0
+    start_s: Annotated[RunS, Field(ge=0.0)]
+    end_s: RunS
+    factor: Annotated[float, Field(ge=0.0, le=MAX_FACTOR)] = 1.0
     add_ms: NonNegMs = 0.0
 
     @field_validator("end_s")
@@ -155,6 +181,29 @@ class SpikeSpec(SpecModel):
         if start is not None and s_to_us(v) <= s_to_us(start):
             raise ValueError(f"end_s must be > start_s ({start}) by at least 1 µs, got {v}")
         return v
+
+
+def max_sample_ms(spec: AnyLatency) -> float:
+    """The largest value (ms, before rounding) a sample of ``spec`` can take."""
+    if isinstance(spec, ConstantLatency):
+        return spec.ms
+    if isinstance(spec, UniformLatency):
+        return spec.high_ms
+    if isinstance(spec, NormalLatency):
+        return spec.mean_ms + spec.std_ms * Z_MAX
+    if isinstance(spec, LognormalLatency):
+        return spec.median_ms * math.exp(spec.sigma * Z_MAX)
+    if isinstance(spec, EmpiricalLatency):
+        return max(spec.samples_ms)
+    return max(max_sample_ms(c.latency) for c in spec.components)
+
+
+def max_spiked_ms(spec: AnyLatency, spikes: list[SpikeSpec]) -> float:
+    """The largest latency (ms) once ``spikes`` apply, as if they all overlapped."""
+    largest = max_sample_ms(spec)
+    for spike in spikes:
+        largest = largest * spike.factor + spike.add_ms
+    return largest
 
 
 def draws_per_sample(spec: AnyLatency) -> int:

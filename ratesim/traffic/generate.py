@@ -291,7 +291,10 @@ def trace_arrivals(
         u = _Buffered(streams.fresh("trace_jitter").random).take(n)
         time_us = time_us + np.floor(u * (traffic.jitter * _US)).astype(np.int64)
     if traffic.speedup != 1.0:
-        time_us = np.floor(time_us / traffic.speedup).astype(np.int64)
+        # Capped at the run's end before the cast: those rows are dropped below anyway, and a
+        # slow replay of a long trace would otherwise overflow int64.
+        slowed = np.minimum(time_us / traffic.speedup, float(duration_us))
+        time_us = np.floor(slowed).astype(np.int64)
     order = np.argsort(time_us, kind="stable")
     keep = order[time_us[order] < duration_us]
     abusive = table.abusive if table.abusive is not None else np.zeros(n, dtype=np.bool_)

@@ -13,19 +13,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
+from ..bounds import MAX_COST, MAX_FACTOR, MAX_LIST, MAX_RATE_PER_S, MAX_USERS, RunS, Text
+
 #: Tier codes are ``int8`` and route codes ``int16`` in :class:`~ratesim.traffic.Arrivals`.
 MAX_TIERS = 127
 MAX_ROUTES = 32767
 #: How far the tier shares may stray from summing to one.
 SHARE_TOLERANCE = 1e-9
 
-Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: Bounds (see :mod:`ratesim.bounds`): rates up to 1e12 /s, instants and spans up to 1e7 s.
+Rate = Annotated[float, Field(ge=0, le=MAX_RATE_PER_S, allow_inf_nan=False)]
+Seconds = Annotated[RunS, Field(ge=0, allow_inf_nan=False)]
+PositiveSeconds = Annotated[RunS, Field(gt=0, allow_inf_nan=False)]
+#: Most segments of a piecewise rate.
+MAX_SEGMENTS = 100_000
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PoissonTraffic(_Spec):
@@ -46,7 +51,7 @@ class PiecewiseTraffic(_Spec):
     """Piecewise-constant Poisson rate; no arrivals after the last segment's ``until_s``."""
 
     kind: Literal["piecewise"] = "piecewise"
-    segments: list[RateSegment] = Field(min_length=1)
+    segments: list[RateSegment] = Field(min_length=1, max_length=MAX_SEGMENTS)
 
     @field_validator("segments")
     @classmethod
@@ -71,7 +76,7 @@ class FlashCrowdTraffic(_Spec):
 
     kind: Literal["flash_crowd"] = "flash_crowd"
     base_rate_per_s: Rate
-    peak_factor: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    peak_factor: Annotated[float, Field(ge=0, le=MAX_FACTOR, allow_inf_nan=False)]
     start_s: Seconds
     ramp_s: Seconds = 0.0
     plateau_s: Seconds
@@ -90,7 +95,7 @@ class DiurnalTraffic(_Spec):
     mean_rate_per_s: Rate
     amplitude: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
     period_s: PositiveSeconds
-    phase_s: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    phase_s: RunS = 0.0
 
 
 class MMPPTraffic(_Spec):
@@ -103,8 +108,8 @@ class MMPPTraffic(_Spec):
     """
 
     kind: Literal["mmpp"] = "mmpp"
-    rates_per_s: list[Rate] = Field(min_length=1)
-    mean_sojourn_s: list[PositiveSeconds] = Field(min_length=1)
+    rates_per_s: list[Rate] = Field(min_length=1, max_length=MAX_LIST)
+    mean_sojourn_s: list[PositiveSeconds] = Field(min_length=1, max_length=MAX_LIST)
     initial_state: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("mean_sojourn_s")
@@ -133,17 +138,19 @@ class TraceTraffic(_Spec):
     offset in ``[0, jitter)`` to every row, drawn from the ``"trace_jitter"`` stream: set it to
     ``1.0`` for a trace with 1-s timestamps. ``relative`` makes times relative to the earliest
     row; otherwise they are taken as time since the run start and must not be negative.
-    ``speedup`` divides the (jittered) trace times: 2.0 replays twice as fast. A relative
-    ``path`` is taken from the current directory.
+    ``speedup`` (1e-6 to 1e6) divides the (jittered) trace times: 2.0 replays twice as fast. A
+    relative ``path`` is taken from the scenario file's directory when the scenario is loaded
+    from a file (:func:`ratesim.scenario.load_scenario` makes it absolute), else from the current
+    directory.
     """
 
     kind: Literal["trace"] = "trace"
-    path: str = Field(min_length=1)
+    path: Text = Field(min_length=1, max_length=4096)
     format: Literal["auto", "csv", "parquet"] = "auto"
     time_unit: Literal["s", "ms", "us"] = "s"
-    jitter: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    jitter: Seconds = 0.0
     relative: bool = True
-    speedup: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    speedup: Annotated[float, Field(ge=1e-6, le=1e6, allow_inf_nan=False)] = 1.0
 
 
 TrafficSpec = Annotated[
@@ -175,17 +182,17 @@ class PopulationSpec(_Spec):
     ``route_cost.get(route, 1)``.
     """
 
-    users: Annotated[int, Field(ge=1)] = 1000
-    zipf_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.1
-    tiers: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+    users: Annotated[int, Field(ge=1, le=MAX_USERS)] = 1000
+    zipf_s: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.1
+    tiers: dict[Text, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
         default_factory=lambda: {"silver": 1.0}, min_length=1
     )
-    routes: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+    routes: dict[Text, Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]] = Field(
         default_factory=lambda: {"/": 1.0}, min_length=1
     )
-    route_cost: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    route_cost: dict[Text, Annotated[int, Field(ge=1, le=MAX_COST)]] = Field(default_factory=dict)
     abusive_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
-    abusive_weight: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
+    abusive_weight: Annotated[float, Field(gt=0, le=MAX_FACTOR, allow_inf_nan=False)] = 10.0
 
     @field_validator("tiers")
     @classmethod

@@ -4,13 +4,17 @@ Columns (names matched case-insensitively, surrounding spaces ignored; other col
 
 * ``time`` (required): numbers in ``time_unit`` ("s", "ms" or "us"), converted to integer
   microseconds rounded to the nearest (half to even); in Parquet a timestamp column is also
-  accepted (its own unit wins);
+  accepted (its own unit wins). A time must lie within +-2**53 us (about 285 years, room for
+  Unix-epoch microseconds): a larger one is refused with its line, never wrapped around;
 * ``user`` (required), ``route``, ``tier``: names (surrounding spaces stripped, never empty),
   factorised to codes in order of first appearance in time;
-* ``cost``: an integer >= 1 (``2`` and ``2.0`` are fine, ``2.5``, ``0`` and ``-1`` are not);
+* ``cost``: an integer from 1 to 2**31 - 1 (``2`` and ``2.0`` are fine, ``2.5``, ``0`` and ``-1``
+  are not);
 * ``abusive``: true/false, 1/0, yes/no.
 
-Unsorted input is sorted by time **stably** (rows with equal times keep their file order).
+Every CSV row must have as many fields as the header: a row with more or fewer is refused with
+its line (a trailing empty field counts as a field). Unsorted input is sorted by time
+**stably** (rows with equal times keep their file order).
 Times are made relative to the earliest row unless ``relative=False``, in which case they are
 times since the run start and must not be negative.
 
@@ -38,6 +42,11 @@ from .arrivals import Arrivals
 from .specs import MAX_ROUTES, MAX_TIERS
 
 US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+#: Largest |time| in µs a trace may hold (wide enough for Unix-epoch µs; differences of two
+#: such times stay far inside int64).
+MAX_TRACE_ABS_US = 2**53
+#: Largest cost of one row (as ``PopulationSpec.route_cost``).
+MAX_TRACE_COST = 2**31 - 1
 REQUIRED = ("time", "user")
 OPTIONAL = ("route", "tier", "cost", "abusive")
 _TRUE = {"1", "true", "t", "yes", "y"}
@@ -180,9 +189,24 @@ def _time_us(col: pd.Series, time_unit: str) -> tuple[np.ndarray, _Bad | None]:
     values, bad = _numbers(col, "time")
     factor = US_PER_UNIT[time_unit]
     if values.dtype.kind in "iu":
-        return values.astype(np.int64) * factor, bad
+        # Compared before multiplying: int64 * factor would wrap around silently.
+        out_of_range = np.abs(values.astype(np.float64)) > MAX_TRACE_ABS_US / factor
+        safe = np.where(out_of_range, 0, values).astype(np.int64)
+        return safe * factor, _worse(bad, out_of_range, time_unit)
     floats = np.where(np.isfinite(values.astype(np.float64)), values, 0.0).astype(np.float64)
-    return np.rint(floats * factor).astype(np.int64), bad
+    scaled = np.rint(floats * factor)
+    out_of_range = np.abs(scaled) > MAX_TRACE_ABS_US
+    return np.where(out_of_range, 0.0, scaled).astype(np.int64), _worse(
+        bad, out_of_range, time_unit
+    )
+
+
+def _worse(bad: _Bad | None, out_of_range: np.ndarray, time_unit: str) -> _Bad | None:
+    """The earlier of ``bad`` and the first out-of-range time."""
+    i = _first(out_of_range)
+    if i is None or (bad is not None and bad.index <= i):
+        return bad
+    return _Bad(i, "time", f"time beyond +-2**53 us (about 285 years) in time_unit {time_unit!r}")
 
 
 def _cost(col: pd.Series) -> tuple[np.ndarray, _Bad | None]:
@@ -194,12 +218,12 @@ def _cost(col: pd.Series) -> tuple[np.ndarray, _Bad | None]:
         (ok & (safe != np.floor(safe)), "cost must be a whole number"),
         (ok & (safe < 0), "cost must not be negative"),
         (ok & (safe < 1), "cost must be >= 1"),
-        (ok & (safe > 2.0**53), "cost too large"),
+        (ok & (safe > MAX_TRACE_COST), f"cost must be at most {MAX_TRACE_COST} (2**31 - 1)"),
     ):
         i = _first(mask)
         if i is not None and (bad is None or i < bad.index):
             bad = _Bad(i, "cost", reason)
-    return np.where(ok & (safe <= 2.0**53), safe, 1.0).astype(np.int64), bad
+    return np.where(ok & (safe <= MAX_TRACE_COST), safe, 1.0).astype(np.int64), bad
 
 
 def _names(col: pd.Series, name: str) -> tuple[tuple[np.ndarray, tuple[str, ...]], _Bad | None]:
@@ -229,11 +253,63 @@ def _flags(col: pd.Series) -> tuple[np.ndarray, _Bad | None]:
     return is_true, bad
 
 
+_OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
 def _open_text(path: Path) -> IO[str]:
-    openers: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-    opener = openers.get(path.suffix.lower(), open)
+    opener = _OPENERS.get(path.suffix.lower(), open)
     handle: IO[str] = opener(path, "rt", encoding="utf-8-sig", newline="")
     return handle
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed by its suffix (``.gz``, ``.bz2``, ``.xz``) like pandas."""
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    handle: IO[bytes] = opener(path, "rb")
+    return handle
+
+
+def _check_ragged(path: Path) -> None:
+    """Refuse a CSV row whose field count differs from the header's, naming its line.
+
+    pandas silently drops extra fields (or takes them as an index) and fills missing ones, so
+    the check runs first, in pyarrow's strict C++ parser; only when it fails is the file
+    scanned in Python for the first such row's line.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    try:
+        with _open_binary(path) as handle:
+            pc.read_csv(
+                handle,
+                parse_options=pc.ParseOptions(newlines_in_values=True),
+                convert_options=pc.ConvertOptions(include_columns=[]),
+            )
+    except pa.ArrowInvalid as exc:
+        if "columns, got" not in str(exc):
+            return  # not a field count problem: the pandas parser reports it
+    except (OSError, EOFError, UnicodeDecodeError):
+        return  # unreadable: the pandas parser reports it
+    else:
+        return
+    with _open_text(path) as text:
+        reader = csv.reader(text)
+        header: list[str] | None = None
+        prev_end = 0
+        for row in reader:
+            start, prev_end = prev_end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if header is None:
+                header = row
+            elif len(row) != len(header):
+                raise TraceError(
+                    path,
+                    f"the row has {len(row)} fields but the header has {len(header)} "
+                    f"({', '.join(header)[:200]})",
+                    line=start,
+                )
 
 
 def _csv_line(path: Path, data_index: int) -> int:
@@ -263,6 +339,7 @@ def _read_frame(path: Path, fmt: str) -> tuple[pd.DataFrame, dict[str, str]]:
             raise TraceError(path, f"cannot read Parquet: {exc}") from exc
         cols = _columns(path, names, where)
         return pd.read_parquet(path, columns=list(cols.values())), cols
+    _check_ragged(path)
     try:
         header = pd.read_csv(path, nrows=0)
         cols = _columns(path, list(header.columns), where)

@@ -1,0 +1,270 @@
+"""Is a run small enough to start? ``check_run_size(scenario)`` answers before anything is drawn.
+
+A scenario whose every field is in its domain (:mod:`ratesim.bounds`) can still describe a run
+no machine can hold (a flash crowd peaking at 10**9 requests per second), or one whose events
+reach past the time range the kernels keep exact (a day-long Redis service time behind a
+thousand queued commands). :func:`check_run_size` estimates three things from the scenario
+alone and raises :class:`~ratesim.scenario.ScenarioError` with the number and how to reduce it:
+
+* **requests**: the expected arrivals ``m`` (the traffic's cumulative rate at ``duration_s``; an
+  MMPP at its highest rate; a trace: its row count), taken as ``m + 10 sqrt(m) + 10`` so that a
+  Poisson count exceeds it with probability below 1e-20;
+* **memory**: ``BASE_BYTES + requests * (BYTES_PER_REQUEST + layers * BYTES_PER_REQUEST_LAYER)`` (measured on
+  both engines, end to end through ``ratesim run``, with a margin) + users + limiter state
+  (keys x integers per key x 8 bytes, per node for node-scoped layers and local fallbacks, per
+  failover snapshot for global ones) + time-series bins; refused above the memory budget:
+  ``max_bytes``, else the environment variable ``RATESIM_MAX_MEMORY`` (bytes, or with a suffix
+  ``K``, ``M``, ``G``, ``T``), else 80 % of the machine's memory (its cgroup limit, if lower);
+* **event horizon**: the latest true instant an event can have (derivation in
+  :mod:`ratesim.bounds`), refused at ``2**49`` µs or more.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from .bounds import MAX_HORIZON_US
+from .model.latency import max_sample_ms, max_spiked_ms
+from .policy import LayerSpec
+from .scenario import Scenario, ScenarioError
+from .traffic import MMPPTraffic, TraceTraffic
+from .traffic.intensity import intensity_of
+
+__all__ = [
+    "BYTES_PER_REQUEST",
+    "BYTES_PER_REQUEST_LAYER",
+    "RunSize",
+    "check_run_size",
+    "estimate_run_size",
+    "memory_budget",
+]
+
+#: Peak bytes per request with no layer, and per request and layer (measured: about 320 and 70
+#: through ``ratesim run`` on 10**6 requests, either engine).
+BYTES_PER_REQUEST = 400
+BYTES_PER_REQUEST_LAYER = 100
+#: A trace row while it is parsed (text cells as Python strings).
+BYTES_PER_TRACE_ROW = 300
+#: Population arrays per user (weights, their cumulative sum, tier, scraper flag).
+BYTES_PER_USER = 48
+#: One integer of limiter state (int64 in the fast engine, a list slot in the event engine).
+BYTES_PER_STATE_INT = 8
+#: Time-series bytes per bin: a few run-wide columns plus four per layer, with temporaries.
+BYTES_PER_BIN = 8 * 16
+BYTES_PER_BIN_LAYER = 8 * 8
+#: The interpreter with numpy, pandas, numba and the compiled engine loaded (measured: 275 MB).
+BASE_BYTES = 300 * 10**6
+#: Budget when the machine's memory cannot be read.
+FALLBACK_BUDGET = 8 * 2**30
+ENV_BUDGET = "RATESIM_MAX_MEMORY"
+
+
+class RunSize:
+    """What :func:`estimate_run_size` found: requests, bytes and the event horizon (µs), each
+    with a short account of where it comes from."""
+
+    def __init__(self) -> None:
+        self.requests = 0.0
+        self.requests_from = ""
+        self.bytes = 0.0
+        self.bytes_parts: dict[str, float] = {}
+        self.horizon_us = 0.0
+        self.horizon_parts: dict[str, float] = {}
+
+
+def _human_bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def memory_budget() -> int:
+    """The memory budget in bytes (see the module docstring for where it comes from)."""
+    text = os.environ.get(ENV_BUDGET, "").strip()
+    if text:
+        factors = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        factor = factors.get(text[-1].upper(), 1)
+        number = text[:-1] if factor != 1 else text
+        try:
+            value = float(number) * factor
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ScenarioError(
+                f"{ENV_BUDGET}={text!r} is not a memory size (give bytes, or a number with K, M, "
+                "G or T, e.g. 16G)"
+            )
+        return int(value)
+    return _machine_memory()
+
+
+def _machine_memory() -> int:
+    total: int | None = None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total or int(limit), int(limit))
+    except OSError:
+        pass
+    return int(0.8 * total) if total else FALLBACK_BUDGET
+
+
+def _trace_rows(traffic: TraceTraffic) -> int:
+    """The number of rows in a trace file (Parquet: its metadata; CSV: its line count)."""
+    path = Path(traffic.path)
+    try:
+        if traffic.format == "parquet" or path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return int(pq.read_metadata(path).num_rows)
+        from .traffic.trace import _open_binary
+
+        lines = 0
+        with _open_binary(path) as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                lines += block.count(b"\n")
+        return lines + 1
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"{path}: cannot read the trace: {exc}") from None
+
+
+def _requests(scenario: Scenario, size: RunSize) -> float:
+    traffic = scenario.traffic
+    duration = scenario.duration_s
+    if isinstance(traffic, TraceTraffic):
+        size.requests_from = f"the rows of {traffic.path}"
+        return float(_trace_rows(traffic))
+    if isinstance(traffic, MMPPTraffic):
+        size.requests_from = f"an MMPP at its highest rate for {duration:g} s"
+        mean = max(traffic.rates_per_s) * duration
+    else:
+        size.requests_from = f"{traffic.kind} traffic over {duration:g} s"
+        mean = intensity_of(traffic).cumulative(duration)
+    # A Poisson count exceeds m + 10 sqrt(m) + 10 with probability below 1e-20.
+    return mean + 10.0 * math.sqrt(mean) + 10.0
+
+
+def _keys(layer: LayerSpec, scenario: Scenario, requests: float) -> float:
+    """Distinct state keys a layer can have (at most one per request)."""
+    from .policy import state_key_fields
+
+    if isinstance(scenario.traffic, TraceTraffic):
+        return requests
+    pop = scenario.population
+    sizes = {"user": pop.users, "tier": len(pop.tiers), "route": len(pop.routes)}
+    keys = 1.0
+    for field in state_key_fields(layer):
+        keys *= sizes[field]
+    return min(keys, requests)
+
+
+def _state_ints(scenario: Scenario, requests: float) -> float:
+    nodes = scenario.topology.nodes
+    failovers = len(scenario.redis.failovers) if scenario.redis is not None else 0
+    total = 0.0
+    for layer in scenario.policy.layers:
+        per_key = max(layer.algorithm_for(t).build().state_size for t in ["", *layer.tiers])
+        copies = nodes if layer.scope == "node" else 1 + failovers
+        if layer.scope == "global" and layer.failure_mode == "local":
+            copies += nodes
+        total += _keys(layer, scenario, requests) * per_key * copies
+    return total
+
+
+def _memory(scenario: Scenario, size: RunSize) -> None:
+    n = size.requests
+    layers = len(scenario.policy.layers)
+    parts = size.bytes_parts
+    parts["interpreter and libraries"] = float(BASE_BYTES)
+    parts["requests"] = n * (BYTES_PER_REQUEST + layers * BYTES_PER_REQUEST_LAYER)
+    if isinstance(scenario.traffic, TraceTraffic):
+        parts["trace parsing"] = n * BYTES_PER_TRACE_ROW
+    else:
+        parts["users"] = float(scenario.population.users * BYTES_PER_USER)
+    parts["limiter state"] = _state_ints(scenario, n) * BYTES_PER_STATE_INT
+    bins = math.ceil(scenario.duration_us / scenario.interval_us)
+    parts["time series"] = float(bins) * (BYTES_PER_BIN + layers * BYTES_PER_BIN_LAYER)
+    size.bytes = sum(parts.values())
+
+
+def _horizon(scenario: Scenario, size: RunSize) -> None:
+    """The latest true instant (µs) an event can have; see :mod:`ratesim.bounds`."""
+    parts = size.horizon_parts
+    parts["duration_s"] = float(scenario.duration_us)
+    layers = scenario.policy.layers
+    global_layers = [la for la in layers if la.scope == "global"]
+    redis = scenario.redis
+    if global_layers and redis is not None:
+        net = scenario.network
+        lat_us = max_spiked_ms(net.latency, net.spikes) * 1e3
+        svc_us = max_sample_ms(redis.service_time) * 1e3
+        parts["network.pool_max_wait_ms"] = net.pool_max_wait_ms * 1e3
+        # Per global layer: the caller waits at most its timeout; latencies and a service time
+        # on top cover a refused reply's round trip and a script reload (NOSCRIPT).
+        parts["global layers' timeouts and round trips"] = sum(
+            la.timeout_ms * 1e3 + 3 * lat_us + svc_us for la in global_layers
+        )
+        commands = size.requests * len(global_layers) + scenario.topology.nodes * len(
+            redis.failovers
+        )
+        # One FIFO thread per shard: a command may wait for every earlier command's service.
+        parts["Redis queue (commands x largest redis.service_time)"] = commands * svc_us
+    waits = [la.algorithm.max_wait_s * 1e6 for la in layers if la.algorithm.kind == "concurrency"]
+    parts["concurrency max_wait_s"] = float(sum(waits))
+    backend = scenario.backend
+    if backend is not None:
+        base_us = max_sample_ms(backend.service_time) * 1e3
+        # Every request may be in flight at once: the load factor slows each by that count.
+        slowdown = 1.0 + backend.load_factor * max(size.requests - 1, 0) / backend.servers
+        parts["backend service (largest service_time x load slowdown)"] = base_us * slowdown
+    size.horizon_us = sum(parts.values())
+
+
+def estimate_run_size(scenario: Scenario) -> RunSize:
+    """Requests, peak memory (bytes) and event horizon (µs) of a run of ``scenario``."""
+    size = RunSize()
+    size.requests = _requests(scenario, size)
+    _memory(scenario, size)
+    _horizon(scenario, size)
+    return size
+
+
+def _largest(parts: dict[str, float]) -> str:
+    name, value = max(parts.items(), key=lambda kv: kv[1])
+    return f"{name}: {value:.3g}"
+
+
+def check_run_size(scenario: Scenario, *, max_bytes: int | None = None) -> None:
+    """Raise :class:`ScenarioError` when a run of ``scenario`` is too large to start.
+
+    Too large: its estimated memory exceeds ``max_bytes`` (default :func:`memory_budget`), or its
+    events could reach ``2**49`` µs of true time. The message gives the estimate, its largest
+    part and how to reduce it. Reads nothing but the scenario (and a trace's row count).
+    """
+    size = estimate_run_size(scenario)
+    budget = memory_budget() if max_bytes is None else max_bytes
+    name = scenario.name
+    if size.bytes > budget:
+        part, value = max(size.bytes_parts.items(), key=lambda kv: kv[1])
+        raise ScenarioError(
+            f"scenario {name!r} is too large to run: about {size.requests:.3g} requests "
+            f"({size.requests_from}) need about {_human_bytes(size.bytes)} of memory, more than "
+            f"the budget of {_human_bytes(budget)} (the {part} take {_human_bytes(value)}). "
+            "Lower the traffic rates, duration_s, users or limits (or raise interval_s for the "
+            f"time series); the budget is set by {ENV_BUDGET} (e.g. {ENV_BUDGET}=32G)."
+        )
+    if size.horizon_us >= MAX_HORIZON_US:
+        raise ScenarioError(
+            f"scenario {name!r} cannot run: its events could reach {size.horizon_us:.3g} us of "
+            f"simulated time, at or beyond 2**49 us ({MAX_HORIZON_US:.3g} us), past which clock "
+            f"readings leave the range the kernels keep exact (largest part, "
+            f"{_largest(size.horizon_parts)} us). Shorten the service times, latencies, "
+            "timeouts or waits, or send fewer requests."
+        )
