@@ -53,6 +53,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .budget import check_run_size
 from .compile import CompiledLayer, Draws, compile_policy, draw_requests, key_ids, shards_of
 from .des.world import run_world
 from .oracle import run_oracle
@@ -136,6 +137,7 @@ def simulate(
     seed = scenario.seed if seed is None else seed
     streams = Streams(seed)
     if arrivals is None:
+        check_run_size(scenario)
         arrivals = generate_arrivals(
             scenario.traffic, scenario.population, scenario.duration_us, streams
         )

@@ -533,17 +533,9 @@ def test_sanitised_names() -> None:
     assert np.all([("/" not in cli.safe_dir_name(n)) for n in ["/", "a/../b", "\x00"]])
 
 
-# ------------------------------------------------------------------ found by the fuzz, not ours
+# ------------------------------------------------------------------ found by the fuzz (fixed in the components)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="event engine bug (ratesim/engine.py, not the input layer): a slot handed to a "
-    "waiter that the next layer rejects is released to the next waiter recursively "
-    "(release_held -> proceed -> finish -> release_held), so ~330 queued waiters behind an "
-    "open breaker exceed Python's recursion limit; the fast engine runs it",
-)
 def test_a_long_concurrency_hand_off_cascade_runs_on_the_event_engine() -> None:
     data = {
         "name": "cascade",
