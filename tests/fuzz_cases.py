@@ -448,8 +448,10 @@ def run_case(case: Case, workdir: Path, time_bound_s: int = 30) -> tuple[str, st
     if case.trace is not None:
         (workdir / "trace.csv").write_bytes(case.trace)
     detail = case.text[:300]
-    os.environ["RATESIM_MAX_MEMORY"] = FUZZ_MEMORY_BUDGET
     err = io.StringIO()
+    # the fuzz's own memory budget, for this case only: later tests see the machine's
+    saved = os.environ.get("RATESIM_MAX_MEMORY")
+    os.environ["RATESIM_MAX_MEMORY"] = FUZZ_MEMORY_BUDGET
     try:
         with _time_bound(time_bound_s), warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)  # an overflow in numpy is a bug
@@ -463,6 +465,11 @@ def run_case(case: Case, workdir: Path, time_bound_s: int = 30) -> tuple[str, st
         return "hang", f"over {time_bound_s} s: {detail}"
     except BaseException as exc:  # noqa: BLE001 - anything escaping is what we count
         return "traceback", f"{type(exc).__name__}: {exc!s:.300} in case {detail}"
+    finally:
+        if saved is None:
+            os.environ.pop("RATESIM_MAX_MEMORY", None)
+        else:
+            os.environ["RATESIM_MAX_MEMORY"] = saved
     if code == 0:
         return "clean", ""
     if code == 2 and one_paragraph(err.getvalue()):
