@@ -38,6 +38,6 @@ chunk each, so that Python can show progress and grow the event heap between cal
 
 from .oracle import oracle_layer
 from .run import run_fast
-from .support import MAX_STATE_INTS, supports_layer, unsupported
+from .support import supports_layer, unsupported
 
-__all__ = ["MAX_STATE_INTS", "oracle_layer", "run_fast", "supports_layer", "unsupported"]
+__all__ = ["oracle_layer", "run_fast", "supports_layer", "unsupported"]
