@@ -444,3 +444,19 @@ def test_compiled_clock_is_the_plain_python_formula(spec: ClockSpec, times: list
     for t in times:
         assert kernels.clock_read(*clock.tables, 0, t) == clock_read(*clock.tables, 0, int(t))
         assert clock.read(t) == clock_read(*clock.tables, 0, t)
+
+
+# --- the conservation check --------------------------------------------------------------------
+
+
+def test_conservation_check_names_what_is_wrong() -> None:
+    from ratesim.conservation import check_conservation as check
+
+    decided = np.array([5, 7, 9], dtype=np.int64)
+    check(3, 3, 3, decided, {"pool connections": 0, "held slots": 0})
+    with pytest.raises(AssertionError, match=r"conservation violated: 3 arrivals, 3 arrived, 2 "):
+        check(3, 3, 2, decided, {})
+    with pytest.raises(AssertionError, match="1 without a decision time"):
+        check(3, 3, 3, np.array([5, -1, 9]), {})
+    with pytest.raises(AssertionError, match=r"2 backend in flight left; 1 concurrency waiters"):
+        check(3, 3, 3, decided, {"backend in flight": 2, "concurrency waiters": 1, "x": 0})

@@ -146,7 +146,7 @@ class FaultTables(NamedTuple):
 
 def fault_tables(scenario: Any) -> FaultTables:
     """The :class:`FaultTables` of ``scenario`` (a ``Scenario``), outages in listed order (the
-    first listed covering one wins); shard and node indices beyond the scenario's are dropped."""
+    first listed covering one wins)."""
     redis = scenario.redis
     nodes = scenario.topology.nodes
     n_shards = redis.shards if redis is not None else 1
