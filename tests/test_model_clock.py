@@ -324,7 +324,10 @@ slow_slew = st.builds(
 @given(
     drift=st.integers(-500_000_000, 500_000_000),
     jumps=st.lists(st.tuples(st.integers(0, 3_000_000), st.integers(0, 5_000)), max_size=3),
-    slews=st.lists(slow_slew, max_size=2).map(one_slew_at_a_time),
+    # overlapping slews are refused: keep the first of two that overlap
+    slews=st.lists(slow_slew, max_size=2).map(
+        lambda ss: [s for s in one_slew_at_a_time(ss) if s.slew_s]
+    ),
 )
 def test_monotonic_without_negative_jumps(
     drift: int, jumps: list[tuple[int, int]], slews: list[ClockStep]

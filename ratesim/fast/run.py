@@ -114,15 +114,45 @@ def run_fast(
     reason = unsupported(scenario, layers)
     if reason is not None:
         raise ValueError(f"the fast engine does not model {reason}")
+    node_np = draws.node
+    world, T = _world(scenario, arrivals, draws, layers, heap_size)
+    del draws  # the engine handed them over; free them before the run
+    R, C, CMD = world.R, world.C, world.CMD
+    prefix(R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, T.STATE, int(C[C_PRE]))
+    _drive(world, len(arrivals), progress, chunk_us)
+
+    _check_conservation(R, world.NV, C, T, scenario.topology.nodes)
+    n_cmd = int(C[C_CMD])
+    depth_t = CMD[0, :n_cmd].copy()
+    shard_arr = CMD[2, :n_cmd].copy() if world.BUSY.shape[0] > 1 else None
+    return RunData(
+        arrivals=arrivals,
+        node=node_np,
+        outcomes=np.ascontiguousarray(world.OUT.T),
+        remaining=np.ascontiguousarray(world.REM.T),
+        decided_us=R[:, R_DECIDED].copy(),
+        rejected_by=R[:, R_REJ].astype(np.int16),
+        pool_wait_us=R[:, R_POOL_WAIT].copy(),
+        depth_t_us=depth_t,
+        depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
+        backend_done_us=R[:, R_BK_DONE].copy() if scenario.backend is not None else None,
+    )
+
+
+def _world(
+    scenario: Scenario,
+    arrivals: Arrivals,
+    draws: Draws,
+    layers: list[CompiledLayer],
+    heap_size: int,
+) -> tuple[World, _Tables]:
+    """Every table of the run, as the :class:`World` the loop works on (and the layer tables
+    the caller checks afterwards), the failovers' events already posted."""
     n = len(arrivals)
-    nodes = scenario.topology.nodes
     redis = scenario.redis
-    net = scenario.network
     backend = scenario.backend
     g_count = draws.lat_out_us.shape[1]
     failovers = sorted(redis.failovers, key=lambda f: f.at_us) if redis is not None else []
-    n_shards = redis.shards if redis is not None else 1
-
     clocks = [NodeClock(spec) for spec in scenario.topology.clock_specs()]
     R = _request_table(arrivals, draws, clocks)
     T = _layer_tables(
@@ -133,32 +163,9 @@ def run_fast(
         LAT[:g_count, 0] = draws.lat_out_us.T
         LAT[:g_count, 1] = draws.lat_back_us.T
         LAT[:g_count, 2] = draws.service_us.T
-    node_np = draws.node
-    del draws  # the engine handed them over; free them before the run
-
-    NV = _node_table(clocks, redis)
     ck = clock_tables([*clocks, redis_clock(redis)])
     faults = fault_tables(scenario)
-    FO_FLUSH = np.array([f.flush_scripts for f in failovers], dtype=np.bool_)
-    BKF = np.array(
-        [backend.load_factor, backend.servers] if backend is not None else [0.0, 1.0],
-        dtype=np.float64,
-    )
-    RH = np.zeros((nodes, net.pool_size + 1), dtype=np.int64)
-    BUSY = np.zeros(n_shards, dtype=np.int64)
-    CMD = np.zeros((3, n * g_count), dtype=np.int64)
-    H = np.zeros((max(1, heap_size, 2 * len(failovers) + 1), H_ROWS), dtype=np.int64)
-    C = np.zeros(C_COLS, dtype=np.int64)
-    C[C_POOL_SIZE] = net.pool_size
-    C[C_POOL_WAIT] = round(net.pool_max_wait_ms * 1000)
-    C[C_PRE] = _prefix_length(layers)
-    C[C_SHARDS] = n_shards
-    C[C_BACKEND] = backend is not None
-    C[C_LAYERS] = len(layers)
-    # failovers: each one's snapshot and restore, posted before the run as the event engine
-    # posts them (``failovers`` is sorted already: ``j`` indexes SNAP and FO_FLUSH)
-    for at_us, op, j in failover_schedule(failovers):
-        push(H, C, at_us, PRIO_FAILOVER, K_SNAPSHOT if op == SNAPSHOT else K_FAILOVER, j, 0, 0, 0)
+    H, C = _heap_and_counters(scenario, layers, failovers, heap_size)
     if n:
         instants, starts = np.unique(arrivals.time_us, return_index=True)
         INST = instants.astype(np.int64)
@@ -166,10 +173,6 @@ def run_fast(
     else:
         INST = np.zeros(0, dtype=np.int64)
         BOUNDS = np.zeros(1, dtype=np.int64)
-
-    OUT = np.zeros((len(layers), n), dtype=np.int8)
-    REM = np.full((len(layers), n), -1, dtype=np.int64)
-    prefix(R, T.KEYS, T.APPLIES, OUT, REM, T.LY, T.KK, T.PP, T.STATE, int(C[C_PRE]))
     world = World(
         INST=INST,
         BOUNDS=BOUNDS,
@@ -177,24 +180,24 @@ def run_fast(
         KEYS=T.KEYS,
         LKEYS=T.LKEYS,
         APPLIES=T.APPLIES,
-        OUT=OUT,
-        REM=REM,
+        OUT=np.zeros((len(layers), n), dtype=np.int8),
+        REM=np.full((len(layers), n), -1, dtype=np.int64),
         LY=T.LY,
         KK=T.KK,
         PP=T.PP,
         STATE=T.STATE,
         GSTATE=T.GSTATE,
         SNAP=T.SNAP,
-        FO_FLUSH=FO_FLUSH,
+        FO_FLUSH=np.array([f.flush_scripts for f in failovers], dtype=np.bool_),
         LAT=LAT,
         SHARD=T.SHARD,
-        NV=NV,
+        NV=_node_table(clocks, redis),
         CK=ck.clocks,
         JUMPS=ck.jumps,
         SLEWS=ck.slews,
-        RH=RH,
-        BUSY=BUSY,
-        CMD=CMD,
+        RH=np.zeros((len(clocks), scenario.network.pool_size + 1), dtype=np.int64),
+        BUSY=np.zeros(redis.shards if redis is not None else 1, dtype=np.int64),
+        CMD=np.zeros((3, n * g_count), dtype=np.int64),
         H=H,
         C=C,
         OUTAGES=faults.outages,
@@ -204,26 +207,33 @@ def run_fast(
         PRL=T.PRL,
         CQ=T.CQ,
         STACK=T.STACK,
-        BKF=BKF,
+        BKF=np.array(
+            [backend.load_factor, backend.servers] if backend is not None else [0.0, 1.0],
+            dtype=np.float64,
+        ),
     )
-    _drive(world, n, progress, chunk_us)
+    return world, T
 
-    _check_conservation(R, NV, C, T, nodes)
-    n_cmd = int(C[C_CMD])
-    depth_t = CMD[0, :n_cmd].copy()
-    shard_arr = CMD[2, :n_cmd].copy() if n_shards > 1 else None
-    return RunData(
-        arrivals=arrivals,
-        node=node_np,
-        outcomes=np.ascontiguousarray(OUT.T),
-        remaining=np.ascontiguousarray(REM.T),
-        decided_us=R[:, R_DECIDED].copy(),
-        rejected_by=R[:, R_REJ].astype(np.int16),
-        pool_wait_us=R[:, R_POOL_WAIT].copy(),
-        depth_t_us=depth_t,
-        depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
-        backend_done_us=R[:, R_BK_DONE].copy() if backend is not None else None,
-    )
+
+def _heap_and_counters(
+    scenario: Scenario, layers: list[CompiledLayer], failovers: list[Any], heap_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The event heap ``H`` (with ``heap_size`` rows of room at least) holding the failovers'
+    events, and the counters ``C`` set up for the run (``failovers``: sorted by instant)."""
+    net = scenario.network
+    H = np.zeros((max(1, heap_size, 2 * len(failovers) + 1), H_ROWS), dtype=np.int64)
+    C = np.zeros(C_COLS, dtype=np.int64)
+    C[C_POOL_SIZE] = net.pool_size
+    C[C_POOL_WAIT] = round(net.pool_max_wait_ms * 1000)
+    C[C_PRE] = _prefix_length(layers)
+    C[C_SHARDS] = scenario.redis.shards if scenario.redis is not None else 1
+    C[C_BACKEND] = scenario.backend is not None
+    C[C_LAYERS] = len(layers)
+    # each failover's snapshot and restore, posted before the run as the event engine posts
+    # them (``j`` indexes SNAP and FO_FLUSH, which follow the same sorted order)
+    for at_us, op, j in failover_schedule(failovers):
+        push(H, C, at_us, PRIO_FAILOVER, K_SNAPSHOT if op == SNAPSHOT else K_FAILOVER, j, 0, 0, 0)
+    return H, C
 
 
 def _drive(world: World, n: int, progress: bool, chunk_us: int) -> None:
