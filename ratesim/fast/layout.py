@@ -75,7 +75,8 @@ class World(NamedTuple):
     R_BK_DONE,
 ) = range(18)
 R_COLS = 18
-# per-layer columns of LY
+# per-layer columns of LY (L_NKEYS: the entries of the layer's table, a global layer's keys or a
+# node layer's (node, key) slots; L_OFF / L_LOFF / L_QOFF: where its tables start)
 (
     L_GIDX,
     L_SHADOW,
