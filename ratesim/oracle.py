@@ -30,13 +30,13 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
 
     Each layer has its own state table and sees, in arrival order, exactly the requests that
     no earlier enforce layer rejected, so the loop runs layer by layer (same kernel calls in
-    the same order per table as request by request, without per-request dispatch). With
-    ``compiled`` (the default) that loop is :func:`ratesim.fast.oracle_layer`, compiled by
-    numba; otherwise, or for a state table too large to allocate up front, plain Python (the
-    two agree exactly: ``tests/test_fast_engine.py``).
+    the same order per table as request by request, without per-request dispatch). That loop
+    is :func:`ratesim.fast.oracle_layer`, compiled by numba, with a state for each key the
+    layer's requests carry (no size limit). ``compiled=False`` runs its plain-Python twin
+    instead, the reference the tests hold it to (``tests/test_fast_engine.py``);
+    :func:`ratesim.replay.replay_policy` is the same semantics on a real store.
     """
     from .fast import oracle_layer
-    from .fast.support import MAX_STATE_INTS, supports_layer
 
     n = len(arrivals)
     n_layers = len(layers)
@@ -51,11 +51,8 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
         if cl.spec.algorithm.kind in BACKEND_KINDS:
             outcomes[todo, pos] = ALLOWED  # capacity guards, not rate limits: see docstring
             continue
-        size = cl.n_keys * max(a.state_size for a in cl.algs)
         layer_loop: Callable[[CompiledLayer, np.ndarray, Arrivals], tuple[Any, Any]]
-        layer_loop = oracle_layer
-        if not compiled or not supports_layer(cl) or size > MAX_STATE_INTS:
-            layer_loop = _oracle_layer
+        layer_loop = oracle_layer if compiled else _oracle_layer
         oks, rems = layer_loop(cl, todo, arrivals)
         ok = np.array(oks, dtype=bool)
         remaining[todo, pos] = rems
@@ -81,7 +78,8 @@ def _oracle_layer(
     cl: CompiledLayer, todo_np: np.ndarray, arrivals: Arrivals
 ) -> tuple[list[int], list[int]]:
     """One rate layer's kernel over the requests ``todo_np`` (arrival order) on one shared
-    table, in plain Python: the (allowed, remaining) of each."""
+    table, in plain Python: the (allowed, remaining) of each. The compiled oracle's reference
+    twin, for the tests (``run_oracle(..., compiled=False)``)."""
     todo: list[int] = todo_np.tolist()
     t_arr: list[int] = arrivals.time_us.tolist()
     tier_of: list[int] = arrivals.tier.tolist()

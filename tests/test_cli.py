@@ -356,18 +356,17 @@ def test_engine_option_gives_the_same_requests_and_names_the_engine(
 
 
 def test_fast_engine_on_a_scenario_it_does_not_model_exits_2(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ratesim import scenarios
-    from ratesim.model.clock import ClockSpec, ClockStep
+    from ratesim.fast import support
 
-    sc = scenarios.get("single-node-ideal")
-    slewing = ClockSpec(steps=[ClockStep(at_s=0.1, by_ms=1.0, slew_s=1.0)])
-    topology = sc.topology.model_copy(update={"clocks": slewing})
-    sc.model_copy(update={"topology": topology}).to_yaml(tmp_path / "slew.yaml")
-    argv = ["run", str(tmp_path / "slew.yaml"), "--engine", "fast", "--out", str(tmp_path)]
+    # the fast engine models every valid scenario now: pretend no rate kernel is compiled
+    monkeypatch.setattr(support, "_rate_supported", lambda alg: False)
+    scenarios.get("single-node-ideal").to_yaml(tmp_path / "sc.yaml")
+    argv = ["run", str(tmp_path / "sc.yaml"), "--engine", "fast", "--out", str(tmp_path)]
     err = assert_clean_error(capsys, cli.main([*argv, "--no-progress"]))
-    assert "fast engine does not model" in err and "slews" in err
+    assert "fast engine does not model" in err and "algorithm" in err
 
 
 def test_default_out_dir_uses_the_sanitised_name(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ratesim.model import BackendSpec, ConstantLatency, service_time_us
+from ratesim.model.backend import slowed_service_us
 
 
 def spec(load_factor: float, servers: int = 4) -> BackendSpec:
@@ -63,3 +66,26 @@ def test_validation() -> None:
         BackendSpec.model_validate(
             {"servers": 1, "service_time": {"kind": "lognormal", "median_ms": 1, "sigma": 0}}
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.integers(0, 10**10),
+    in_flight=st.integers(1, 10**5),
+    load_factor=st.floats(0.0, 100.0),
+    servers=st.integers(1, 10**4),
+)
+def test_slowed_service_is_the_engines_formula_in_python_and_compiled(
+    base: int, in_flight: int, load_factor: float, servers: int
+) -> None:
+    from ratesim.fast import kernels
+
+    # the event engine's expression, verbatim
+    slowdown = 1.0 + load_factor * (in_flight - 1) / servers
+    want = round(base * slowdown)
+    assert slowed_service_us(base, in_flight, load_factor, servers) == want
+    assert kernels.slowed(base, in_flight, load_factor, float(servers)) == want
+    assert kernels.slowed(base, in_flight, load_factor, servers) == want
+    s = BackendSpec(servers=servers, service_time=ConstantLatency(ms=1), load_factor=load_factor)
+    assert service_time_us(base, in_flight, s) == want
+    assert service_time_us(np.array([base]), np.array([in_flight]), s).tolist() == [want]

@@ -7,11 +7,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 import ratesim.model as model
 from ratesim.model import ClockSpec, ClockStep, NodeClock, ms_to_us, s_to_us
+from ratesim.model.clock import CLOCK_LIMIT_US, _mul_ge, clock_read, redis_clock
 
 DAY_US = 86_400_000_000
 
@@ -34,6 +35,20 @@ def reference_read(spec: ClockSpec, t: int) -> int:
         else:
             done = min(max(t - at, 0), slew)
             total += Fraction(by * done, slew)
+    return math.floor(total)
+
+
+def exact_read(spec: ClockSpec, t: int) -> int:
+    """The documented semantics on the documented integer parameters (offset and steps in whole
+    µs, drift in parts per 10^12), as one exact rational floored once: the formula's arithmetic
+    checked over magnitudes where decimal text of the floats no longer names them exactly."""
+    total = Fraction(t + ms_to_us(spec.offset_ms)) + Fraction(t * spec.drift_ppt, 10**12)
+    for step in spec.steps:
+        at, by, slew = s_to_us(step.at_s), ms_to_us(step.by_ms), s_to_us(step.slew_s)
+        if slew == 0:
+            total += by if t >= at else 0
+        else:
+            total += Fraction(by * min(max(t - at, 0), slew), slew)
     return math.floor(total)
 
 
@@ -122,16 +137,70 @@ def test_negative_slew_keeps_time_monotonic() -> None:
 
 def test_corrections_add_up_in_any_order() -> None:
     steps = [
-        ClockStep(at_s=3, by_ms=1, slew_s=4),
+        ClockStep(at_s=4, by_ms=1, slew_s=4),
         ClockStep(at_s=1, by_ms=-2),
         ClockStep(at_s=2, by_ms=0.5, slew_s=2),
+        ClockStep(at_s=3, by_ms=0.75),
     ]
     a = NodeClock(ClockSpec(offset_ms=0.25, drift_ppm=3, steps=steps))
     b = NodeClock(ClockSpec(offset_ms=0.25, drift_ppm=3, steps=list(reversed(steps))))
-    times = np.arange(0, 8_000_000, 1_237, dtype=np.int64)
+    times = np.arange(0, 9_000_000, 1_237, dtype=np.int64)
     assert a.read_many(times).tolist() == b.read_many(times).tolist()
-    # Overlapping slews at 3.5 s: 0.25 ms of slew 2 (0.375 ms of 0.5 ms) and 1/8 of 1 ms.
-    assert a.read(3_500_000) == 3_500_000 + 250 + 10 - 2_000 + 375 + 125
+    # At 5 s: slew 2 done (0.5 ms), 1/4 of the 1 ms slew, both jumps; 15 µs of drift.
+    assert a.read(5_000_000) == 5_000_000 + 250 + 15 - 2_000 + 750 + 500 + 250
+    assert a.read_many(times).tolist() == [reference_read(a.spec, int(t)) for t in times]
+
+
+def test_overlapping_slews_are_refused_naming_the_steps() -> None:
+    # realistic NTP daemons slew one correction at a time; two at once cannot be floored
+    # exactly in int64 (module docstring), so the schema says which two steps collide
+    with pytest.raises(ValueError, match=r"steps 2 and 0 slew at the same time"):
+        ClockSpec(
+            steps=[
+                ClockStep(at_s=3, by_ms=1, slew_s=4),
+                ClockStep(at_s=1, by_ms=-2),
+                ClockStep(at_s=2, by_ms=0.5, slew_s=2),
+            ]
+        )
+    # back to back is fine: the first ends (exclusive) where the second starts
+    spec = ClockSpec(
+        steps=[ClockStep(at_s=1, by_ms=1, slew_s=1), ClockStep(at_s=2, by_ms=1, slew_s=1)]
+    )
+    assert NodeClock(spec).read(2_500_000) == 2_500_000 + 1_500
+    # a zero slew is no slew (nothing to spread), so it overlaps nothing
+    ClockSpec(steps=[ClockStep(at_s=1, by_ms=1, slew_s=5), ClockStep(at_s=2, by_ms=0, slew_s=1)])
+
+
+def test_out_of_range_times_and_clocks_are_refused() -> None:
+    clock = NodeClock(ClockSpec(drift_ppm=1e6))  # the fastest clock: twice true time
+    assert clock.read(CLOCK_LIMIT_US - 1) == 2 * (CLOCK_LIMIT_US - 1)
+    assert clock.read(-CLOCK_LIMIT_US + 1) == 2 * (-CLOCK_LIMIT_US + 1)
+    for t in (CLOCK_LIMIT_US, -CLOCK_LIMIT_US, 2**70):
+        with pytest.raises(ValueError, match="true_us out of the exact range"):
+            clock.read(t)
+    with pytest.raises(ValueError, match="true_us out of the exact range"):
+        clock.read_many(np.array([0, CLOCK_LIMIT_US], dtype=np.int64))
+    with pytest.raises(ValueError, match="too large to model exactly"):
+        ClockSpec(offset_ms=CLOCK_LIMIT_US / 1000)
+    with pytest.raises(ValueError, match="too large to model exactly"):
+        ClockSpec(
+            offset_ms=CLOCK_LIMIT_US / 2000, steps=[ClockStep(at_s=1, by_ms=-CLOCK_LIMIT_US / 2000)]
+        )
+
+
+def test_wide_products_compare_exactly() -> None:
+    top = 2**62 - 1
+    cases = [(top, top, top, top), (top, top - 1, top - 1, top), (10**12 - 1, top, top, 10**12 - 1)]
+    cases += [(3, 5, 5, 3), (0, top, 1, 1), (2**31, 2**31, 2**62 - 1, 1)]
+    for a, b, c, d in cases:
+        assert _mul_ge(a, b, c, d) == (a * b >= c * d)
+        assert _mul_ge(c, d, a, b) == (c * d >= a * b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**62 - 1), min_size=4, max_size=4))
+def test_wide_products_compare_like_python_ints(v: list[int]) -> None:
+    assert _mul_ge(*v) == (v[0] * v[1] >= v[2] * v[3])
 
 
 def test_read_many_keeps_shape_and_refuses_floats() -> None:
@@ -155,11 +224,11 @@ def test_read_many_keeps_shape_and_refuses_floats() -> None:
         # Exact ties: drift 1/2 µs per µs plus a slew of 1/2 µs per µs hit floor boundaries.
         ClockSpec(drift_ppm=500_000, steps=[ClockStep(at_s=0.000002, by_ms=5, slew_s=0.01)]),
         ClockSpec(drift_ppm=-333_333.333333, steps=[ClockStep(at_s=0, by_ms=-0.3, slew_s=0.0009)]),
-        # Overlapping slews of both signs over a drifting clock.
+        # Back-to-back slews of both signs over a drifting clock.
         ClockSpec(
             drift_ppm=-7.654321,
             steps=[
-                ClockStep(at_s=0.01, by_ms=3.333, slew_s=0.07),
+                ClockStep(at_s=0.01, by_ms=3.333, slew_s=0.04),
                 ClockStep(at_s=0.05, by_ms=-1.777, slew_s=0.011),
             ],
         ),
@@ -179,12 +248,50 @@ step_strategy = st.builds(
     by_ms=st.integers(-50_000, 50_000).map(lambda us: us / 1e3),
     slew_s=st.sampled_from([0.0, 0.000001, 0.5, 3.0, 1000.0]),
 )
+
+
+def one_slew_at_a_time(steps: list[ClockStep]) -> list[ClockStep]:
+    """``steps`` with each slew overlapping an earlier one made a jump (what the schema takes)."""
+    out: list[ClockStep] = []
+    busy: list[tuple[int, int]] = []
+    for s in steps:
+        at, end = s_to_us(s.at_s), s_to_us(s.at_s) + s_to_us(s.slew_s)
+        if s.slew_s and ms_to_us(s.by_ms) and any(a < end and at < b for a, b in busy):
+            s = ClockStep(at_s=s.at_s, by_ms=s.by_ms)
+        elif s.slew_s and ms_to_us(s.by_ms):
+            busy.append((at, end))
+        out.append(s)
+    return out
+
+
 spec_strategy = st.builds(
     ClockSpec,
     offset_ms=st.integers(-(10**7), 10**7).map(lambda us: us / 1e3),
     drift_ppm=st.integers(-(10**9), 10**9).map(lambda ppt: ppt / 1e6),
-    steps=st.lists(step_strategy, max_size=4),
+    steps=st.lists(step_strategy, max_size=4).map(one_slew_at_a_time),
 )
+
+
+@st.composite
+def whole_domain_specs(draw: st.DrawFn) -> ClockSpec:
+    """Any clock the schema accepts, magnitudes up to its limits (draws it refuses are rejected)."""
+    lim_ms = CLOCK_LIMIT_US / 1000
+    steps = []
+    for _ in range(draw(st.integers(0, 4))):
+        slew_s = draw(st.sampled_from([0.0, 1e-6, 0.37, 1e4, 1e9]))
+        by_max = lim_ms / 8 if slew_s == 0 else min(lim_ms / 8, 0.999 * 2.0**62 / (slew_s * 1e9))
+        at_s = draw(st.floats(0, CLOCK_LIMIT_US / 4e6))
+        steps.append((at_s, draw(st.floats(-by_max, by_max)), slew_s))
+    try:
+        return ClockSpec(
+            offset_ms=draw(st.floats(-lim_ms / 4, lim_ms / 4)),
+            drift_ppm=draw(st.floats(-999_999.999999, 1e6)),
+            steps=one_slew_at_a_time(
+                [ClockStep(at_s=at, by_ms=by, slew_s=sl) for at, by, sl in steps]
+            ),
+        )
+    except ValueError:
+        reject()
 
 
 @settings(max_examples=60, deadline=None)
@@ -217,7 +324,10 @@ slow_slew = st.builds(
 @given(
     drift=st.integers(-500_000_000, 500_000_000),
     jumps=st.lists(st.tuples(st.integers(0, 3_000_000), st.integers(0, 5_000)), max_size=3),
-    slews=st.lists(slow_slew, max_size=2),
+    # overlapping slews are refused: keep the first of two that overlap
+    slews=st.lists(slow_slew, max_size=2).map(
+        lambda ss: [s for s in one_slew_at_a_time(ss) if s.slew_s]
+    ),
 )
 def test_monotonic_without_negative_jumps(
     drift: int, jumps: list[tuple[int, int]], slews: list[ClockStep]
@@ -267,3 +377,47 @@ def test_package_exports_resolve() -> None:
         assert getattr(model, name) is not None
     with pytest.raises(AttributeError):
         _ = model.no_such_name
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spec=whole_domain_specs(),
+    times=st.lists(st.integers(-CLOCK_LIMIT_US + 1, CLOCK_LIMIT_US - 1), min_size=1, max_size=12),
+)
+def test_the_formula_is_exact_over_the_whole_domain(spec: ClockSpec, times: list[int]) -> None:
+    """Compiled (read, read_many) and plain-Python formula equal the exact rational reference,
+    for every clock the schema accepts and every true time in range (near steps too)."""
+    clock = NodeClock(spec)
+    edges = [s_to_us(s.at_s) + d for s in spec.steps for d in (-1, 0, 1)]
+    edges += [s_to_us(s.at_s) + s_to_us(s.slew_s) + d for s in spec.steps for d in (-1, 0)]
+    edges += [s_to_us(s.at_s) + s_to_us(s.slew_s) // 2 for s in spec.steps]
+    all_times = [t for t in times + edges if abs(t) < CLOCK_LIMIT_US]
+    expected = [exact_read(spec, t) for t in all_times]
+    assert [clock.read(t) for t in all_times] == expected
+    assert clock.read_many(np.array(all_times, dtype=np.int64)).tolist() == expected
+    assert [int(clock_read(*clock.tables, 0, t)) for t in all_times[:4]] == expected[:4]
+
+
+def test_redis_clock_folds_failover_steps_in_as_jumps() -> None:
+    from ratesim.engine import _stepped_reader
+    from ratesim.model.faults import FailoverSpec
+    from ratesim.scenario import RedisSpec
+
+    spec = RedisSpec(
+        clock=ClockSpec(drift_ppm=33.3, steps=[ClockStep(at_s=0.5, by_ms=2, slew_s=1)]),
+        failovers=[
+            FailoverSpec(at_s=0.7, clock_step_ms=1.0005),
+            FailoverSpec(at_s=0.2, clock_step_ms=-0.25),
+            FailoverSpec(at_s=0.9),
+        ],
+    )
+    clock = redis_clock(spec)
+    base = NodeClock(spec.clock)
+    old = _stepped_reader(base.read, sorted(spec.failovers, key=lambda f: f.at_us))
+    times = list(range(0, 2_000_000, 997)) + [199_999, 200_000, 700_000, 699_999]
+    assert [clock.read(t) for t in times] == [old(t) for t in times]
+    assert clock.read_many(np.array(times)).tolist() == [old(t) for t in times]
+    assert redis_clock(None).is_perfect
+    assert redis_clock(RedisSpec()).is_perfect
+    assert not redis_clock(RedisSpec(failovers=[FailoverSpec(at_s=1, clock_step_ms=1)])).is_perfect
+    assert redis_clock(RedisSpec(failovers=[FailoverSpec(at_s=1)])).is_perfect

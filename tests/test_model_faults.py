@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ratesim.model import FailoverSpec, OutageSpec, PartitionSpec, SpecModel, outage_at, partitioned
+from ratesim.model.faults import (
+    OUTAGE_BLACKHOLE,
+    OUTAGE_REFUSED,
+    OUTAGE_UP,
+    fault_tables,
+    is_partitioned,
+    outage_kind,
+)
 
 
 def test_outage_window_is_start_inclusive_end_exclusive() -> None:
@@ -102,3 +115,73 @@ def test_specs_round_trip_through_plain_data() -> None:
         PartitionSpec(start_s=0, end_s=4, nodes=[1, 2]),
     ):
         assert type(spec).model_validate(spec.model_dump()) == spec
+
+
+# --- the table form both runners read (plain Python here, compiled in ratesim.fast) -----------
+
+_KIND = {None: 0, "refused": 1, "blackhole": 2}
+
+
+def _faulty(outages: list[OutageSpec], partitions: list[PartitionSpec]) -> Any:
+    from test_engine_helpers import make_scenario
+
+    from ratesim.policy import GcraSpec, LayerSpec
+
+    layer = LayerSpec(name="g", algorithm=GcraSpec(max_burst=1, count_per_period=10))
+    return make_scenario(
+        [layer],
+        nodes=3,
+        network={"partitions": partitions},
+        redis={"shards": 4, "outages": outages},
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    outages=st.lists(
+        st.builds(
+            lambda s, d, kind, shards: OutageSpec(start_s=s, end_s=s + d, kind=kind, shards=shards),
+            st.integers(0, 20).map(lambda v: v / 10),
+            st.integers(1, 10).map(lambda v: v / 10),
+            st.sampled_from(["refused", "blackhole"]),
+            st.sampled_from([None, [0], [1, 3], [2]]),
+        ),
+        max_size=4,
+    ),
+    partitions=st.lists(
+        st.builds(
+            lambda s, d, nodes: PartitionSpec(start_s=s, end_s=s + d, nodes=nodes),
+            st.integers(0, 20).map(lambda v: v / 10),
+            st.integers(1, 10).map(lambda v: v / 10),
+            st.sampled_from([[0], [1, 2], [2]]),
+        ),
+        max_size=3,
+    ),
+)
+def test_fault_tables_answer_as_the_specs_do(
+    outages: list[OutageSpec], partitions: list[PartitionSpec]
+) -> None:
+    from ratesim.fast import kernels
+
+    tables = fault_tables(_faulty(outages, partitions))
+    assert tables.outages.dtype == tables.part_nodes.dtype == np.int64
+    for t in range(0, 3_200_000, 50_000):
+        for t_us in (t - 1, t, t + 1):
+            for shard in range(4):
+                want = _KIND[outage_at(outages, t_us, shard)]
+                assert outage_kind(tables.outages, tables.outage_shards, t_us, shard) == want
+                assert kernels.outage(tables.outages, tables.outage_shards, t_us, shard) == want
+            for node in range(3):
+                want_p = partitioned(partitions, t_us, node)
+                assert is_partitioned(tables.parts, tables.part_nodes, t_us, node) == want_p
+                assert kernels.partitioned(tables.parts, tables.part_nodes, t_us, node) == want_p
+
+
+def test_fault_tables_of_a_scenario_without_faults_are_empty() -> None:
+    tables = fault_tables(_faulty([], []))
+    assert tables.outages.shape == (0, 3)
+    assert tables.outage_shards.shape == (0, 4)
+    assert tables.parts.shape == (0, 2)
+    assert tables.part_nodes.shape == (0, 3)
+    assert outage_kind(tables.outages, tables.outage_shards, 5, 0) == OUTAGE_UP
+    assert (OUTAGE_UP, OUTAGE_REFUSED, OUTAGE_BLACKHOLE) == (0, 1, 2)

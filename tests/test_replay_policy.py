@@ -410,3 +410,32 @@ def test_layers_without_fields_need_no_columns_and_costs_count() -> None:
     ]  # fmt: skip
     empty = replay(table.iloc[:0], policy, MemoryStore())
     assert len(empty) == 0 and "layer:site" in empty.columns
+
+
+# --- the oracle is this replay's semantics, compiled --------------------------------------
+
+
+def test_the_oracle_equals_replay_policy_on_a_memory_store() -> None:
+    """``run_oracle`` (compiled, the one oracle) and ``replay_policy`` (the path for real
+    stores) decide every request of a multi-node, faulty scenario's traffic alike: the oracle
+    ignores nodes, network and Redis, as a replay has none; its every layer limits here."""
+    layers = flagship_layers()
+    sc = make_scenario(
+        layers,
+        nodes=4,
+        duration_s=TRACE_US / 1e6,
+        latency_ms=0.3,
+        population=builtin.get("exchange-surge").population,
+        redis={"outages": [{"start_s": 0.5, "end_s": 0.9}], "shards": 2},
+    )
+    result = simulate(sc, seed=1, arrivals=flagship_arrivals(seed=7))
+    assert result.oracle is not None
+    oracle = result.oracle.requests
+    assert_every_layer_limits(oracle, layers)
+    requests = oracle[["time_us", "user", "tier", "route", "cost"]].astype(
+        {"tier": str, "route": str}
+    )
+    replayed = replay(requests, PolicySpec(layers=layers), MemoryStore())
+    report = compare(replayed, oracle)
+    assert report.identical, str(report)
+    assert {f"layer:{la.name}" for la in layers} <= set(report.differences)

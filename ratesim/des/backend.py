@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import simpy
 
-from ..model.backend import BackendSpec
+from ..model.backend import BackendSpec, slowed_service_us
 from ..ordering import PRIO_BACKEND, request_priority
 from .events import call_at
 from .events import now as now_us
@@ -40,8 +40,8 @@ class Backend:
         """Request ``i`` enters now."""
         self.in_flight += 1
         spec = self.spec
-        slowdown = 1.0 + spec.load_factor * (self.in_flight - 1) / spec.servers
-        done = now_us(self.env) + round(self.base_us[i] * slowdown)
+        service = slowed_service_us(self.base_us[i], self.in_flight, spec.load_factor, spec.servers)
+        done = now_us(self.env) + service
         call_at(self.env, done, request_priority(i, PRIO_BACKEND + 1), self._leave, i)
 
     def _leave(self, i: int) -> None:

@@ -28,6 +28,7 @@ import simpy
 
 from ..algorithms import Algorithm
 from ..compile import CompiledLayer
+from ..model.faults import OUTAGE_BLACKHOLE, OUTAGE_REFUSED
 from ..ordering import PRIO_BACKEND, request_priority
 from ..outcomes import (
     ALLOWED,
@@ -330,10 +331,10 @@ class Gateway:
             return
         shard = req.shard[pos][i]
         fault = self.redis.outage(shard, a)
-        if fault == "refused":
+        if fault == OUTAGE_REFUSED:
             self.fail(i, pos, min(a + self.network.back_us[g][i], deadline))
             return
-        if fault == "blackhole":
+        if fault == OUTAGE_BLACKHOLE:
             self.fail(i, pos, deadline)
             return
         client_now = node.time(x) if self.client_time[pos] else x

@@ -7,7 +7,7 @@ request's arrival time; a partition cuts a node off Redis for a window of true t
 
 from __future__ import annotations
 
-from ..model.faults import PartitionSpec, partitioned
+from ..model.faults import FaultTables, is_partitioned
 
 
 class Network:
@@ -15,13 +15,15 @@ class Network:
     whether a node can reach Redis at a true instant."""
 
     def __init__(
-        self, out_us: list[list[int]], back_us: list[list[int]], partitions: list[PartitionSpec]
+        self, out_us: list[list[int]], back_us: list[list[int]], faults: FaultTables
     ) -> None:
         #: ``out_us[g][i]`` / ``back_us[g][i]``: µs from the node to Redis and back.
         self.out_us = out_us
         self.back_us = back_us
-        self.partitions = partitions
+        self.faults = faults
+        self._any = len(faults.parts) > 0
 
     def cut_off(self, node: int, t_us: int) -> bool:
         """True when ``node`` cannot reach Redis at true time ``t_us``."""
-        return bool(self.partitions) and partitioned(self.partitions, t_us, node)
+        f = self.faults
+        return self._any and is_partitioned(f.parts, f.part_nodes, t_us, node)

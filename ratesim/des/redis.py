@@ -22,7 +22,8 @@ from typing import Any
 import simpy
 
 from ..algorithms import Algorithm
-from ..model.faults import FailoverSpec, OutageSpec, outage_at
+from ..model.faults import OUTAGE_UP, FailoverSpec, FaultTables, outage_kind
+from ..model.redis_server import SNAPSHOT, failover_schedule
 from ..ordering import PRIO_FAILOVER
 from .events import call_at
 from .events import now as now_us
@@ -86,7 +87,7 @@ class Redis:
         shards: int,
         layers: int,
         clock: Callable[[int], int] | None,
-        outages: list[OutageSpec],
+        faults: FaultTables,
         failovers: list[FailoverSpec],
         guard_us: list[int],
         redis_time: list[bool],
@@ -97,7 +98,8 @@ class Redis:
         self.tables: list[dict[int, list[Any]]] = [{} for _ in range(layers)]
         #: The Redis clock (``None``: true time), failover clock steps included.
         self.clock = clock
-        self.outages = outages
+        self.faults = faults
+        self._any_outage = len(faults.outages) > 0
         self.failovers = failovers
         self.guard_us = guard_us
         self.redis_time = redis_time
@@ -109,9 +111,12 @@ class Redis:
         self._saved: dict[int, list[dict[int, list[Any]]]] = {}
         self._schedule_failovers()
 
-    def outage(self, shard: int, t_us: int) -> str | None:
-        """``"refused"``, ``"blackhole"`` or ``None`` (up) for ``shard`` at true time ``t_us``."""
-        return outage_at(self.outages, t_us, shard) if self.outages else None
+    def outage(self, shard: int, t_us: int) -> int:
+        """``OUTAGE_UP``, ``OUTAGE_REFUSED`` or ``OUTAGE_BLACKHOLE`` for ``shard`` at true time
+        ``t_us`` (:func:`ratesim.model.faults.outage_kind`)."""
+        if not self._any_outage:
+            return OUTAGE_UP
+        return outage_kind(self.faults.outages, self.faults.outage_shards, t_us, shard)
 
     def send(self, arrive_us: int, priority: int, command: Command) -> None:
         """``command`` reaches its shard at ``arrive_us`` (µs), keyed ``priority`` there."""
@@ -144,11 +149,15 @@ class Redis:
             c.reply(c, ok, rem, retry, reply_us, False)
 
     def _schedule_failovers(self) -> None:
-        """Each failover's snapshot (at ``at - lost_writes``) and restore (at ``at``), all
-        scheduled up front so that they come first at their instants, in this order."""
-        for j, f in enumerate(sorted(self.failovers, key=lambda f: f.at_us)):
-            call_at(self.env, max(0, f.at_us - f.lost_writes_us), PRIO_FAILOVER, self._snapshot, j)
-            call_at(self.env, f.at_us, PRIO_FAILOVER, self._restore, j, f.flush_scripts)
+        """Each failover's snapshot and restore (:func:`ratesim.model.redis_server.failover_schedule`),
+        all scheduled up front so that they come first at their instants, in that order."""
+        for at, op, j in failover_schedule(self.failovers):
+            if op == SNAPSHOT:
+                call_at(self.env, at, PRIO_FAILOVER, self._snapshot, j)
+            else:
+                call_at(
+                    self.env, at, PRIO_FAILOVER, self._restore, j, self.failovers[j].flush_scripts
+                )
 
     def _snapshot(self, j: int) -> None:
         self._saved[j] = [{k: list(st) for k, st in t.items()} for t in self.tables]

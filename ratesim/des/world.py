@@ -16,7 +16,9 @@ import numpy as np
 import simpy
 
 from ..compile import CompiledLayer, Draws, compile_policy, draw_requests
-from ..model.clock import NodeClock
+from ..conservation import check_conservation
+from ..model.clock import NodeClock, redis_clock
+from ..model.faults import fault_tables
 from ..model.node import hash_user_node
 from ..model.redis_server import queue_depths
 from ..ordering import PRIO_TICK
@@ -58,10 +60,10 @@ class World:
         self.requests = RequestTable(scenario, arrivals, draws, layers, seed)
         self.layers = layers
         self.nodes = self._nodes()
+        self.faults = fault_tables(scenario)
         self.redis = self._redis()
-        net = scenario.network
         self.network = (
-            Network(self.requests.out_us, self.requests.back_us, list(net.partitions))
+            Network(self.requests.out_us, self.requests.back_us, self.faults)
             if self.redis is not None
             else None
         )
@@ -119,7 +121,7 @@ class World:
         nodes = []
         for k, spec in enumerate(sc.topology.clock_specs()):
             pool = ConnectionPool(self.env, sc.network.pool_size, wait_us, self._wait_over)
-            clock = None if spec.is_perfect else NodeClock(spec).read
+            clock = _reader(NodeClock(spec))
             nodes.append(Node(k, clock, pool, len(self.layers)))
         return nodes
 
@@ -135,8 +137,8 @@ class World:
             self.env,
             red.shards,
             len(self.layers),
-            _redis_clock(self.scenario),
-            list(red.outages),
+            _reader(redis_clock(red)),
+            self.faults,
             list(red.failovers),
             [round(s.drift_guard_ms * 1000) if s.drift_guard_ms else 0 for s in specs],
             [s.time_source == "redis" for s in specs],
@@ -228,40 +230,25 @@ class World:
 
     def _check_conservation(self) -> None:
         gw = self.gateway
-        n = len(self.requests)
-        undecided = sum(1 for y in self.requests.decided if y < 0)
-        if gw.arrived != n or gw.done != n or undecided:
-            raise AssertionError(
-                f"conservation violated: {n} requests, {gw.arrived} arrived, {gw.done} decided "
-                f"({gw.arrived - gw.done} in flight)"
-            )
-        for node in self.nodes:
-            if node.pool.outstanding or node.pool.waiting:
-                raise AssertionError(f"conservation violated: node {node.index} pool not returned")
-        in_backend = self.backend.in_flight if self.backend else 0
-        if in_backend or self.guards.leftovers():
-            raise AssertionError(
-                "conservation violated: requests left in the backend or holding slots"
-            )
+        pools = sum(node.pool.outstanding for node in self.nodes)
+        check_conservation(
+            len(self.requests),
+            gw.arrived,
+            gw.done,
+            np.array(self.requests.decided, dtype=np.int64),
+            {
+                "pool connections": pools,
+                "pool waiters": sum(node.pool.waiting for node in self.nodes),
+                "backend in flight": self.backend.in_flight if self.backend else 0,
+                "held slots": self.guards.leftovers(),
+            },
+        )
 
 
-def _redis_clock(scenario: Scenario) -> Callable[[int], int] | None:
-    """The Redis clock with each failover's ``clock_step_ms`` added from its instant on."""
-    red = scenario.redis
-    assert red is not None
-    base = None if red.clock.is_perfect else NodeClock(red.clock).read
-    steps = [(f.at_us, round(f.clock_step_ms * 1000)) for f in red.failovers if f.clock_step_ms]
-    if not steps:
-        return base
-
-    def read(t: int) -> int:
-        now = t if base is None else base(t)
-        for at, step in steps:
-            if t >= at:
-                now += step
-        return now
-
-    return read
+def _reader(clock: NodeClock) -> Callable[[int], int] | None:
+    """The clock's reading function, ``None`` for one that reads true time (then the
+    components use the true instant as it is)."""
+    return None if clock.is_perfect else clock.read
 
 
 def run_world(

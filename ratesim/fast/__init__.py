@@ -26,18 +26,29 @@ The events it knows are all of the event engine's, keyed the same way:
   breaker passes it held being given back (a freed slot handed to the oldest waiter, whose walk
   through the layers then continues, in the event engine's order).
 
-What it does not model (the event engine does; :func:`unsupported` names the first one a
-scenario uses): NTP slews on node or Redis clocks (their exact arithmetic needs integers wider
-than 64 bits), and more than :data:`MAX_STATE_INTS` integers of limiter state (allocated up
-front, where the event engine allocates a key's state when first seen).
+It models every scenario the schema accepts: clocks with offsets, drift, jumps and NTP slews
+(node and Redis clocks, a failover's clock step a jump of the Redis clock), and limiter state of
+any size (a state per (node, key) pair the run's requests carry, as the event engine creates a
+key's state when first seen; no cap). :func:`unsupported` is kept for a layer whose algorithm
+has no compiled kernel, which no built-in algorithm lacks.
+
+One source per formula: what both runners compute is written once, in numba-compatible plain
+Python, and compiled here (:mod:`ratesim.fast.kernels`) where the loop needs it: the
+algorithms' kernels, the clock (:func:`ratesim.model.clock.clock_read`, slews included),
+outage and partition lookups (:mod:`ratesim.model.faults`) and the backend slowdown
+(:mod:`ratesim.model.backend`). The failover schedule (:mod:`ratesim.model.redis_server`) and
+the end-of-run check (:mod:`ratesim.conservation`) are shared in Python; the oracle is one
+compiled loop (:func:`oracle_layer`) whose plain-Python twin only the tests run.
 
 Layout: everything lives in int64 numpy arrays (per-request columns, per-layer state tables laid
-end to end, the event heap as one row per event), handed to the loop as one tuple. The loop runs in calls of at most one time
-chunk each, so that Python can show progress and grow the event heap between calls.
+end to end, the event heap as one row per event), handed to the loop as one
+:class:`~ratesim.fast.layout.World`, a ``NamedTuple`` whose fields the loop reads by name. The
+loop runs in calls of at most one time chunk each, so that Python can show progress and grow the
+event heap between calls.
 """
 
 from .oracle import oracle_layer
 from .run import run_fast
-from .support import MAX_STATE_INTS, supports_layer, unsupported
+from .support import supports_layer, unsupported
 
-__all__ = ["MAX_STATE_INTS", "oracle_layer", "run_fast", "supports_layer", "unsupported"]
+__all__ = ["oracle_layer", "run_fast", "supports_layer", "unsupported"]

@@ -1,7 +1,9 @@
-"""The algorithms' kernels compiled with numba, one dispatch over them, and the node clock.
+"""The model's formulas compiled with numba: the algorithms' kernels (one dispatch over the
+rate ones), the clock, outage and partition lookups and the backend slowdown.
 
-The kernels are the very functions of :mod:`ratesim.algorithms` (one source of truth per
-algorithm), compiled; ``KERNELS`` fixes their codes, the order ``rate_kernel`` dispatches in.
+Each is the very plain-Python function of :mod:`ratesim.algorithms` or :mod:`ratesim.model`
+(one source of truth per formula), compiled here once; ``KERNELS`` fixes the rate kernels'
+codes, the order ``rate_kernel`` dispatches in.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from ..algorithms.gcra import gcra_kernel
 from ..algorithms.sliding_log import sliding_log_kernel
 from ..algorithms.token_bucket import token_bucket_kernel
 from ..algorithms.window_counter import fixed_window_kernel, sliding_counter_kernel
-from .layout import N_DRIFT, N_OFF, N_PERFECT
+from ..model import clock as _clock
+from ..model.backend import slowed_service_us
+from ..model.faults import is_partitioned, outage_kind
 
 # Kernel codes: the position here (the order of the dispatch in ``rate_kernel``).
 KERNELS = (
@@ -66,33 +70,14 @@ def rate_kernel(kind: int, p: Any, st: Any, now: int, cost: int) -> tuple[int, i
     return _double(p, st, now, cost)
 
 
-@numba.njit(cache=True)
-def node_clock(NV: Any, JUMPS: Any, nd: int, t: int) -> int:
-    """``NodeClock.read`` for a clock without slews (offset, drift, jumps)."""
-    if NV[nd, N_PERFECT]:
-        return t
-    local = t + NV[nd, N_OFF]
-    for j in range(JUMPS.shape[1]):
-        at = JUMPS[nd, j, 0]
-        if at == -1 and JUMPS[nd, j, 1] == 0:
-            break
-        if t >= at:
-            local += JUMPS[nd, j, 1]
-    # floor(t * drift / 10^12) without int64 overflow: split both factors in base 10^6
-    n = NV[nd, N_DRIFT]
-    base = 1_000_000
-    a = t // base
-    b = t - a * base
-    c = n // base
-    d = n - c * base
-    m = a * d + b * c
-    m1 = m // base
-    m0 = m - m1 * base
-    rem = m0 * base + b * d
-    q = a * c + m1
-    if rem >= 1_000_000_000_000:
-        q += 1
-    return local + q
+#: :func:`ratesim.model.clock.clock_read` and its loop over an array, compiled.
+clock_read = numba.njit(cache=True)(_clock.clock_read)
+clock_read_many = numba.njit(cache=True)(_clock.clock_read_many)
+#: :func:`ratesim.model.faults.outage_kind` and ``is_partitioned``, compiled.
+outage = numba.njit(cache=True)(outage_kind)
+partitioned = numba.njit(cache=True)(is_partitioned)
+#: :func:`ratesim.model.backend.slowed_service_us`, compiled.
+slowed = numba.njit(cache=True)(slowed_service_us)
 
 
 def kernel_code(kernel: object) -> int:

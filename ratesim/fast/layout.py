@@ -1,9 +1,57 @@
-"""The fast engine's array layouts: the columns of its tables and the codes of its events.
+"""The fast engine's array layouts: the columns of its tables, the codes of its events, and the
+:class:`World` that holds every table.
 
 Every table is an int64 numpy array; these names index it. Rows of ``R`` are requests, rows of
 ``LY`` layers, rows of ``NV`` gateway nodes (then one for the Redis server's clock), rows of
 ``H`` queued events; ``C`` holds the loop's counters.
 """
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class World(NamedTuple):
+    """Everything the compiled loop works on, by name (numba compiles a ``NamedTuple`` into a
+    struct whose fields it reads by static offset: naming them costs nothing, measured).
+
+    All int64 unless noted; ``n`` requests, ``L`` layers, times in µs."""
+
+    INST: Any  # (batches,): the distinct arrival instants, ascending
+    BOUNDS: Any  # (batches + 1,): batch b is requests BOUNDS[b] .. BOUNDS[b + 1] - 1
+    R: Any  # (n, R_COLS): per-request columns
+    KEYS: Any  # (L, n): a global layer's key; a node layer's (node, key) slot in its table
+    LKEYS: Any  # (L, n) or (1, 1): the (node, key) slot in a layer's local-fallback table
+    APPLIES: Any  # (L, n) int8: 1 where the layer applies to the request
+    OUT: Any  # (L, n) int8: outcome codes
+    REM: Any  # (L, n): remaining allowance reported (-1: none)
+    LY: Any  # (L, LY_COLS): per-layer columns
+    KK: Any  # (2L, tiers): kernel code per tier (rows L ..: the local fallbacks)
+    PP: Any  # (2L, tiers, params): integer parameters per tier
+    STATE: Any  # node-side state tables (node layers, local fallbacks), end to end
+    GSTATE: Any  # Redis-side state tables (global layers), end to end
+    SNAP: Any  # (failovers, len(GSTATE)): the state each failover brings back
+    FO_FLUSH: Any  # (failovers,) bool: the failover empties the script cache
+    LAT: Any  # (g, 3, n): per global layer: latency out, latency back, service time
+    SHARD: Any  # (g, n): the shard of each request's command
+    NV: Any  # (nodes + 1, NV_COLS): per node (last row: the Redis server's clock)
+    CK: Any  # (nodes + 1, 2): each clock's offset_us, drift_ppt (model.clock.ClockTables)
+    JUMPS: Any  # (nodes + 1, J, 2): each clock's jump steps
+    SLEWS: Any  # (nodes + 1, S, 3): each clock's slews
+    RH: Any  # (nodes, pool + 1): per node, a heap of the times its connections come back
+    BUSY: Any  # (shards,): when each shard is next free
+    CMD: Any  # (3, commands): per executed command: arrival, finish, shard
+    H: Any  # (room, H_ROWS): the event heap (replaced when it grows)
+    C: Any  # (C_COLS,): counters
+    OUTAGES: Any  # model.faults.FaultTables.outages
+    OUT_SHARDS: Any  # model.faults.FaultTables.outage_shards
+    PARTS: Any  # model.faults.FaultTables.parts
+    PART_NODES: Any  # model.faults.FaultTables.part_nodes
+    PRL: Any  # (3, n, L) or (3, 1, 1): holds, breaker pass times, wait-queue links
+    CQ: Any  # (2, queues): head and tail of each concurrency wait queue
+    STACK: Any  # (entries, 4): the continuation stack of slot hand-offs
+    BKF: Any  # (2,) float64: backend load_factor, servers
+
 
 # per-request columns of R
 (
@@ -27,7 +75,8 @@ Every table is an int64 numpy array; these names index it. Rows of ``R`` are req
     R_BK_DONE,
 ) = range(18)
 R_COLS = 18
-# per-layer columns of LY
+# per-layer columns of LY (L_NKEYS: the entries of the layer's table, a global layer's keys or a
+# node layer's (node, key) slots; L_OFF / L_LOFF / L_QOFF: where its tables start)
 (
     L_GIDX,
     L_SHADOW,
@@ -49,8 +98,8 @@ R_COLS = 18
 LY_COLS = 16
 # per-node columns of NV
 # (rows 0 .. nodes-1: the gateway nodes; row ``nodes``: the Redis server's clock)
-N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_OFF, N_DRIFT, N_PERFECT, N_RELOAD = range(9)
-NV_COLS = 9
+N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_PERFECT, N_RELOAD = range(7)
+NV_COLS = 7
 # counters in C
 (
     C_BATCH,

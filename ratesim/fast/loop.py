@@ -1,6 +1,6 @@
 """The fast engine's event loop: the event engine's ``proceed`` / ``resume`` / send / serve /
 ``fail`` / ``finish`` and its rarer events, compiled with numba, on the tables of
-:mod:`ratesim.fast.layout`."""
+:mod:`ratesim.fast.layout` (handed over as one :class:`~ratesim.fast.layout.World`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numba
 from ..algorithms.breaker import OPEN
 from ..algorithms.breaker import STATE as BREAKER_STATE
 from ..algorithms.concurrency import ADMIT, HANDOFF, IN_FLIGHT, QUEUE
+from ..model.faults import OUTAGE_BLACKHOLE, OUTAGE_REFUSED
 from ..ordering import PRIO_ARRIVAL, PRIO_BACKEND, PRIO_RELEASE, PRIO_STRIDE
 from ..outcomes import (
     ALLOWED,
@@ -26,11 +27,14 @@ from .kernels import (
     br_on_complete,
     br_release_probe,
     br_try_pass,
+    clock_read,
     conc_acquire,
     conc_cancel,
     conc_complete,
-    node_clock,
+    outage,
+    partitioned,
     rate_kernel,
+    slowed,
 )
 from .layout import (
     C_ARRIVED,
@@ -80,7 +84,6 @@ from .layout import (
     L_LOCAL,
     L_LOFF,
     L_LSIZE,
-    L_NKEYS,
     L_OFF,
     L_QOFF,
     L_REDIS_TIME,
@@ -121,46 +124,34 @@ from .layout import (
     ST_FINISHED,
     ST_GROW,
     ST_LIMIT,
+    World,
 )
 
 
-@numba.njit(cache=True)
-def _outage(OUTAGES: Any, OUT_SHARDS: Any, t: int, sh: int) -> int:
-    """0 up, 1 refused, 2 blackhole: the first listed outage covering shard ``sh`` at ``t``."""
-    for o in range(OUTAGES.shape[0]):
-        if OUTAGES[o, 0] <= t < OUTAGES[o, 1] and OUT_SHARDS[o, sh]:
-            return OUTAGES[o, 2]
-    return 0
-
-
-@numba.njit(cache=True)
-def _partitioned(PARTS: Any, PART_NODES: Any, t: int, nd: int) -> bool:
-    # a loop, not any(generator): numba compiles loops
-    for o in range(PARTS.shape[0]):  # noqa: SIM110
-        if PARTS[o, 0] <= t < PARTS[o, 1] and PART_NODES[o, nd]:
-            return True
-    return False
+@numba.njit(cache=True, inline="always")
+def _local(NV: Any, CK: Any, JUMPS: Any, SLEWS: Any, nd: int, t: int) -> int:
+    """Clock ``nd``'s reading at true time ``t`` (µs): ``t`` itself for a perfect clock."""
+    if NV[nd, N_PERFECT]:
+        return t
+    return clock_read(CK, JUMPS, SLEWS, nd, t)
 
 
 @numba.njit(cache=True)
 def _node_kernel(
-    pos: int,
     row: int,
-    off: int,
+    s0: int,
     size: int,
     i: int,
     now: int,
     R: Any,
-    KEYS: Any,
-    LY: Any,
     KK: Any,
     PP: Any,
     STATE: Any,
 ) -> tuple[int, int]:
-    """Layer ``pos``'s kernel on request ``i``'s node table (``row``: ``pos`` for the layer's
-    own algorithms, ``n_layers + pos`` for its local fallback) at local time ``now``."""
+    """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
+    for its local fallback) on request ``i``'s state at ``STATE[s0 : s0 + size]``, at local
+    time ``now``."""
     tr = R[i, R_TIER]
-    s0 = off + (R[i, R_NODE] * LY[pos, L_NKEYS] + KEYS[pos, i]) * size
     ok, rem, _, _ = rate_kernel(KK[row, tr], PP[row, tr], STATE[s0 : s0 + size], now, R[i, R_COST])
     return ok, rem
 
@@ -168,10 +159,9 @@ def _node_kernel(
 @numba.njit(cache=True)
 def _backend_start(i: int, y: int, R: Any, H: Any, C: Any, BKF: Any) -> None:
     """Admitted request ``i`` enters the backend at ``y`` (== now); its completion is an event
-    after its base service time slowed by the load (float arithmetic as the event engine's)."""
+    after its base service time slowed by the load (``model.backend.slowed_service_us``)."""
     C[C_BK_INFLIGHT] += 1
-    slowdown = 1.0 + BKF[0] * (C[C_BK_INFLIGHT] - 1) / BKF[1]
-    done = y + round(R[i, R_BK] * slowdown)
+    done = y + slowed(R[i, R_BK], C[C_BK_INFLIGHT], BKF[0], BKF[1])
     push(H, C, done, i * PRIO_STRIDE + PRIO_BACKEND + 1, K_BACKEND_DONE, i, 0, 0, 0)
 
 
@@ -188,7 +178,9 @@ def _release_held(
     PP: Any,
     STATE: Any,
     NV: Any,
+    CK: Any,
     JUMPS: Any,
+    SLEWS: Any,
     PRL: Any,
     CQ: Any,
     STACK: Any,
@@ -199,7 +191,7 @@ def _release_held(
     ``proceed`` on the continuation stack, first hand-off on top."""
     R[i, R_HOLDS] = 0
     nd = R[i, R_NODE]
-    local_now = R[i, R_CLK] if y == R[i, R_T] else node_clock(NV, JUMPS, nd, y)
+    local_now = R[i, R_CLK] if y == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, y)
     tr = R[i, R_TIER]
     first = C[C_STACK]
     for pos in range(LY.shape[0]):
@@ -207,14 +199,14 @@ def _release_held(
         if h == H_NONE:
             continue
         PRL[0, i, pos] = H_NONE
-        k = KEYS[pos, i]
+        k = KEYS[pos, i]  # the (node, key) pair's slot
         size = LY[pos, L_SIZE]
-        s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + k) * size
+        s0 = LY[pos, L_OFF] + k * size
         st = STATE[s0 : s0 + size]
         p = PP[pos, tr]
         if h == H_SLOT:
             if conc_complete(p, st, local_now) == HANDOFF:
-                e = LY[pos, L_QOFF] + nd * LY[pos, L_NKEYS] + k
+                e = LY[pos, L_QOFF] + k
                 w = CQ[0, e]
                 while True:  # skip waiters that already gave up
                     CQ[0, e] = PRL[2, w, pos]
@@ -252,7 +244,7 @@ def _release_held(
 
 
 @numba.njit(cache=True, inline="always")
-def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
+def _continue(op: int, i: int, pos: int, x: int, cur: int, world: World) -> None:
     """Run request ``i``'s continuation ``op`` (the engine's ``proceed`` / ``resume`` / send /
     ``fail`` / ``finish``, which only ever call one another last) at the current instant
     ``cur``; ``x`` is the instant the op is for (``>= cur``), ``pos`` its layer (for
@@ -262,10 +254,34 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
     One long function on purpose: split into a function per step (each taking the tables
     tuple), the flagship ran 1.5-1.7x slower, measured (every step re-extracts its arrays,
     reference counts included)."""
-    (
-        R, KEYS, APPLIES, OUT, REM, LY, KK, PP, STATE, LAT, SHARD, NV, JUMPS, RH, H, C,
-        OUTAGES, OUT_SHARDS, PARTS, PART_NODES, PRL, CQ, STACK, BKF
-    ) = ctx  # fmt: skip
+    # the tables, bound once a call (inlined into ``run``: no per-event cost, measured)
+    R = world.R
+    KEYS = world.KEYS
+    LKEYS = world.LKEYS
+    APPLIES = world.APPLIES
+    OUT = world.OUT
+    REM = world.REM
+    LY = world.LY
+    KK = world.KK
+    PP = world.PP
+    STATE = world.STATE
+    LAT = world.LAT
+    SHARD = world.SHARD
+    NV = world.NV
+    RH = world.RH
+    H = world.H
+    C = world.C
+    CK = world.CK
+    JUMPS = world.JUMPS
+    SLEWS = world.SLEWS
+    PRL = world.PRL
+    CQ = world.CQ
+    STACK = world.STACK
+    BKF = world.BKF
+    OUTAGES = world.OUTAGES
+    OUT_SHARDS = world.OUT_SHARDS
+    PARTS = world.PARTS
+    PART_NODES = world.PART_NODES
     n_layers = LY.shape[0]
     while True:
         if op == OP_DONE:
@@ -298,12 +314,12 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
             if LY[pos, L_IS_NODE] and LY[pos, L_GUARD_KIND]:
                 # a concurrency limit or a circuit breaker (the engine's ``run_guard_layer``)
                 nd = R[i, R_NODE]
-                k = KEYS[pos, i]
+                k = KEYS[pos, i]  # the (node, key) pair's slot
                 size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + k) * size
+                s0 = LY[pos, L_OFF] + k * size
                 st = STATE[s0 : s0 + size]
                 p = PP[pos, R[i, R_TIER]]
-                local_now = R[i, R_CLK] if x == R[i, R_T] else node_clock(NV, JUMPS, nd, x)
+                local_now = R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
                 if LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
                     code = conc_acquire(p, st, local_now)
                     if code == ADMIT:
@@ -314,7 +330,7 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
                         pos += 1
                         continue
                     if code == QUEUE:
-                        e = LY[pos, L_QOFF] + nd * LY[pos, L_NKEYS] + k
+                        e = LY[pos, L_QOFF] + k
                         PRL[2, i, pos] = -1
                         if CQ[1, e] >= 0:
                             PRL[2, CQ[1, e], pos] = i
@@ -340,23 +356,11 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
                 continue
             if LY[pos, L_IS_NODE]:
                 # a node rate layer after a global one, at the node's clock now
-                local_now = (
-                    R[i, R_CLK] if x == R[i, R_T] else node_clock(NV, JUMPS, R[i, R_NODE], x)
-                )
-                ok, rem = _node_kernel(
-                    pos,
-                    pos,
-                    LY[pos, L_OFF],
-                    LY[pos, L_SIZE],
-                    i,
-                    local_now,
-                    R,
-                    KEYS,
-                    LY,
-                    KK,
-                    PP,
-                    STATE,
-                )
+                nd = R[i, R_NODE]
+                local_now = R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
+                size = LY[pos, L_SIZE]
+                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
+                ok, rem = _node_kernel(pos, s0, size, i, local_now, R, KK, PP, STATE)
                 REM[pos, i] = rem
                 if ok:
                     OUT[pos, i] = ALLOWED
@@ -418,23 +422,23 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
             deadline = x + LY[pos, L_TMO]
             a = x + LAT[g, 0, i]
             nd = R[i, R_NODE]
-            if PARTS.shape[0] and _partitioned(PARTS, PART_NODES, x, nd):
+            if PARTS.shape[0] and partitioned(PARTS, PART_NODES, x, nd):
                 op = OP_FAIL
                 x = deadline
                 continue
             if OUTAGES.shape[0]:
-                kind = _outage(OUTAGES, OUT_SHARDS, a, SHARD[g, i])
-                if kind == 1:
+                kind = outage(OUTAGES, OUT_SHARDS, a, SHARD[g, i])
+                if kind == OUTAGE_REFUSED:
                     op = OP_FAIL
                     x = min(a + LAT[g, 1, i], deadline)
                     continue
-                if kind == 2:
+                if kind == OUTAGE_BLACKHOLE:
                     op = OP_FAIL
                     x = deadline
                     continue
             client_now = x
             if LY[pos, L_CLIENT_TIME]:
-                client_now = R[i, R_CLK] if x == R[i, R_T] else node_clock(NV, JUMPS, nd, x)
+                client_now = R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
             if NV[nd, N_RELOAD]:
                 # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
                 NV[nd, N_RELOAD] = 0
@@ -454,21 +458,10 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
                     op = OP_DONE
                     continue
                 # the node-local fallback limiter decides (the engine's ``fail_local``)
-                local_now = node_clock(NV, JUMPS, R[i, R_NODE], x)
-                ok, rem = _node_kernel(
-                    pos,
-                    n_layers + pos,
-                    LY[pos, L_LOFF],
-                    LY[pos, L_LSIZE],
-                    i,
-                    local_now,
-                    R,
-                    KEYS,
-                    LY,
-                    KK,
-                    PP,
-                    STATE,
-                )
+                local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
+                size = LY[pos, L_LSIZE]
+                s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * size
+                ok, rem = _node_kernel(n_layers + pos, s0, size, i, local_now, R, KK, PP, STATE)
                 REM[pos, i] = rem
                 if ok:
                     OUT[pos, i] = LOCAL_ALLOWED
@@ -523,7 +516,9 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, ctx: Any) -> None:
                             PP,
                             STATE,
                             NV,
+                            CK,
                             JUMPS,
+                            SLEWS,
                             PRL,
                             CQ,
                             STACK,
@@ -553,13 +548,12 @@ def prefix(
     for pos in range(n_pre):
         off = LY[pos, L_OFF]
         size = LY[pos, L_SIZE]
-        n_keys = LY[pos, L_NKEYS]
         shadow = LY[pos, L_SHADOW]
         for i in range(n):
             if R[i, R_PRE_REJ] >= 0 or not APPLIES[pos, i]:
                 continue
             tr = R[i, R_TIER]
-            s0 = off + (R[i, R_NODE] * n_keys + KEYS[pos, i]) * size
+            s0 = off + KEYS[pos, i] * size
             ok, rem, _, _ = rate_kernel(
                 KK[pos, tr], PP[pos, tr], STATE[s0 : s0 + size], R[i, R_CLK], R[i, R_COST]
             )
@@ -574,21 +568,45 @@ def prefix(
 
 
 @numba.njit(cache=True)
-def run(limit: int, world: Any) -> int:
+def run(limit: int, world: World) -> int:
     """Process events in key order while they come before ``limit`` (µs of true time).
 
     Returns ``ST_FINISHED`` when nothing is left, ``ST_LIMIT`` at the limit, ``ST_GROW`` when
     the event heap needs more room before the next event (the caller grows ``H`` and calls
-    again; nothing of that event has run)."""
-    (
-        INST, BOUNDS, R, KEYS, APPLIES, OUT, REM, LY, KK, PP, STATE, GSTATE, SNAP, FO_FLUSH,
-        LAT, SHARD, NV, JUMPS, RH, BUSY, CMD, H, C, OUTAGES, OUT_SHARDS, PARTS, PART_NODES,
-        PRL, CQ, STACK, BKF
-    ) = world  # fmt: skip
-    ctx = (
-        R, KEYS, APPLIES, OUT, REM, LY, KK, PP, STATE, LAT, SHARD, NV, JUMPS, RH, H, C,
-        OUTAGES, OUT_SHARDS, PARTS, PART_NODES, PRL, CQ, STACK, BKF
-    )  # fmt: skip
+    again; nothing of that event has run).
+
+    One long function on purpose, like :func:`_continue`: the event dispatch split into
+    inlined functions (a command at its shard, the other events) ran the flagship's loop
+    1.4-1.7x slower, measured (best of 5, interleaved: 1.5-1.7 s against 1.0-1.2 s), as each
+    call re-read its tables from the :class:`World` for every event."""
+    # the tables by name, bound once a call
+    INST = world.INST
+    BOUNDS = world.BOUNDS
+    R = world.R
+    KEYS = world.KEYS
+    OUT = world.OUT
+    REM = world.REM
+    LY = world.LY
+    KK = world.KK
+    PP = world.PP
+    STATE = world.STATE
+    GSTATE = world.GSTATE
+    SNAP = world.SNAP
+    FO_FLUSH = world.FO_FLUSH
+    LAT = world.LAT
+    SHARD = world.SHARD
+    NV = world.NV
+    CK = world.CK
+    JUMPS = world.JUMPS
+    SLEWS = world.SLEWS
+    BUSY = world.BUSY
+    CMD = world.CMD
+    H = world.H
+    C = world.C
+    PRL = world.PRL
+    CQ = world.CQ
+    STACK = world.STACK
+    BKF = world.BKF
     n_batches = INST.shape[0]
     n_pre = C[C_PRE]
     sharded = C[C_SHARDS] > 1
@@ -624,7 +642,7 @@ def run(limit: int, world: Any) -> int:
                 else:
                     op = OP_FINISH
                     pos = rej
-                _continue(op, i, pos, cur, cur, ctx)
+                _continue(op, i, pos, cur, cur, world)
             continue
         kind = H[0, H_KIND]
         i = H[0, H_I]
@@ -649,7 +667,7 @@ def run(limit: int, world: Any) -> int:
             CMD[1, c] = fin
             CMD[2, c] = sh
             reply = fin + LAT[g, 1, i]
-            server_now = start if NV[n_nodes, N_PERFECT] else node_clock(NV, JUMPS, n_nodes, start)
+            server_now = _local(NV, CK, JUMPS, SLEWS, n_nodes, start)
             guard = LY[pos, L_GUARD]
             if guard and abs(cnow - server_now) > guard:
                 if not late:
@@ -724,8 +742,10 @@ def run(limit: int, world: Any) -> int:
                 C[C_WAITERS] -= 1
                 nd = R[i, R_NODE]
                 size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + (nd * LY[pos, L_NKEYS] + KEYS[pos, i]) * size
-                local_now = R[i, R_CLK] if cur == R[i, R_T] else node_clock(NV, JUMPS, nd, cur)
+                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
+                local_now = (
+                    R[i, R_CLK] if cur == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, cur)
+                )
                 conc_cancel(PP[pos, R[i, R_TIER]], STATE[s0 : s0 + size], local_now)
                 OUT[pos, i] = REJECTED
                 op = OP_FINISH
@@ -737,7 +757,8 @@ def run(limit: int, world: Any) -> int:
                 C[C_BK_INFLIGHT] -= 1
                 R[i, R_BK_DONE] = cur
             _release_held(
-                i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, JUMPS, PRL, CQ, STACK, C
-            )
+                i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, CK, JUMPS, SLEWS, PRL, CQ,
+                STACK, C,
+            )  # fmt: skip
         if op != OP_DONE or C[C_STACK]:
-            _continue(op, i, pos, x, cur, ctx)
+            _continue(op, i, pos, x, cur, world)

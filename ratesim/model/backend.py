@@ -34,6 +34,14 @@ class BackendSpec(SpecModel):
     load_factor: Annotated[float, Field(ge=0.0, le=MAX_FACTOR)] = 0.0
 
 
+def slowed_service_us(base_us: int, in_flight: int, load_factor: float, servers: int) -> int:
+    """Service time in µs of a request of base time ``base_us`` (µs) starting with
+    ``in_flight`` requests in the backend, itself included: the module docstring's formula in
+    float64 arithmetic rounded half to even, as written here, so that Python and the compiled
+    runner (this very function, compiled by ``ratesim.fast.kernels``) agree bit for bit."""
+    return round(base_us * (1.0 + load_factor * (in_flight - 1) / servers))
+
+
 @overload
 def service_time_us(base_us: int, in_flight: int, spec: BackendSpec) -> int: ...
 
@@ -62,8 +70,8 @@ def service_time_us(
         raise ValueError(f"base_us must be >= 0, got {base.min()}")
     if load.size and load.min() < 1:
         raise ValueError(f"in_flight must be >= 1 (it counts the request), got {load.min()}")
+    if base.ndim == 0 and load.ndim == 0:
+        return slowed_service_us(int(base), int(load), spec.load_factor, spec.servers)
+    # the same float64 operations elementwise (np.rint rounds half to even, as round does)
     slowdown = 1.0 + spec.load_factor * (load - 1) / spec.servers
-    out = np.rint(base * slowdown).astype(np.int64)
-    if out.ndim == 0:
-        return int(out)
-    return out
+    return np.rint(base * slowdown).astype(np.int64)

@@ -17,8 +17,10 @@ decides what a fault does; these specs only say when and where it is active:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field, ValidationInfo, field_validator
 
 from ..bounds import MAX_NODES, DelayMs, RunS
@@ -129,3 +131,62 @@ def outage_at(outages: list[OutageSpec], t_us: int, shard: int) -> str | None:
 def partitioned(partitions: list[PartitionSpec], t_us: int, node: int) -> bool:
     """True when gateway ``node`` cannot reach Redis at true time ``t_us`` (µs)."""
     return any(p.active(t_us) and node in p.nodes for p in partitions)
+
+
+# --- the lookups both runners make, as int64 tables (numba-compatible plain Python) ----------
+
+#: What :func:`outage_kind` says of a shard: reachable, refusing connections, or silent.
+OUTAGE_UP, OUTAGE_REFUSED, OUTAGE_BLACKHOLE = 0, 1, 2
+
+
+class FaultTables(NamedTuple):
+    """A scenario's outages and partitions as int64 tables (times in µs of true time)."""
+
+    outages: npt.NDArray[np.int64]  # (k, 3): start_us, end_us, OUTAGE_REFUSED / _BLACKHOLE
+    outage_shards: npt.NDArray[np.int64]  # (k, shards): 1 where outage o hits the shard
+    parts: npt.NDArray[np.int64]  # (m, 2): start_us, end_us
+    part_nodes: npt.NDArray[np.int64]  # (m, nodes): 1 where partition p cuts the node off
+
+
+def fault_tables(scenario: Any) -> FaultTables:
+    """The :class:`FaultTables` of ``scenario`` (a ``Scenario``), outages in listed order (the
+    first listed covering one wins)."""
+    redis = scenario.redis
+    nodes = scenario.topology.nodes
+    n_shards = redis.shards if redis is not None else 1
+    outages_list = list(redis.outages) if redis is not None else []
+    outages = np.zeros((len(outages_list), 3), dtype=np.int64)
+    outage_shards = np.zeros((len(outages_list), n_shards), dtype=np.int64)
+    for o, outage in enumerate(outages_list):
+        kind = OUTAGE_REFUSED if outage.kind == "refused" else OUTAGE_BLACKHOLE
+        outages[o] = (outage.start_us, outage.end_us, kind)
+        for sh in range(n_shards):
+            outage_shards[o, sh] = outage.shards is None or sh in outage.shards
+    parts_list = list(scenario.network.partitions)
+    parts = np.zeros((len(parts_list), 2), dtype=np.int64)
+    part_nodes = np.zeros((len(parts_list), nodes), dtype=np.int64)
+    for p, part in enumerate(parts_list):
+        parts[p] = (part.start_us, part.end_us)
+        for nd in part.nodes:
+            if nd < nodes:
+                part_nodes[p, nd] = 1
+    return FaultTables(outages, outage_shards, parts, part_nodes)
+
+
+def outage_kind(outages: Any, outage_shards: Any, t_us: int, shard: int) -> int:
+    """``OUTAGE_UP``, or the kind of the first listed outage covering ``shard`` at true time
+    ``t_us`` (µs) - :func:`outage_at` over :class:`FaultTables` (numba-compatible)."""
+    for o in range(outages.shape[0]):
+        if outages[o, 0] <= t_us < outages[o, 1] and outage_shards[o, shard]:
+            return int(outages[o, 2])
+    return OUTAGE_UP
+
+
+def is_partitioned(parts: Any, part_nodes: Any, t_us: int, node: int) -> bool:
+    """True when gateway ``node`` cannot reach Redis at true time ``t_us`` (µs) -
+    :func:`partitioned` over :class:`FaultTables` (numba-compatible)."""
+    # a loop, not any(generator): numba compiles loops
+    for p in range(parts.shape[0]):  # noqa: SIM110
+        if parts[p, 0] <= t_us < parts[p, 1] and part_nodes[p, node]:
+            return True
+    return False

@@ -11,8 +11,26 @@ integer microseconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+#: What a failover event does: save the Redis state (the replica's view), or bring it back.
+SNAPSHOT, RESTORE = 0, 1
+
+
+def failover_schedule(failovers: Sequence[Any]) -> list[tuple[int, int, int]]:
+    """``(at_us, op, j)`` for the failovers (``FailoverSpec``; ``j``: index in ``failovers``),
+    in the order both runners post them, all at ``PRIO_FAILOVER``: for each failover in order
+    of ``at_us`` (stable), its ``SNAPSHOT`` at ``max(0, at_us - lost_writes_us)`` (writes
+    acknowledged after it are lost), then its ``RESTORE`` at ``at_us``."""
+    order = sorted(range(len(failovers)), key=lambda j: failovers[j].at_us)
+    out: list[tuple[int, int, int]] = []
+    for j in order:
+        f = failovers[j]
+        out.append((max(0, f.at_us - f.lost_writes_us), SNAPSHOT, j))
+        out.append((f.at_us, RESTORE, j))
+    return out
 
 
 def queue_depths(
