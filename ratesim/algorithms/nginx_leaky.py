@@ -70,10 +70,8 @@ def nginx_leaky_kernel(
             ms = 0
         need = state[2] + 1000
         # Compare by division first: a long idle gap times the rate must not overflow.
-        if ms >= (need * 1000 + rate - 1) // rate:
-            level = -1000
-        else:
-            level = state[2] - rate * ms // 1000
+        drained = ms >= (need * 1000 + rate - 1) // rate
+        level = -1000 if drained else state[2] - rate * ms // 1000
     allowed = 0
     retry_us = -1
     after = level
