@@ -106,6 +106,8 @@ def parse(path: Path, text: str) -> list[Directive]:
                 out.append(Directive(words[0], words[1:], first, block(depth + 1)))
                 words = []
             elif tok == "}":
+                if words:
+                    raise ConfigError(path, first, f"directive {words[0]!r}", "missing ';'")
                 if depth == 0:
                     raise ConfigError(path, line, "'}'", "unexpected '}'")
                 return out
