@@ -229,3 +229,24 @@ def test_shaped_requests_leave_at_the_rate(alg: Algorithm) -> None:
         for j in range(i, len(fwd)):
             span = fwd[j] - fwd[i]
             assert j - i + 1 <= 4 + 1 + 10 * span // S + 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rate=st.integers(1, 50),
+    burst=st.integers(0, 5),
+    gaps=st.lists(st.integers(0, 400_000), min_size=2, max_size=80),
+)
+def test_nginx_arrival_curve(rate: int, burst: int, gaps: list[int]) -> None:
+    # From nginx's bookkeeping: between two admitted requests i < j, excess grew by 1000 per
+    # admission and drained at most rate_milli * (ms_j - ms_i) / 1000, and never exceeds
+    # burst * 1000, so j - i + 1 <= burst + 1 + rate_milli * (ms_j - ms_i) / 10**6.
+    alg = NginxLeakyBucket(rate, "s", burst=burst, nodelay=True)
+    times, t = [], EPOCH_US
+    for g in gaps:
+        t += g
+        times.append(t)
+    ok = [t // 1000 for t, (a, _) in zip(times, run(alg, times), strict=True) if a]
+    for i in range(len(ok)):
+        for j in range(i, len(ok)):
+            assert (j - i + 1 - burst - 1) * 10**6 <= rate * 1000 * (ok[j] - ok[i])

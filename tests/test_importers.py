@@ -213,3 +213,10 @@ def test_cli_import_bad_config_exits_2(capsys) -> None:
     assert main(["import", "nginx", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:5: limit_req burst=0" in err and "Traceback" not in err
+
+
+def test_kong_top_level_plugin_on_a_named_route(tmp_path: Path) -> None:
+    f = tmp_path / "kong.yaml"
+    f.write_text("_format_version: '3.0'\nplugins:\n  - name: rate-limiting\n"
+                 "    route: checkout\n    config: {hour: 100}\n")  # fmt: skip
+    assert load(f).policy.layers[0].routes == ["checkout"]

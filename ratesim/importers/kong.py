@@ -92,6 +92,9 @@ def _add_plugin(b: Builder, plugin: LineDict, scope: Any) -> None:
                           integer=False)  # fmt: skip
     counted = policy == "redis" and sync_rate == -1
     layer = _scope_fields(b, policy, sync_rate, bool(cfg.get("fault_tolerant", True)))
+    if scope is None and isinstance(plugin.get("route") or plugin.get("service"), str):
+        # decK's top-level form names the route or service the plugin is attached to.
+        scope = {"name": plugin.get("route") or plugin.get("service")}
     routes = _routes(b, scope)
     # Longest period first: a request a longer window rejects never reaches the shorter ones.
     for period, n in reversed(limits):
