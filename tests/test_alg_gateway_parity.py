@@ -157,3 +157,24 @@ def test_gateway_long_trace_parity(redis_url: str, limiter: Algorithm) -> None:
     assert_same(expected, got, limiter)
     allowed = sum(d.allowed for d in expected)
     assert 0.05 * n < allowed < 0.95 * n, allowed
+
+
+@pytest.mark.parametrize(("alg", "scale"), GATEWAY_ALGORITHMS, ids=lambda x: repr(x))
+def test_expired_state_decides_like_an_unseen_key(alg: Algorithm, scale: int) -> None:
+    """The stores drop a key once ``expires_at_us`` has passed: from then on its state must
+    decide exactly as a fresh one, for any later time and cost (the contract in base.py)."""
+    rng = random.Random(7)
+    st_ = alg.new_state()
+    now = EPOCH_US
+    for _ in range(300):
+        now += rng.randint(0, 3) * scale // rng.choice([1, 2, 4])
+        alg.kernel(alg.params, st_, now, rng.choice([0, 1, 1, 2]))
+        at = alg.expires_at_us(st_)
+        if at >= 2**61:
+            continue  # never expires: the store keeps it
+        for later in (max(at, now), max(at, now) + rng.randint(0, 5 * scale)):
+            for cost in (0, 1, 2):
+                kept, fresh = list(st_), alg.new_state()
+                got = alg.kernel(alg.params, kept, later, cost)
+                want = alg.kernel(alg.params, fresh, later, cost)
+                assert got == want, (now, at, later, cost, st_)

@@ -24,12 +24,14 @@ exact reading of that. ``cost = 0`` always passes at once (Sentinel: ``acquireCo
 lagging caller waits longer (and is rejected sooner), as Sentinel's wall-clock
 ``latestPassedTime`` does.
 
-Kernel parameters ``p = (count, max_queue_units, resolution_us)``; state ``[present,
+A cost spaced more than 60 s (``round(1000 * cost / count) > 60000`` ms) is refused (``-1``):
+Sentinel would pass it on an idle key, but no realistic request asks for it, and the bound makes
+a key idle for 60 s decide exactly like an unseen one.
+
+Kernel parameters ``p = (count, max_queue_units, resolution_us, max_cost)``; state ``[present,
 latest_units]``. ``remaining`` is how many more cost-1 requests could queue right now,
 ``retry_after_us`` (rejected) the time until this request's wait would be within the queue bound,
-``reset_after_us`` the time until ``latest`` no longer delays a request of cost 1 (a cost ``c``
-is spaced ``round(c * 1000 / count)`` ms; stores keep state 60 s past that instant, which covers
-every cost spaced less than that).
+``reset_after_us`` the time until ``latest`` no longer delays a request of cost 1.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from typing import ClassVar
 from .base import MAX_EXACT_INT, CachedParamsAlgorithm, Kernel, State, require_int
 
 ABSENT_EXPIRY_US = -(2**62)
-#: Costs above this are refused (``-1``): their spacing product would leave exact integers.
-MAX_COST = 2**31
+#: Longest spacing one request may ask for (s): a cost spaced further apart is refused (``-1``),
+#: so a key idle this long after its last pass decides like an unseen one (exact expiry).
+MAX_SPACING_S = 60
 
 
 def pacer_kernel(
@@ -52,11 +55,12 @@ def pacer_kernel(
     count = p[0]
     max_q = p[1]
     res = p[2]
+    max_cost = p[3]
     per_s = 1_000_000 // res
     t = now_us // res if now_us >= 0 else -((res - 1 - now_us) // res)
     allowed = 1
     retry_us = 0
-    if cost > MAX_COST:
+    if cost > max_cost:
         allowed = 0
         retry_us = -1
     elif cost > 0:
@@ -107,7 +111,10 @@ class UniformPacer(CachedParamsAlgorithm):
             )
         if count >= MAX_EXACT_INT // 4 or max_q_units >= MAX_EXACT_INT // 4:
             raise ValueError("count or max_queue_ms is too large for exact integers")
-        self._cache_params((count, max_q_units, self.resolution_us))
+        per_s = 1_000_000 // self.resolution_us
+        # The largest cost with round(cost * per_s / count) <= MAX_SPACING_S * per_s.
+        max_cost = (2 * count * (MAX_SPACING_S * per_s + 1) - count - 1) // (2 * per_s)
+        self._cache_params((count, max_q_units, self.resolution_us, max_cost))
 
     @property
     def kernel(self) -> Kernel:
@@ -122,10 +129,8 @@ class UniformPacer(CachedParamsAlgorithm):
         return self.count
 
     def expires_at_us(self, state: State) -> int:
-        """When ``latest`` no longer delays a request of cost 1."""
+        """``MAX_SPACING_S`` after ``latest``: every accepted cost then passes at once."""
         if state[0] == 0:
             return ABSENT_EXPIRY_US
-        count, _max_q, res = self._params
-        per_s = 1_000_000 // res
-        one = (2 * per_s + count) // (2 * count)
-        return (int(state[1]) + one) * res
+        res = self._params[2]
+        return (int(state[1]) + MAX_SPACING_S * (1_000_000 // res)) * res

@@ -143,7 +143,7 @@ def warm_up_kernel(
 
 def _expires_ms(p: tuple[int, ...], state: State) -> int:
     """The ms from which ``state`` decides like an unseen key (the kernel's reset, as a time)."""
-    _count, warning, max_tok, cold = p
+    warning, max_tok, cold = p[1], p[2], p[3]
     count = p[0]
     stored = int(state[1])
     candidates = [int(state[7 + 2 * k]) + 2000 for k in range(2) if state[8 + 2 * k] > 0]

@@ -1,20 +1,22 @@
 -- Sentinel throttling (uniform pacing), ported line by line from ratesim/algorithms/pacer.py
 -- (pacer_kernel, UniformPacer.expires_at_us).
--- p = {[0] = count, max_queue_units, resolution_us}; state = {[0] = present, latest_units}.
+-- p = {[0] = count, max_queue_units, resolution_us, max_cost};
+-- state = {[0] = present, latest_units}.
 
 local PC_ABSENT_EXPIRY_US = -4611686018427387904 -- -(2^62)
-local PC_MAX_COST = 2147483648 -- 2^31
+local PC_MAX_SPACING_S = 60
 
 K['pacer'] = {
   step = function(p, state, now_us, cost)
     local count = p[0]
     local max_q = p[1]
     local res = p[2]
+    local max_cost = p[3]
     local per_s = fdiv(1000000, res)
     local t = fdiv(now_us, res)
     local allowed = 1
     local retry_us = 0
-    if cost > PC_MAX_COST then
+    if cost > max_cost then
       allowed = 0
       retry_us = -1
     elseif cost > 0 then
@@ -43,10 +45,7 @@ K['pacer'] = {
   end,
   expires = function(p, state)
     if state[0] == 0 then return PC_ABSENT_EXPIRY_US end
-    local count = p[0]
     local res = p[2]
-    local per_s = fdiv(1000000, res)
-    local one = fdiv(2 * per_s + count, 2 * count)
-    return (state[1] + one) * res
+    return (state[1] + PC_MAX_SPACING_S * fdiv(1000000, res)) * res
   end,
 }
