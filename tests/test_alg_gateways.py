@@ -250,3 +250,29 @@ def test_nginx_arrival_curve(rate: int, burst: int, gaps: list[int]) -> None:
     for i in range(len(ok)):
         for j in range(i, len(ok)):
             assert (j - i + 1 - burst - 1) * 10**6 <= rate * 1000 * (ok[j] - ok[i])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    unit=st.sampled_from(["second", "minute", "month"]),
+    limit=st.integers(1, 6),
+    counted=st.booleans(),
+    gaps=st.lists(st.integers(0, 40 * S), min_size=1, max_size=80),
+)
+def test_calendar_windows_admit_at_most_limit_per_window(unit: str, limit: int, counted: bool,
+                                                         gaps: list[int]) -> None:  # fmt: skip
+    # Kong: each UTC calendar window counts on its own; in time order no window admits more
+    # than its limit, and with counted rejections the k-th hit of a window passes iff k <= limit.
+    alg = CalendarWindow(limit, unit, count_rejected=counted)
+    t = EPOCH_US
+    per_window: dict[object, tuple[int, int]] = {}
+    store = MemoryStore()
+    for g in gaps:
+        t = t + g * (1 if unit != "month" else 86_400)
+        d = dt.datetime.fromtimestamp(t // S, dt.UTC)
+        key = {"second": t // S, "minute": t // (60 * S), "month": (d.year, d.month)}[unit]
+        hits, ok = per_window.get(key, (0, 0))
+        allowed = store.acquire(alg, "k", t).allowed
+        per_window[key] = (hits + 1, ok + allowed)
+        assert allowed == (ok < limit)  # cost 1: rejected ones never push `ok` over
+    assert all(ok <= limit for _h, ok in per_window.values())
