@@ -422,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
     listing = sub.add_parser("scenarios", help="list the built-in scenarios")
     listing.set_defaults(handler=_cmd_scenarios)
+    from .importers.cli import register as register_import  # ratesim import (issue 12)
+
+    register_import(sub)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 A :class:`PolicySpec` is an ordered list of :class:`LayerSpec`. Each layer names an algorithm
 (``{kind: gcra | token_bucket | sliding_log | sliding_counter | fixed_window | bucketed_window |
-double_buffered, ...params}``), a scope (``node``: in-process state per gateway node;
+double_buffered | nginx_leaky | calendar_window | counting_fixed_window | warm_up |
+reserve_bucket | pacer, ...params}``), a scope (``node``: in-process state per gateway node;
 ``global``: one state in the Redis model), a key template (``"{user}"``, ``"{route}"``,
 ``"{tier}:{user}"``, ``"*"``), per-tier parameter overrides, a mode (``enforce`` rejects;
 ``shadow`` only counts what it would reject), and for global layers a decision timeout, a
@@ -28,13 +29,19 @@ from .algorithms import (
     GCRA,
     Algorithm,
     BucketedWindow,
+    CalendarWindow,
     CircuitBreaker,
     ConcurrencyLimit,
+    CountingFixedWindow,
     DoubleBufferedWindow,
     FixedWindow,
+    NginxLeakyBucket,
+    ReserveTokenBucket,
     SlidingWindowCounter,
     SlidingWindowLog,
     TokenBucket,
+    UniformPacer,
+    WarmUpBucket,
 )
 from .bounds import (
     MAX_BUCKETS,
@@ -181,6 +188,112 @@ class DoubleBufferedSpec(_WindowSpec):
         return DoubleBufferedWindow(self.limit, self.window_s, self.buckets, self.swap_interval_s)
 
 
+# -- the gateway algorithms of the importers (ratesim.importers; issue 12) ---------------------
+
+
+class NginxLeakySpec(_AlgBase):
+    """nginx ``limit_req``: ``rate`` r/s or r/m (``unit``), ``burst``, ``nodelay`` / ``delay``.
+
+    An idle key admits ``burst + 1`` at once; without ``nodelay`` the admitted excess beyond
+    ``delay`` is held (shaping: see :mod:`ratesim.algorithms.shaping`)."""
+
+    kind: Literal["nginx_leaky"] = "nginx_leaky"
+    rate: Annotated[int, Field(ge=1)]
+    unit: Literal["s", "m"] = "s"
+    burst: Annotated[int, Field(ge=0)] = 0
+    nodelay: bool = False
+    delay: Annotated[int, Field(ge=0)] = 0
+
+    def build(self) -> Algorithm:
+        return NginxLeakyBucket(self.rate, self.unit, self.burst, self.nodelay, self.delay)
+
+    def scaled(self, factor: float) -> NginxLeakySpec:
+        return self.model_copy(
+            update={
+                "rate": _scale_count(self.rate, factor),
+                "burst": _scale_count(self.burst, factor, 0),
+                "delay": min(
+                    _scale_count(self.delay, factor, 0), _scale_count(self.burst, factor, 0)
+                ),
+            }
+        )
+
+
+class CalendarWindowSpec(_AlgBase):
+    """Kong ``rate-limiting``: ``limit`` per UTC calendar ``unit`` (second .. year);
+    ``count_rejected`` for Kong's ``redis`` policy with ``sync_rate: -1``."""
+
+    kind: Literal["calendar_window"] = "calendar_window"
+    limit: Annotated[int, Field(ge=1)]
+    unit: Literal["second", "minute", "hour", "day", "week", "month", "year"]
+    count_rejected: bool = False
+
+    def build(self) -> Algorithm:
+        return CalendarWindow(self.limit, self.unit, self.count_rejected)
+
+    def scaled(self, factor: float) -> CalendarWindowSpec:
+        return self.model_copy(update={"limit": _scale_count(self.limit, factor)})
+
+
+class CountingFixedWindowSpec(_WindowSpec):
+    """Envoy ratelimit: epoch-aligned fixed windows where rejected hits count too."""
+
+    kind: Literal["counting_fixed_window"] = "counting_fixed_window"
+
+    def build(self) -> Algorithm:
+        return CountingFixedWindow(self.limit, self.window_s)
+
+
+class WarmUpSpec(_AlgBase):
+    """Sentinel warm-up (``controlBehavior: 1``): ``count`` QPS once warm, ``count /
+    cold_factor`` when cold, over ``warm_up_s``."""
+
+    kind: Literal["warm_up"] = "warm_up"
+    count: Annotated[int, Field(ge=1)]
+    warm_up_s: Annotated[int, Field(ge=1)] = 10
+    cold_factor: Annotated[int, Field(ge=2)] = 3
+
+    def build(self) -> Algorithm:
+        return WarmUpBucket(self.count, self.warm_up_s, self.cold_factor)
+
+    def scaled(self, factor: float) -> WarmUpSpec:
+        return self.model_copy(update={"count": _scale_count(self.count, factor)})
+
+
+class ReserveBucketSpec(_AlgBase):
+    """Traefik ``RateLimit``: an x/time/rate bucket (``rate`` /s, ``burst``) whose requests are
+    held up to ``max_delay_s`` instead of rejected (shaping)."""
+
+    kind: Literal["reserve_bucket"] = "reserve_bucket"
+    rate: Annotated[float, Field(gt=0)]
+    burst: Annotated[int, Field(ge=1)] = 1
+    max_delay_s: Annotated[float, Field(ge=0)]
+
+    def build(self) -> Algorithm:
+        return ReserveTokenBucket(self.rate, self.burst, self.max_delay_s)
+
+    def scaled(self, factor: float) -> ReserveBucketSpec:
+        return self.model_copy(
+            update={"rate": self.rate * factor, "burst": _scale_count(self.burst, factor)}
+        )
+
+
+class PacerSpec(_AlgBase):
+    """Sentinel throttling (``controlBehavior: 2``): ``count`` per second, evenly spaced, a
+    request queued at most ``max_queue_ms`` (shaping) or rejected."""
+
+    kind: Literal["pacer"] = "pacer"
+    count: Annotated[int, Field(ge=1)]
+    max_queue_ms: Annotated[int, Field(ge=0)] = 500
+    resolution_us: Literal[1, 1000] = 1000
+
+    def build(self) -> Algorithm:
+        return UniformPacer(self.count, self.max_queue_ms, self.resolution_us)
+
+    def scaled(self, factor: float) -> PacerSpec:
+        return self.model_copy(update={"count": _scale_count(self.count, factor)})
+
+
 class ConcurrencySpec(_AlgBase):
     """At most ``max_in_flight`` requests in the backend at once (per node and key); others
     wait FIFO up to ``max_wait_s`` (0: rejected at once). Needs a scenario ``backend``: a slot
@@ -236,6 +349,12 @@ AlgorithmSpec = Annotated[
     | FixedWindowSpec
     | BucketedWindowSpec
     | DoubleBufferedSpec
+    | NginxLeakySpec
+    | CalendarWindowSpec
+    | CountingFixedWindowSpec
+    | WarmUpSpec
+    | ReserveBucketSpec
+    | PacerSpec
     | ConcurrencySpec
     | BreakerSpec,
     Field(discriminator="kind"),

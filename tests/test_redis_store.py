@@ -432,10 +432,21 @@ def test_lua_integer_helpers_are_exact(redis_url: str) -> None:
 def test_every_store_algorithm_has_a_lua_port() -> None:
     """Each rate algorithm ships a Lua port (registered as a function and as a script), and the
     Python side knows which ports keep packed state."""
+    from ratesim.algorithms import (
+        CalendarWindow,
+        CountingFixedWindow,
+        NginxLeakyBucket,
+        ReserveTokenBucket,
+        UniformPacer,
+        WarmUpBucket,
+    )
     from ratesim.stores import _redis_lua
 
     names = {cls.name for cls in (GCRA, TokenBucket, SlidingWindowLog, FixedWindow,
                                   SlidingWindowCounter, BucketedWindow, DoubleBufferedWindow)}  # fmt: skip
+    # The gateway algorithms of the importers (issue 12).
+    names |= {cls.name for cls in (NginxLeakyBucket, CalendarWindow, CountingFixedWindow,
+                                   WarmUpBucket, ReserveTokenBucket, UniformPacer)}  # fmt: skip
     bundle = _redis_lua.bundle()
     assert set(bundle.functions) == names == set(bundle.scripts)
     for name in names:

@@ -29,6 +29,13 @@ LUA_FILES: dict[str, str] = {
     "fixed_window": "window_counter.lua",
     "bucketed_window": "bucketed.lua",
     "double_buffered_window": "bucketed.lua",
+    # Gateway algorithms of the importers (issue 12).
+    "nginx_leaky": "nginx_leaky.lua",
+    "calendar_window": "calendar_window.lua",
+    "counting_fixed_window": "calendar_window.lua",
+    "warm_up": "warm_up.lua",
+    "reserve_bucket": "reserve_bucket.lua",
+    "pacer": "pacer.lua",
 }
 
 #: Algorithms whose Lua keeps state as packed 8-byte doubles read slot by slot (``lazy = true``).
