@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
     listing = sub.add_parser("scenarios", help="list the built-in scenarios")
     listing.set_defaults(handler=_cmd_scenarios)
+    from ratesim.experiments.cli import add_sweep_parser  # ratesim sweep: issue 11
+
+    add_sweep_parser(sub)
     return parser
 
 
