@@ -204,8 +204,9 @@ def _share_profile(df: pd.DataFrame, path: str, scenario: Scenario) -> pd.DataFr
         arrivals = runs["arrivals"].to_numpy(dtype=float)
         for layer in scenario.policy.layers:
             hits = runs[f"rejected:{layer.name}"] + runs[f"shadow_rejected:{layer.name}"]
-            share = np.divide(hits.to_numpy(dtype=float), arrivals, where=arrivals > 0)
-            share = np.where(arrivals > 0, share, 0.0)
+            share = np.divide(
+                hits.to_numpy(dtype=float), arrivals, out=np.zeros(len(runs)), where=arrivals > 0
+            )
             n = len(share)
             half = (
                 stats.t.ppf(0.975, n - 1) * share.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan

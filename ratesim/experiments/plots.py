@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from ..plots import use_agg_if_headless
 from .stats import ci_name
@@ -213,7 +213,7 @@ def coupling_map(
     table: pd.DataFrame, gap: str = "over_admitted_pct", ax: Axes | None = None
 ) -> Axes:
     """The binding layer as a categorical map over the grid, contours of ``gap`` (a column of
-    the table), and hatching where some layer never engages (named in the legend)."""
+    the table), and hatching where a layer never engages while another does."""
     ax = _new_axes(ax, (8.0, 5.5))
     x, y = table.attrs.get("x"), table.attrs.get("y")
     layers = table.attrs.get("layers")
@@ -235,14 +235,7 @@ def coupling_map(
         for c in cats
         if (codes == cats.index(c)).any()
     ]
-    never = table.pivot(index=y, columns=x, values="never_engages").reindex(index=ys, columns=xs)
-    mask = (never != "").to_numpy()
-    if mask.any():
-        ax.pcolor(xe, ye, np.ma.masked_where(~mask, np.ones_like(codes)), hatch="//", alpha=0.0)
-        names = sorted({n for cell in never.to_numpy().ravel() if cell for n in cell.split(", ")})
-        handles.append(
-            Patch(facecolor="none", hatch="//", label=f"never engages: {', '.join(names)}")
-        )
+    handles += _hatch_never(ax, table, x, y, xs, ys, layers)
     values = (
         table.pivot(index=y, columns=x, values=gap)
         .reindex(index=ys, columns=xs)
@@ -256,6 +249,39 @@ def coupling_map(
     ax.set_title(f"Binding layer; contours: {gap}")
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
+
+
+_HATCHES = ("//", "\\\\", "xx", "..", "++", "oo")
+
+
+def _hatch_never(
+    ax: Axes,
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    layers: list[str],
+) -> list[Patch]:
+    """Hatch, per layer, the cells where it never engages while another layer does (where no
+    layer trips, the cell is grey already)."""
+    xe, ye = _edges(xs), _edges(ys)
+    handles = []
+    tripping = table["binding_layer"] != "none"
+    for i, name in enumerate(layers):
+        cells = table[table[f"never:{name}"] & tripping]
+        if cells.empty:
+            continue
+        hatch = _HATCHES[i % len(_HATCHES)]
+        for cx, cy in zip(cells[x].astype(float), cells[y].astype(float), strict=True):
+            j, k = int(np.searchsorted(xs, cx)), int(np.searchsorted(ys, cy))
+            corner = (xe[j], ye[k])
+            w, h = xe[j + 1] - xe[j], ye[k + 1] - ye[k]
+            ax.add_patch(Rectangle(corner, w, h, fill=False, hatch=hatch, ec="white", lw=0))
+        handles.append(
+            Patch(facecolor="gray", edgecolor="white", hatch=hatch, label=f"{name} never engages")
+        )
+    return handles
 
 
 def _edges(centers: np.ndarray) -> np.ndarray:
