@@ -118,8 +118,11 @@ def standard_metrics(result: Result) -> dict[str, Any]:
     row["latency_p999_ms"] = _ms(totals["latency_p999_us"])
     wait = req["pool_wait_us"].to_numpy(dtype=float)
     row["pool_wait_p99_ms"] = _ms(np.percentile(wait, 99)) if len(wait) else math.nan
-    depth = result.timeseries["redis_queue_depth"]
-    row["redis_queue_peak"] = int(depth.max()) if len(depth) else 0
+    if result.scenario.redis is None:
+        row["redis_queue_peak"] = 0  # no Redis, no queue (and no need for the time series)
+    else:
+        depth = result.timeseries["redis_queue_depth"]
+        row["redis_queue_peak"] = int(depth.max()) if len(depth) else 0
     return row
 
 
