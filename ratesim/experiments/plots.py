@@ -124,7 +124,7 @@ def first_trip(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.grid(True, axis="x", alpha=0.3)
     finite = table["time_s"].dropna()
     if len(finite):
-        ax.set_xlim(0, float(finite.max()) * 1.35 + 1e-9)
+        ax.set_xlim(0, float(finite.max()) * 1.55 + 1e-9)  # room for the labels
     return ax
 
 
@@ -140,10 +140,13 @@ def isolate_layers(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
         color = _color(i)
         end = right * 1.1 if math.isnan(stacked) else stacked
         if not math.isnan(alone):
-            ax.plot([alone, end], [y, y], color=color, lw=2, ls=":" if math.isnan(stacked) else "-")
-            ax.plot([alone], [y], "o", ms=9, color=color, label="alone" if i == 0 else None)
+            style = ":" if math.isnan(stacked) else "-"
+            ax.plot([alone, end], [y, y], color=color, lw=2, ls=style)
+        # the hollow square under the dot: both show when the two times are equal
         if not math.isnan(stacked):
-            ax.plot([stacked], [y], "s", ms=9, color=color, mfc="white", mew=2)
+            ax.plot([stacked], [y], "s", ms=12, color=color, mfc="white", mew=2)
+        if not math.isnan(alone):
+            ax.plot([alone], [y], "o", ms=6, color=color)
         text = f"masked in {row['masked_in']}/{row['replications']}"
         if row["masked"] and not math.isnan(row["delay_s"]):
             text += (
@@ -161,7 +164,7 @@ def isolate_layers(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
         )
     ax.set_yticks(ys, list(table["layer"]))
     ax.set_ylim(-0.7, len(table) - 0.3)
-    ax.set_xlim(0, right * 1.6)
+    ax.set_xlim(0, right * 1.45)
     ax.plot([], [], "s", color="gray", mfc="white", mew=2, label="in the stack")
     ax.plot([], [], "o", color="gray", label="alone (others in shadow)")
     handles, labels = ax.get_legend_handles_labels()
