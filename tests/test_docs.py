@@ -31,6 +31,7 @@ EXECUTED_AT_LEAST = {
     "guides/time.md": 4,
     "guides/simulation.md": 5,
     "guides/redis.md": 2,
+    "guides/experiments.md": 11,
 }
 
 
