@@ -7,17 +7,20 @@ and the experiment layer adds less than 10% per run to a bare ``simulate`` loop.
     .venv/bin/python benchmarks/bench_experiments.py [--points 40] [--replications 3]
                                                       [--workers 2] [--engine auto] [--check]
 
-All parts run in this one process, one after the other, on the same 40 x 3 runs:
+All parts run in this one process, on the same 40 x 3 runs:
 
 (a) the bare loop a user writes by hand: per point a deep copy of the scenario with the two
     parameters set, then per replication ``simulate(scenario, seed=s)`` and a read of
     ``totals``, ``summary`` and ``vs_oracle`` (the oracle run included);
-(b) ``sweep(..., runner="serial")``: the same runs, plus every standard metric, the seeds, the
-    table, validation of every point up front;
-(c) ``sweep(..., runner="local", workers=W)``: the same runs on W processes (their start-up and
-    the workers' load of the compiled code included).
+(b) ``sweep(grid=<that point>, replications=3, runner="serial")``: the same runs, plus every
+    standard metric, the seeds, the table, validation up front. (a) and (b) alternate point by
+    point, so that a change in the machine's load hits both alike; (b) pays the per-call costs
+    of a sweep 40 times instead of once, so its overhead is if anything overstated;
+(c) one ``sweep(..., runner="serial")`` of the whole grid, then (d) the same with
+    ``runner="local", workers=W`` (the pool's start-up and the workers' load of the compiled
+    code included).
 
-Overhead per run = (b - a) / a; speed-up = b / c. Before (a) one short run loads (or compiles)
+Overhead per run = (b - a) / a; speed-up = c / d. Before (a) one short run loads (or compiles)
 numba's code in this process, so no part pays for that. Wall times depend on what else runs on
 the machine: the speed-up needs two otherwise idle cores.
 """
@@ -45,20 +48,34 @@ def design(points: int) -> dict[str, list[Any]]:
     return {ORDERS: orders, QUOTA: quotas}
 
 
-def bare_loop(base: Any, grid: dict[str, list[Any]], seeds: list[int], engine: str) -> float:
-    """Wall seconds of the hand-written loop over every point and seed."""
+def bare_point(base: Any, orders: int, quota: float, seeds: list[int], engine: str) -> float:
+    """Wall seconds of the hand-written loop over one point's seeds."""
     import ratesim
 
     started = time.perf_counter()
-    for orders in grid[ORDERS]:
-        for quota in grid[QUOTA]:
-            sc = base.model_copy(deep=True)
-            layers = sc.policy.layers
-            layers[3].algorithm.count_per_period = orders
-            layers[1] = layers[1].scaled(quota)
-            for seed in seeds:
-                r = ratesim.simulate(sc, seed=seed, engine=engine)
-                _ = (r.totals, r.summary, r.vs_oracle)
+    sc = base.model_copy(deep=True)
+    layers = sc.policy.layers
+    layers[3].algorithm.count_per_period = orders
+    layers[1] = layers[1].scaled(quota)
+    for seed in seeds:
+        r = ratesim.simulate(sc, seed=seed, engine=engine)
+        _ = (r.totals, r.summary, r.vs_oracle)
+    return time.perf_counter() - started
+
+
+def sweep_point(base: Any, orders: int, quota: float, replications: int, engine: str) -> float:
+    """Wall seconds of a serial sweep of one point (same seeds as the bare loop's)."""
+    from ratesim.experiments import sweep
+
+    started = time.perf_counter()
+    sweep(
+        base,
+        grid={ORDERS: [orders], QUOTA: [quota]},
+        replications=replications,
+        runner="serial",
+        progress=False,
+        engine=engine,
+    )
     return time.perf_counter() - started
 
 
@@ -84,21 +101,26 @@ def main(argv: list[str] | None = None) -> int:
     warm_up(base, args.engine)
     print(f"{n_points} points x {args.replications} replications = {runs} runs", flush=True)
 
-    bare = bare_loop(base, grid, seeds, args.engine)
-    print(f"(a) bare simulate loop:        {bare:8.1f} s  ({bare / runs:.2f} s a run)", flush=True)
+    bare = layer = 0.0
+    for orders in grid[ORDERS]:
+        for quota in grid[QUOTA]:
+            bare += bare_point(base, orders, quota, seeds, args.engine)
+            layer += sweep_point(base, orders, quota, args.replications, args.engine)
+    print(f"(a) bare simulate loop:        {bare:8.1f} s  ({bare / runs:.2f} s a run)")
+    print(f"(b) sweeps point by point:     {layer:8.1f} s  ({layer / runs:.2f} s a run)")
     kw: dict[str, Any] = {"grid": grid, "replications": args.replications, "engine": args.engine}
     started = time.perf_counter()
     serial = sweep(base, runner="serial", progress=False, **kw)
     t_serial = time.perf_counter() - started
-    print(f"(b) sweep, serial:             {t_serial:8.1f} s  ({t_serial / runs:.2f} s a run)")
+    print(f"(c) sweep, serial:             {t_serial:8.1f} s  ({t_serial / runs:.2f} s a run)")
     started = time.perf_counter()
     local = sweep(base, runner="local", workers=args.workers, progress=False, **kw)
     t_local = time.perf_counter() - started
-    print(f"(c) sweep, local, {args.workers} workers:   {t_local:8.1f} s", flush=True)
+    print(f"(d) sweep, local, {args.workers} workers:   {t_local:8.1f} s", flush=True)
 
     cols = [c for c in serial.columns if c != "wall_s"]
     same = serial[cols].equals(local[cols])
-    overhead = (t_serial - bare) / bare
+    overhead = (layer - bare) / bare
     speedup = t_serial / t_local
     print(
         f"\noverhead of the experiment layer per run: {100 * overhead:+.1f}% "
