@@ -59,14 +59,14 @@ def worst_bin_pool_wait(result: Any) -> dict[str, float]:
 
 
 def label(size: Any, wait: Any) -> str:
-    return f"pool {size}, max wait {float(wait):g} ms"
+    return f"pool {int(size)}, max wait {float(wait):g} ms"
 
 
 def table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per setting: mean ± half-width of the 95% interval of each shown metric."""
     rows = []
     for _, s in summary.iterrows():
-        row: dict[str, Any] = {"pool_size": s[SIZE], "pool_max_wait_ms": s[WAIT]}
+        row: dict[str, Any] = {"pool_size": int(s[SIZE]), "pool_max_wait_ms": s[WAIT]}
         for m in SHOWN:
             half = s[f"{m}_mean"] - s[f"{m}_ci95_low"]
             shown = f"{s[f'{m}_mean']:,.1f}"
