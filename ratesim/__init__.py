@@ -50,9 +50,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # matplotlib is slow to import: load the plotting module only when it is asked for.
-    if name == "plots":
+    # matplotlib is slow to import: load the plotting module only when it is asked for (and
+    # the experiments, which pull in the runners and scipy, likewise).
+    if name in ("plots", "experiments"):
         import importlib
 
-        return importlib.import_module(".plots", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ratesim' has no attribute {name!r}")

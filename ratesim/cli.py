@@ -425,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .importers.cli import register as register_import  # ratesim import (issue 12)
 
     register_import(sub)
+    from ratesim.experiments.cli import add_sweep_parser  # ratesim sweep: issue 11
+
+    add_sweep_parser(sub)
     return parser
 
 

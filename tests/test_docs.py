@@ -33,6 +33,7 @@ EXECUTED_AT_LEAST = {
     "guides/simulation.md": 6,
     "guides/redis.md": 2,
     "guides/simpy-components.md": 2,
+    "guides/experiments.md": 11,
 }
 
 
