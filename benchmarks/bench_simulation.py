@@ -139,19 +139,24 @@ def main(argv: list[str] | None = None) -> int:
     for label, work, wall, rate in rows:
         print(f"{label:<58} {work:>20} {wall:>8.2f} {rate:>12,.0f}/s")
     print()
-    for engine, (ratio, with_oracle) in ratios.items():
-        verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
-        print(
-            f"engine={engine!r}: requests/s : events/s = {ratio:.3f}x ({verdict} the "
-            f"{TARGET_RATIO}x target); with the oracle run {with_oracle:.3f}x"
-        )
+    # targets: the compiled runner >= 0.15x the bare loop's events/s (issue 4); the components
+    # at least as fast as the simplest hand-written SimPy gateway (issue 8)
     hand_rate = hand_n / hand_wall
-    for engine in ratios:
+    for engine, (ratio, with_oracle) in ratios.items():
         requests, sim_wall, _ = min(measured[engine], key=lambda run: run[1])
+        vs_hand = requests / sim_wall / hand_rate
+        if engine == "fast":
+            verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+            target = f"{verdict} the {TARGET_RATIO}x target"
+        else:
+            target = "no target"
         print(
-            f"engine={engine!r} : hand-written SimPy gateway = "
-            f"{requests / sim_wall / hand_rate:.2f}x the requests per second"
+            f"engine={engine!r}: requests/s : bare events/s = {ratio:.3f}x ({target}); "
+            f"with the oracle run {with_oracle:.3f}x"
         )
+        verdict = "meets" if vs_hand >= 1.0 or engine == "fast" else "BELOW"
+        goal = " (target >= 1x: " + verdict + ")" if engine == "event" else ""
+        print(f"engine={engine!r}: requests/s : hand-written SimPy gateway = {vs_hand:.2f}x{goal}")
     fast_ratio = ratios["fast"][0]
     return 1 if args.check and fast_ratio < TARGET_RATIO else 0
 
