@@ -341,3 +341,16 @@ def save_all(result: Any, out_dir: str | os.PathLike[str], dpi: int = 110) -> li
         fig.savefig(path, dpi=dpi)
         written.append(path)
     return written
+
+
+#: The experiment analyses' plots (``ratesim.experiments.plots``), reachable from here too.
+EXPERIMENT_PLOTS = ("coupling_map", "degradation_order", "first_trip", "isolate_layers", "metric")
+
+
+def __getattr__(name: str) -> Any:
+    # loaded on first use: the experiments layer imports more than a run's plots need
+    if name in EXPERIMENT_PLOTS:
+        from .experiments import plots as experiment_plots
+
+        return getattr(experiment_plots, name)
+    raise AttributeError(f"module 'ratesim.plots' has no attribute {name!r}")

@@ -263,3 +263,12 @@ def test_headless_without_a_choice_gets_agg() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.strip().lower() == "agg"
+
+
+def test_the_experiment_plots_are_reachable_from_ratesim_plots() -> None:
+    from ratesim.experiments import plots as experiment_plots
+
+    for name in plots.EXPERIMENT_PLOTS:
+        assert getattr(plots, name) is getattr(experiment_plots, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        plots.nope  # noqa: B018
