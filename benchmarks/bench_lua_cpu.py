@@ -347,7 +347,10 @@ def main() -> None:
                 was = best[(mode, f"before {algo}")]
                 line += f"  {was:9.2f} {was / triv:6.2f}x"
             if algo == "gcra":
-                line += f"   target <= {TARGET}x: {'met' if now / triv <= TARGET else 'MISSED'}"
+                # Met only when the per-round median agrees: one lucky (or unlucky) best sample
+                # of the trivial script alone must not decide.
+                met = max(now / triv, med) <= TARGET
+                line += f"   target <= {TARGET}x: {'met' if met else 'MISSED'}"
             print(line)
 
 
