@@ -36,6 +36,8 @@ local function fmt(x)
   return string.format('%.0f', x)
 end
 
+-- The text encoding ("f0,f1,...", decimal integers): the state earlier versions wrote (still
+-- read, never written) and the form of the `init` argument.
 local function decode_state(s, n)
   local st = {}
   local i = 0
@@ -49,12 +51,51 @@ local function decode_state(s, n)
   return st
 end
 
-local function encode_state(st, n)
-  local parts = {}
-  for i = 0, n - 1 do
-    parts[i + 1] = fmt(st[i])
+-- The packed encoding: the byte 0x01, then the n fields as 8-byte big-endian doubles (exact for
+-- every integer below 2^53, and read without parsing text). Text state always starts with a
+-- digit or '-', so the tag byte tells the two apart. The common sizes get literal formats: one
+-- struct call each way, no format string built per call.
+local function pack_state(st, n)
+  if n == 2 then
+    return struct.pack('>Bdd', 1, st[0], st[1])
+  elseif n == 3 then
+    return struct.pack('>Bddd', 1, st[0], st[1], st[2])
   end
-  return table.concat(parts, ',')
+  if n <= 256 then
+    return struct.pack('>B' .. string.rep('d', n), 1, unpack(st, 0, n - 1))
+  end
+  -- Beyond that, field by field: unpack() and a call's arguments live on the C stack (at most
+  -- ~8000 slots).
+  local parts = {'\1'}
+  for i = 0, n - 1 do
+    parts[i + 2] = struct.pack('>d', st[i])
+  end
+  return table.concat(parts)
+end
+
+-- Fills st[0..n-1] from packed state s; false (st untouched) when s is not packed state of n.
+local function unpack_state(s, n, st)
+  if #s ~= 1 + 8 * n then
+    return false
+  end
+  if n == 2 then
+    local tag, a, b = struct.unpack('>Bdd', s)
+    if tag ~= 1 then return false end
+    st[0] = a
+    st[1] = b
+  elseif n == 3 then
+    local tag, a, b, c = struct.unpack('>Bddd', s)
+    if tag ~= 1 then return false end
+    st[0] = a
+    st[1] = b
+    st[2] = c
+  else
+    if string.byte(s, 1) ~= 1 then return false end
+    for i = 0, n - 1 do
+      st[i] = struct.unpack('>d', s, 2 + 8 * i)
+    end
+  end
+  return true
 end
 
 local function redis_now_us()
@@ -62,79 +103,19 @@ local function redis_now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- Large states (the sliding log holds `limit` stamps) are not parsed whole on every call: an
--- algorithm with `lazy = true` keeps its state as a binary string of 8-byte big-endian doubles
--- (exact for integers below 2^53; absent bytes read as 0, which is every lazy algorithm's
--- initial state). The kernel decodes only the slots it reads (a binary search touches
--- O(log limit) of them) through a proxy table, and the slots it writes go back as one SETRANGE
--- per run of consecutive slots. A small state is fetched whole with one GET; a large one slot by
--- slot with GETRANGE, which beats copying kilobytes into Lua (measured: GET is ~30% cheaper at
--- 42 slots, GETRANGE ~40% cheaper at 3002).
-local LAZY_WHOLE_READ_SLOTS = 256
+-- Per-algorithm scratch, reused call after call: a Function library builds it once (its top
+-- level runs at load), so a call allocates no table and leaves no garbage. It keeps the
+-- constant tail of ARGV (ttl_floor_us .. params) as last seen, with its parsed values: when a
+-- call brings the same strings (Lua interns strings, so each comparison is a pointer compare),
+-- nothing is parsed again. Calls never nest (a script cannot FCALL), so one scratch per
+-- algorithm is enough. A script (EVALSHA) keeps nothing between calls: it passes once = true
+-- and parses into fresh tables.
+local SCRATCH = {}
 
-local function run_lazy(algo, key, n, p, now_us, cost, ttl_floor_us)
-  local raw = nil
-  local size = 0
-  if n <= LAZY_WHOLE_READ_SLOTS then
-    raw = redis.call('GET', key) or ''
-    size = #raw
-  end
-  local cache = {}
-  local seen = {}
-  local order = {}
-  local nwritten = 0
-  local st = setmetatable({}, {
-    __index = function(_, i)
-      local v = cache[i]
-      if v == nil then
-        local off = i * 8
-        if raw == nil then
-          local slot = redis.call('GETRANGE', key, off, off + 7)
-          if #slot == 8 then
-            v = struct.unpack('>d', slot)
-          else
-            v = 0
-          end
-        elseif off + 8 <= size then
-          v = struct.unpack('>d', raw, off + 1)
-        else
-          v = 0
-        end
-        cache[i] = v
-      end
-      return v
-    end,
-    __newindex = function(_, i, v)
-      if not seen[i] then
-        seen[i] = true
-        nwritten = nwritten + 1
-        order[nwritten] = i
-      end
-      cache[i] = v
-    end,
-  })
-  local allowed, remaining, retry_after_us, reset_after_us = algo.step(p, st, now_us, cost)
-  if nwritten > 0 then
-    local slots = order
-    table.sort(slots)
-    local j = 1
-    while j <= nwritten do
-      local first = slots[j]
-      local parts = {struct.pack('>d', cache[first])}
-      while j < nwritten and slots[j + 1] == slots[j] + 1 do
-        j = j + 1
-        parts[#parts + 1] = struct.pack('>d', cache[slots[j]])
-      end
-      redis.call('SETRANGE', key, first * 8, table.concat(parts))
-      j = j + 1
-    end
-    local ttl_us = algo.expires(p, st) - now_us
-    if ttl_us < 0 then ttl_us = 0 end
-    if ttl_us > MAX_TTL_US then ttl_us = MAX_TTL_US end
-    redis.call('PEXPIRE', key, fmt(fdiv(ttl_us + ttl_floor_us + 999, 1000)))
-  end
-  return string.format('%.0f,%.0f,%.0f,%.0f', allowed, remaining, retry_after_us, reset_after_us)
-end
+-- run_lazy(algo, key, n, p, now_us, cost, ttl_floor_us): the wrapper of `lazy = true`
+-- algorithms, defined in lazy.lua, which is only sent along with such algorithms (a script
+-- builds every function it defines on every call).
+local run_lazy
 
 -- The generic wrapper shared by every algorithm.
 -- keys[1]: the state key.
@@ -143,7 +124,9 @@ end
 -- Reply: the string 'allowed,remaining,retry_after_us,reset_after_us' (one bulk string parses
 -- several times faster in the client than an array of four integers), or '-3,0,0,0' when the
 -- caller's clock is further than max_drift_us from Redis TIME (nothing is read or written).
-local function run(algo, keys, args)
+-- State: packed (see pack_state); a key still holding the text encoding is read as such and
+-- rewritten packed at its next change.
+local function run(algo, keys, args, once)
   local now_us
   if args[1] == '' then
     now_us = redis_now_us()
@@ -158,31 +141,98 @@ local function run(algo, keys, args)
     end
   end
   local cost = tonumber(args[2])
-  local ttl_floor_us = tonumber(args[3])
-  local n = tonumber(args[5])
-  local p = {}
-  for i = 7, #args do
-    p[i - 7] = tonumber(args[i])
-  end
-  if algo.lazy then
-    return run_lazy(algo, keys[1], n, p, now_us, cost, ttl_floor_us)
-  end
-  local old = redis.call('GET', keys[1])
-  local before = old
-  if not before then
-    before = args[6]
-    if before == '' then
-      local z = {}
-      for i = 0, n - 1 do z[i] = 0 end
-      before = encode_state(z, n)
+  local nargs = #args
+  local p, st, n, sc
+  if once then
+    -- A script: nothing survives the call, so parse straight into fresh tables.
+    p = {}
+    for i = 7, nargs do p[i - 7] = tonumber(args[i]) end
+    n = tonumber(args[5])
+    if algo.lazy then
+      return run_lazy(algo, keys[1], n, p, now_us, cost, tonumber(args[3]))
+    end
+    st = {}
+  else
+    sc = SCRATCH[algo]
+    if sc == nil then
+      sc = {seen = {}, nseen = 0, p = {}, st = {}, init = {}}
+      SCRATCH[algo] = sc
+    end
+    local seen = sc.seen
+    local same = nargs == sc.nseen
+    if same then
+      for i = 3, nargs do
+        if args[i] ~= seen[i] then
+          same = false
+          break
+        end
+      end
+    end
+    p = sc.p
+    st = sc.st
+    if same then
+      n = sc.n
+    else
+      -- A new limiter: parse its constants, and clear what a previous one left beyond them, so
+      -- the kernel sees exactly what fresh tables would hold.
+      n = tonumber(args[5])
+      sc.n = n
+      sc.ttl_floor_us = tonumber(args[3])
+      for k in pairs(p) do p[k] = nil end
+      for i = 7, nargs do p[i - 7] = tonumber(args[i]) end
+      for k in pairs(st) do st[k] = nil end
+      local init = sc.init
+      for k in pairs(init) do init[k] = nil end
+      if not algo.lazy then
+        if args[6] == '' then
+          for i = 0, n - 1 do init[i] = 0 end
+        else
+          local parsed = decode_state(args[6], n)
+          if parsed == nil then
+            sc.nseen = 0
+            return redis.error_reply('ratesim: state of ' .. keys[1] .. ' does not have ' .. n .. ' fields')
+          end
+          for i = 0, n - 1 do init[i] = parsed[i] end
+        end
+        sc.init_packed = pack_state(init, n)
+      end
+      -- Remembered last: a tail that failed above is parsed again next time.
+      for i = 3, nargs do seen[i] = args[i] end
+      sc.nseen = nargs
+    end
+    if algo.lazy then
+      return run_lazy(algo, keys[1], n, p, now_us, cost, sc.ttl_floor_us)
     end
   end
-  local st = decode_state(before, n)
-  if st == nil then
-    return redis.error_reply('ratesim: state of ' .. keys[1] .. ' does not have ' .. n .. ' fields')
+  local key = keys[1]
+  local before = redis.call('GET', key)
+  if not before and once then
+    if args[6] == '' then
+      for i = 0, n - 1 do st[i] = 0 end
+    else
+      local parsed = decode_state(args[6], n)
+      if parsed == nil then
+        return redis.error_reply('ratesim: state of ' .. key .. ' does not have ' .. n .. ' fields')
+      end
+      for i = 0, n - 1 do st[i] = parsed[i] end
+    end
+    before = pack_state(st, n)
+  elseif not before then
+    local init = sc.init
+    for i = 0, n - 1 do st[i] = init[i] end
+    before = sc.init_packed
+  elseif not unpack_state(before, n, st) then
+    -- Text state of an earlier version: compared below in packed form, so a call that changes
+    -- nothing writes nothing whichever encoding the key had.
+    local old = decode_state(before, n)
+    if old == nil then
+      return redis.error_reply('ratesim: state of ' .. key .. ' does not have ' .. n .. ' fields')
+    end
+    for i = 0, n - 1 do st[i] = old[i] end
+    before = pack_state(st, n)
   end
   local allowed, remaining, retry_after_us, reset_after_us = algo.step(p, st, now_us, cost)
-  local new = encode_state(st, n)
+  local new = pack_state(st, n)
   -- Unchanged state keeps the TTL its last write gave it (that TTL already covers its expiry);
   -- a never-written key still in its initial state needs no storage at all.
   if new ~= before then
@@ -191,8 +241,14 @@ local function run(algo, keys, args)
     -- "Never expires" (e.g. a bucket that never refills) becomes ~35 years, so the arithmetic
     -- stays exact and every key still has a TTL.
     if ttl_us > MAX_TTL_US then ttl_us = MAX_TTL_US end
-    ttl_us = ttl_us + ttl_floor_us
-    redis.call('SET', keys[1], new, 'PX', fmt(fdiv(ttl_us + 999, 1000)))
+    if once then
+      ttl_us = ttl_us + tonumber(args[3])
+    else
+      ttl_us = ttl_us + sc.ttl_floor_us
+    end
+    -- A number argument reaches Redis as '%.17g', exact for these whole milliseconds (< 2^41).
+    redis.call('SET', key, new, 'PX', fdiv(ttl_us + 999, 1000))
   end
-  return string.format('%.0f,%.0f,%.0f,%.0f', allowed, remaining, retry_after_us, reset_after_us)
+  -- '%d' prints these integers (|x| < 2^53) exactly, like '%.0f' but several times faster.
+  return string.format('%d,%d,%d,%d', allowed, remaining, retry_after_us, reset_after_us)
 end

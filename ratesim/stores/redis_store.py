@@ -1,9 +1,9 @@
 """``RedisStore``: run the same algorithms as :class:`~ratesim.stores.MemoryStore` on a real Redis.
 
 Every algorithm has a line-by-line Lua port of its Python kernel (``ratesim/lua/*.lua``). A
-shared Lua wrapper reads the key's state (a string of comma-separated integers), runs the kernel
-and writes the state back with a ``PX`` expiry, all inside one script call, so each decision is
-atomic on the server. The sliding log, whose state holds ``limit`` stamps, instead keeps packed
+shared Lua wrapper reads the key's state (packed: a tag byte, then one 8-byte double per field;
+the decimal text of earlier versions is still read), runs the kernel and writes the state back
+with a ``PX`` expiry, all inside one script call, so each decision is atomic on the server. The sliding log, whose state holds ``limit`` stamps, instead keeps packed
 8-byte slots that the kernel reads and writes one at a time (``GETRANGE``/``SETRANGE``), so a
 call costs O(log limit) rather than parsing the whole log. The Python kernels stay the single
 source of truth: the parity tests run both on the same traces and demand identical
@@ -64,7 +64,6 @@ from __future__ import annotations
 import hashlib
 import math
 import socket
-import struct
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -73,6 +72,7 @@ from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -466,15 +466,13 @@ class RedisStore:
 
     def state_of(self, limiter: Algorithm, key: object) -> list[int] | None:
         """The stored state of ``key`` (``None`` when absent); for inspection and tests."""
-        raw = self.client.get(self.key_for(limiter, key))
+        # Packed state is binary: read it undecoded even on a decode_responses=True client.
+        raw = self.client.execute_command("GET", self.key_for(limiter, key), **{NEVER_DECODE: True})
         if raw is None:
             return None
-        if limiter.name in _redis_lua.LAZY_STATE:
-            data = raw if isinstance(raw, bytes) else str(raw).encode("latin-1")
-            values = [int(v) for (v,) in struct.iter_unpack(">d", data)]
-            return values + [0] * (limiter.state_size - len(values))
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return [int(x) for x in text.split(",")]
+        return _redis_lua.decode_state(
+            raw, limiter.state_size, lazy=limiter.name in _redis_lua.LAZY_STATE
+        )
 
     def reset(self, limiter: Algorithm, key: object) -> None:
         """Forget ``key`` (``DEL``)."""
