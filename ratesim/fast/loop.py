@@ -136,23 +136,29 @@ def _local(NV: Any, CK: Any, JUMPS: Any, SLEWS: Any, nd: int, t: int) -> int:
     return clock_read(CK, JUMPS, SLEWS, nd, t)
 
 
+@numba.njit(cache=True, inline="always")
+def _p0(PP: Any, row: int, tr: int) -> int:
+    """Where row ``row``'s parameters for tier ``tr`` start in ``PP`` flattened (``PF``)."""
+    return (row * PP.shape[1] + tr) * PP.shape[2]
+
+
 @numba.njit(cache=True)
 def _node_kernel(
     row: int,
     s0: int,
-    size: int,
     i: int,
     now: int,
     R: Any,
     KK: Any,
     PP: Any,
+    PF: Any,
     STATE: Any,
 ) -> tuple[int, int]:
     """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
-    for its local fallback) on request ``i``'s state at ``STATE[s0 : s0 + size]``, at local
-    time ``now``."""
+    for its local fallback) on request ``i``'s state at ``STATE[s0:]``, at local time ``now``
+    (µs); ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset)."""
     tr = R[i, R_TIER]
-    ok, rem, _, _ = rate_kernel(KK[row, tr], PP[row, tr], STATE[s0 : s0 + size], now, R[i, R_COST])
+    ok, rem, _, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
     return ok, rem
 
 
@@ -264,6 +270,7 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, world: World) -> None
     LY = world.LY
     KK = world.KK
     PP = world.PP
+    PF = world.PF
     STATE = world.STATE
     LAT = world.LAT
     SHARD = world.SHARD
@@ -358,9 +365,8 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, world: World) -> None
                 # a node rate layer after a global one, at the node's clock now
                 nd = R[i, R_NODE]
                 local_now = R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
-                size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
-                ok, rem = _node_kernel(pos, s0, size, i, local_now, R, KK, PP, STATE)
+                s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
+                ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE)
                 REM[pos, i] = rem
                 if ok:
                     OUT[pos, i] = ALLOWED
@@ -459,9 +465,8 @@ def _continue(op: int, i: int, pos: int, x: int, cur: int, world: World) -> None
                     continue
                 # the node-local fallback limiter decides (the engine's ``fail_local``)
                 local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
-                size = LY[pos, L_LSIZE]
-                s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * size
-                ok, rem = _node_kernel(n_layers + pos, s0, size, i, local_now, R, KK, PP, STATE)
+                s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
+                ok, rem = _node_kernel(n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE)
                 REM[pos, i] = rem
                 if ok:
                     OUT[pos, i] = LOCAL_ALLOWED
@@ -539,6 +544,7 @@ def prefix(
     LY: Any,
     KK: Any,
     PP: Any,
+    PF: Any,
     STATE: Any,
     n_pre: int,
 ) -> None:
@@ -555,7 +561,7 @@ def prefix(
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
             ok, rem, _, _ = rate_kernel(
-                KK[pos, tr], PP[pos, tr], STATE[s0 : s0 + size], R[i, R_CLK], R[i, R_COST]
+                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
             )
             REM[pos, i] = rem
             if ok:
@@ -589,6 +595,7 @@ def run(limit: int, world: World) -> int:
     LY = world.LY
     KK = world.KK
     PP = world.PP
+    PF = world.PF
     STATE = world.STATE
     GSTATE = world.GSTATE
     SNAP = world.SNAP
@@ -674,12 +681,11 @@ def run(limit: int, world: World) -> int:
                     op = OP_FAIL
                     x = min(reply, dl)
             else:
-                size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
+                s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                 tr = R[i, R_TIER]
                 now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
                 ok, rem, _, _ = rate_kernel(
-                    KK[pos, tr], PP[pos, tr], GSTATE[s0 : s0 + size], now_k, R[i, R_COST]
+                    KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, now_k, R[i, R_COST]
                 )
                 if late:
                     pass

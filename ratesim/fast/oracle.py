@@ -31,11 +31,12 @@ def _oracle_layer(
 ) -> None:
     """Request ``todo[j]`` on the state of its key, ``slot[j]`` (of ``n_slots``, zeros first)."""
     state = np.zeros(n_slots * size, dtype=np.int64)
+    width = pp.shape[1]
+    pf = pp.reshape(-1)
     for j in range(todo.shape[0]):
         i = todo[j]
-        s0 = slot[j] * size
         tr = tier[i]
-        ok, rem, _, _ = rate_kernel(kk[tr], pp[tr], state[s0 : s0 + size], t_us[i], cost[i])
+        ok, rem, _, _ = rate_kernel(kk[tr], pf, tr * width, state, slot[j] * size, t_us[i], cost[i])
         oks[j] = ok
         rems[j] = rem
 
