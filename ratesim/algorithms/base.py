@@ -6,7 +6,11 @@ An algorithm is two things:
   hashable, so it can key a store's state;
 * a **kernel**: a module-level plain function ``kernel(p, state, now_us, cost)`` that reads
   and updates ``state`` in place and returns ``(allowed, remaining, retry_after_us,
-  reset_after_us)`` as four ints (``allowed`` is 0 or 1).
+  reset_after_us)`` as four ints (``allowed`` is 0 or 1). Two optional trailing arguments,
+  ``p0`` and ``s0`` (default 0), say where the parameters start in ``p`` and the state in
+  ``state``: the compiled runner hands every kernel its whole parameter and state tables with
+  offsets (a view per call costs numba reference counting, measured), the stores and the event
+  engine call ``kernel(p, state, now_us, cost)``.
 
 The kernel is the single source of truth. It touches only integers, tuples of integers and an
 indexable, mutable sequence of integers (``state``): a Python ``list`` in the memory store and
@@ -56,7 +60,9 @@ MAX_STATE_INTS_PER_KEY = 2**20
 MAX_BUCKETS = 1024
 
 State = MutableSequence[int] | npt.NDArray[np.int64]
-Kernel = Callable[[tuple[int, ...], State, int, int], tuple[int, int, int, int]]
+#: A kernel's integer parameters: the algorithm's tuple, or a table of them (with an offset).
+Params = tuple[int, ...] | npt.NDArray[np.int64]
+Kernel = Callable[..., tuple[int, int, int, int]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,7 @@ from .base import (
     MAX_BUCKETS,
     MAX_EXACT_INT,
     Kernel,
+    Params,
     State,
     WindowAlgorithm,
     require_int,
@@ -106,14 +107,19 @@ ABSENT_EXPIRY_US = -(2**62)
 
 
 def bucketed_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: Params,
+    state: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    s0: int = 0,
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_after_us,
     reset_after_us)`` (microseconds)."""
-    limit = p[0]
-    window_us = p[1]
-    n = p[2]
-    bucket_us = p[3]
+    limit = p[p0]
+    window_us = p[p0 + 1]
+    n = p[p0 + 2]
+    bucket_us = p[p0 + 3]
     if now_us >= 0:
         b = now_us // bucket_us
         slot = b % n
@@ -126,24 +132,24 @@ def bucketed_kernel(
     newest = start
     any_valid = 0
     for k in range(n):
-        if state[2 * k + 1] > 0 and now_us - state[2 * k] < window_us:
-            passed += state[2 * k + 1]
-            if any_valid == 0 or state[2 * k] > newest:
-                newest = state[2 * k]
+        if state[s0 + 2 * k + 1] > 0 and now_us - state[s0 + 2 * k] < window_us:
+            passed += state[s0 + 2 * k + 1]
+            if any_valid == 0 or state[s0 + 2 * k] > newest:
+                newest = state[s0 + 2 * k]
             any_valid = 1
     allowed = 0
     retry_us = -1
     if cost <= limit and passed + cost <= limit:
         allowed = 1
-        cur_start = state[2 * slot]
-        cur_count = state[2 * slot + 1]
+        cur_start = state[s0 + 2 * slot]
+        cur_count = state[s0 + 2 * slot + 1]
         # A newer bucket in the slot means our clock lags: Sentinel's throwaway bucket, lost.
         if cost > 0 and (cur_count == 0 or cur_start <= start):
             if cur_count > 0 and cur_start == start:
-                state[2 * slot + 1] = cur_count + cost
+                state[s0 + 2 * slot + 1] = cur_count + cost
             else:
-                state[2 * slot] = start
-                state[2 * slot + 1] = cost
+                state[s0 + 2 * slot] = start
+                state[s0 + 2 * slot + 1] = cost
             passed += cost
             if any_valid == 0 or start > newest:
                 newest = start
@@ -156,10 +162,10 @@ def bucketed_kernel(
             oldest = last
             oldest_count = 0
             for k in range(n):
-                sk = state[2 * k]
-                if state[2 * k + 1] > 0 and sk > last and (oldest_count == 0 or sk < oldest):
+                sk = state[s0 + 2 * k]
+                if state[s0 + 2 * k + 1] > 0 and sk > last and (oldest_count == 0 or sk < oldest):
                     oldest = sk
-                    oldest_count = state[2 * k + 1]
+                    oldest_count = state[s0 + 2 * k + 1]
             dropped += oldest_count
             last = oldest
             if passed - dropped + cost <= limit:
@@ -170,21 +176,26 @@ def bucketed_kernel(
 
 
 def double_buffered_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: Params,
+    state: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    s0: int = 0,
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_after_us,
     reset_after_us)`` (microseconds)."""
-    limit = p[0]
-    n = p[2]
-    bucket_us = p[3]
-    swap_us = p[4]
+    limit = p[p0]
+    n = p[p0 + 2]
+    bucket_us = p[p0 + 3]
+    swap_us = p[p0 + 4]
     if now_us >= 0:
         sw = (now_us // swap_us) * swap_us
     else:
         sw = -((swap_us - 1 - now_us) // swap_us) * swap_us
     h = sw // bucket_us if sw >= 0 else -((bucket_us - 1 - sw) // bucket_us)
-    head = state[0]
-    total = state[1]
+    head = state[s0]
+    total = state[s0 + 1]
     if total == 0:
         head = h
     if h < head:
@@ -195,7 +206,7 @@ def double_buffered_kernel(
     steps = min(d, n)
     expired = 0
     for i in range(1, steps + 1):
-        expired += state[2 + (hs + i) % n]
+        expired += state[s0 + 2 + (hs + i) % n]
     view = total - expired
     allowed = 0
     retry_us = -1
@@ -203,11 +214,11 @@ def double_buffered_kernel(
         allowed = 1
         if cost > 0:
             for i in range(1, steps + 1):
-                state[2 + (hs + i) % n] = 0
+                state[s0 + 2 + (hs + i) % n] = 0
             hslot = (hs + d % n) % n
-            state[2 + hslot] += cost
-            state[0] = h
-            state[1] = view + cost
+            state[s0 + 2 + hslot] += cost
+            state[s0] = h
+            state[s0 + 1] = view + cost
             head = h
             view += cost
     elif cost <= limit:
@@ -216,7 +227,7 @@ def double_buffered_kernel(
         for i in range(n):
             x = h - n + 1 + i
             if x <= head:
-                dropped += state[2 + (hs + n - (head - x)) % n]
+                dropped += state[s0 + 2 + (hs + n - (head - x)) % n]
             if view - dropped + cost <= limit:
                 leave = (x + n) * bucket_us + swap_us - 1
                 if leave >= 0:

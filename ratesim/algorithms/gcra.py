@@ -23,6 +23,7 @@ from .base import (
     MAX_EXACT_INT,
     CachedParamsAlgorithm,
     Kernel,
+    Params,
     State,
     require_int,
     seconds_to_us,
@@ -36,19 +37,24 @@ MAX_TOLERANCE_US = MAX_EXACT_INT // 4
 
 
 def gcra_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: Params,
+    state: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    s0: int = 0,
 ) -> tuple[int, int, int, int]:
     """One ``CL.THROTTLE key max_burst count period cost`` at ``now_us``.
 
     Returns ``(allowed, remaining, retry_after_us, reset_after_us)``; ``retry_after_us`` is -1
     when allowed or when ``cost`` exceeds the limit (it can never fit).
     """
-    t_us = p[0]
-    dvt_us = p[1]
-    limit = p[2]
+    t_us = p[p0]
+    dvt_us = p[p0 + 1]
+    limit = p[p0 + 2]
     tat = now_us
-    if state[0] != 0 and state[1] > now_us:
-        tat = state[1]
+    if state[s0] != 0 and state[s0 + 1] > now_us:
+        tat = state[s0 + 1]
     if cost > limit:
         # inc > DVT: never fits. Checked before multiplying so cost * T cannot overflow.
         ttl = tat - now_us
@@ -62,8 +68,8 @@ def gcra_kernel(
         nxt = dvt_us - ttl
         remaining = nxt // t_us if nxt >= 0 else 0
         return 0, remaining, -diff, ttl
-    state[0] = 1
-    state[1] = new_tat
+    state[s0] = 1
+    state[s0 + 1] = new_tat
     ttl = new_tat - now_us
     nxt = dvt_us - ttl
     remaining = nxt // t_us if nxt >= 0 else 0

@@ -44,6 +44,7 @@ from .base import (
     MAX_EXACT_INT,
     MAX_STATE_INTS_PER_KEY,
     Kernel,
+    Params,
     State,
     WindowAlgorithm,
     require_int,
@@ -57,44 +58,49 @@ ABSENT_EXPIRY_US = -(2**62)
 
 
 def sliding_log_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: Params,
+    state: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    s0: int = 0,
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_after_us,
     reset_after_us)`` (microseconds)."""
-    limit = p[0]
-    window_us = p[1]
-    count = state[0]
-    head = state[1]
+    limit = p[p0]
+    window_us = p[p0 + 1]
+    count = state[s0]
+    head = state[s0 + 1]
     cutoff = now_us - window_us
     # Entries stamped after the cutoff are the newest ones: binary search for how many.
     lo = 0
     hi = count
     while lo < hi:
         mid = (lo + hi) // 2
-        if state[2 + (head - 1 - mid + limit) % limit] > cutoff:
+        if state[s0 + 2 + (head - 1 - mid + limit) % limit] > cutoff:
             lo = mid + 1
         else:
             hi = mid
     in_window = lo
-    newest = state[2 + (head - 1 + limit) % limit]
+    newest = state[s0 + 2 + (head - 1 + limit) % limit]
     reset_us = newest + window_us - now_us if in_window > 0 else 0
     if cost > limit:
         return 0, limit - in_window, -1, reset_us
     if in_window + cost > limit:
         # The request fits once the (limit - cost)-th newest entry (0-based) leaves the window.
-        blocking = state[2 + (head - 1 - (limit - cost) + limit) % limit]
+        blocking = state[s0 + 2 + (head - 1 - (limit - cost) + limit) % limit]
         return 0, limit - in_window, blocking + window_us - now_us, reset_us
     if cost > 0:
         stamp = now_us
         if count > 0 and newest > now_us:
             stamp = newest
         for _ in range(cost):
-            state[2 + head] = stamp
+            state[s0 + 2 + head] = stamp
             head += 1
             if head == limit:
                 head = 0
-        state[1] = head
-        state[0] = min(count + cost, limit)
+        state[s0 + 1] = head
+        state[s0] = min(count + cost, limit)
         in_window += cost
         reset_us = stamp + window_us - now_us
     return 1, limit - in_window, -1, reset_us

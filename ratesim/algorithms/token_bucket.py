@@ -54,6 +54,7 @@ from .base import (
     US_PER_S,
     CachedParamsAlgorithm,
     Kernel,
+    Params,
     State,
     require_int,
     seconds_to_us,
@@ -76,7 +77,12 @@ MAX_REFILL_US = MAX_EXACT_INT // 4
 
 
 def token_bucket_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: Params,
+    state: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    s0: int = 0,
 ) -> tuple[int, int, int, int]:
     """One ``AllowN(now, cost)`` on ``state``; returns ``(allowed, remaining, retry, reset)``.
 
@@ -84,18 +90,18 @@ def token_bucket_kernel(
     are there (ceil; -1 when allowed, when ``cost > burst``, or when the bucket never refills);
     ``reset_after_us`` the µs until the bucket is full (0 if full, -1 if it never refills).
     """
-    unit = p[0]
-    per_us = p[1]
-    capacity = p[2]
-    burst = p[3]
-    fill_us = p[4]
-    per_fill = p[5]
+    unit = p[p0]
+    per_us = p[p0 + 1]
+    capacity = p[p0 + 2]
+    burst = p[p0 + 3]
+    fill_us = p[p0 + 4]
+    per_fill = p[p0 + 5]
     tokens = capacity
     # Refill after now is counted from base_us: now, or the stored last if it lies ahead.
     base_us = now_us
-    if state[0] != 0:
-        tokens = state[2]
-        last_us = state[1]
+    if state[s0] != 0:
+        tokens = state[s0 + 2]
+        last_us = state[s0 + 1]
         if now_us <= last_us:
             base_us = last_us
         elif tokens < capacity:
@@ -129,9 +135,9 @@ def token_bucket_kernel(
             allowed = 1
             tokens -= need
             base_us = now_us
-            state[0] = 1
-            state[1] = now_us
-            state[2] = tokens
+            state[s0] = 1
+            state[s0 + 1] = now_us
+            state[s0 + 2] = tokens
         elif fill_us > 0:
             base_tick = (
                 base_us // fill_us if base_us >= 0 else -((fill_us - 1 - base_us) // fill_us)

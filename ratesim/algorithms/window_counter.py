@@ -55,6 +55,7 @@ from .base import (
     MAX_EXACT_INT,
     MAX_LIMIT,
     Kernel,
+    Params,
     State,
     WindowAlgorithm,
     require_int,
@@ -67,15 +68,20 @@ MAX_WINDOW_US = MAX_EXACT_INT // 4
 
 
 def fixed_window_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: Params,
+    state: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    s0: int = 0,
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_after_us,
     reset_after_us)`` (microseconds)."""
-    limit = p[0]
-    window_us = p[1]
+    limit = p[p0]
+    window_us = p[p0 + 1]
     j = now_us // window_us if now_us >= 0 else -((window_us - 1 - now_us) // window_us)
-    idx = state[0]
-    count = state[1]
+    idx = state[s0]
+    count = state[s0 + 1]
     if count == 0 or j > idx:
         idx = j
         count = 0
@@ -87,23 +93,28 @@ def fixed_window_kernel(
         return 0, limit - count, end_in_us, reset_us
     if cost > 0:
         count += cost
-        state[0] = idx
-        state[1] = count
+        state[s0] = idx
+        state[s0 + 1] = count
         reset_us = end_in_us
     return 1, limit - count, -1, reset_us
 
 
 def sliding_counter_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: Params,
+    state: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    s0: int = 0,
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_after_us,
     reset_after_us)`` (microseconds)."""
-    limit = p[0]
-    w = p[1]
+    limit = p[p0]
+    w = p[p0 + 1]
     j = now_us // w if now_us >= 0 else -((w - 1 - now_us) // w)
-    idx = state[0]
-    curr = state[1]
-    prev = state[2]
+    idx = state[s0]
+    curr = state[s0 + 1]
+    prev = state[s0 + 2]
     if curr == 0:
         idx = j
         prev = 0
@@ -126,9 +137,9 @@ def sliding_counter_kernel(
             if cost > 0:
                 curr += cost
                 weighted += cost
-                state[0] = idx
-                state[1] = curr
-                state[2] = prev
+                state[s0] = idx
+                state[s0 + 1] = curr
+                state[s0 + 2] = prev
         elif curr + cost <= limit:
             # Fits later in this window, once floor(prev * (w - e) / w) <= limit - cost - curr.
             room = limit - cost - curr

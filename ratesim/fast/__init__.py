@@ -47,8 +47,15 @@ loop runs in calls of at most one time chunk each, so that Python can show progr
 event heap between calls.
 """
 
-from .oracle import oracle_layer
+from .oracle import oracle_gap, oracle_layer, window_max_sorted
 from .run import run_fast
 from .support import supports_layer, unsupported
 
-__all__ = ["oracle_layer", "run_fast", "supports_layer", "unsupported"]
+__all__ = [
+    "oracle_gap",
+    "oracle_layer",
+    "run_fast",
+    "supports_layer",
+    "unsupported",
+    "window_max_sorted",
+]

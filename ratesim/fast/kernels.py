@@ -54,20 +54,25 @@ br_release_probe = numba.njit(cache=True)(breaker_release_probe)
 
 
 @numba.njit(cache=True)
-def rate_kernel(kind: int, p: Any, st: Any, now: int, cost: int) -> tuple[int, int, int, int]:
+def rate_kernel(
+    kind: int, P: Any, p0: int, S: Any, s0: int, now: int, cost: int
+) -> tuple[int, int, int, int]:
+    """Rate kernel ``kind`` (its code in ``KERNELS``) with its parameters at ``P[p0:]`` on the
+    state at ``S[s0:]`` (whole tables and offsets: no array view is made, so no reference is
+    counted per call), at ``now`` (µs) for ``cost``."""
     if kind == 0:
-        return _gcra(p, st, now, cost)
+        return _gcra(P, S, now, cost, p0, s0)
     if kind == 1:
-        return _tb(p, st, now, cost)
+        return _tb(P, S, now, cost, p0, s0)
     if kind == 2:
-        return _log(p, st, now, cost)
+        return _log(P, S, now, cost, p0, s0)
     if kind == 3:
-        return _fixed(p, st, now, cost)
+        return _fixed(P, S, now, cost, p0, s0)
     if kind == 4:
-        return _counter(p, st, now, cost)
+        return _counter(P, S, now, cost, p0, s0)
     if kind == 5:
-        return _bucketed(p, st, now, cost)
-    return _double(p, st, now, cost)
+        return _bucketed(P, S, now, cost, p0, s0)
+    return _double(P, S, now, cost, p0, s0)
 
 
 #: :func:`ratesim.model.clock.clock_read` and its loop over an array, compiled.

@@ -28,6 +28,7 @@ class World(NamedTuple):
     LY: Any  # (L, LY_COLS): per-layer columns
     KK: Any  # (2L, tiers): kernel code per tier (rows L ..: the local fallbacks)
     PP: Any  # (2L, tiers, params): integer parameters per tier
+    PF: Any  # PP flattened (the same memory): the rate kernels read it at an offset
     STATE: Any  # node-side state tables (node layers, local fallbacks), end to end
     GSTATE: Any  # Redis-side state tables (global layers), end to end
     SNAP: Any  # (failovers, len(GSTATE)): the state each failover brings back

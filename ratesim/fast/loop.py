@@ -136,23 +136,29 @@ def _local(NV: Any, CK: Any, JUMPS: Any, SLEWS: Any, nd: int, t: int) -> int:
     return clock_read(CK, JUMPS, SLEWS, nd, t)
 
 
+@numba.njit(cache=True, inline="always")
+def _p0(PP: Any, row: int, tr: int) -> int:
+    """Where row ``row``'s parameters for tier ``tr`` start in ``PP`` flattened (``PF``)."""
+    return (row * PP.shape[1] + tr) * PP.shape[2]
+
+
 @numba.njit(cache=True)
 def _node_kernel(
     row: int,
     s0: int,
-    size: int,
     i: int,
     now: int,
     R: Any,
     KK: Any,
     PP: Any,
+    PF: Any,
     STATE: Any,
 ) -> tuple[int, int]:
     """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
-    for its local fallback) on request ``i``'s state at ``STATE[s0 : s0 + size]``, at local
-    time ``now``."""
+    for its local fallback) on request ``i``'s state at ``STATE[s0:]``, at local time ``now``
+    (µs); ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset)."""
     tr = R[i, R_TIER]
-    ok, rem, _, _ = rate_kernel(KK[row, tr], PP[row, tr], STATE[s0 : s0 + size], now, R[i, R_COST])
+    ok, rem, _, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
     return ok, rem
 
 
@@ -243,292 +249,6 @@ def _release_held(
         hi -= 1
 
 
-@numba.njit(cache=True, inline="always")
-def _continue(op: int, i: int, pos: int, x: int, cur: int, world: World) -> None:
-    """Run request ``i``'s continuation ``op`` (the engine's ``proceed`` / ``resume`` / send /
-    ``fail`` / ``finish``, which only ever call one another last) at the current instant
-    ``cur``; ``x`` is the instant the op is for (``>= cur``), ``pos`` its layer (for
-    ``OP_FINISH``: the rejecting layer or -1). Continuations a hand-off left on ``STACK`` run
-    next, last pushed first (the event engine's nested calls, in the same order).
-
-    One long function on purpose: split into a function per step (each taking the tables
-    tuple), the flagship ran 1.5-1.7x slower, measured (every step re-extracts its arrays,
-    reference counts included)."""
-    # the tables, bound once a call (inlined into ``run``: no per-event cost, measured)
-    R = world.R
-    KEYS = world.KEYS
-    LKEYS = world.LKEYS
-    APPLIES = world.APPLIES
-    OUT = world.OUT
-    REM = world.REM
-    LY = world.LY
-    KK = world.KK
-    PP = world.PP
-    STATE = world.STATE
-    LAT = world.LAT
-    SHARD = world.SHARD
-    NV = world.NV
-    RH = world.RH
-    H = world.H
-    C = world.C
-    CK = world.CK
-    JUMPS = world.JUMPS
-    SLEWS = world.SLEWS
-    PRL = world.PRL
-    CQ = world.CQ
-    STACK = world.STACK
-    BKF = world.BKF
-    OUTAGES = world.OUTAGES
-    OUT_SHARDS = world.OUT_SHARDS
-    PARTS = world.PARTS
-    PART_NODES = world.PART_NODES
-    n_layers = LY.shape[0]
-    while True:
-        if op == OP_DONE:
-            c = C[C_STACK]
-            if c == 0:
-                break
-            c -= 1
-            C[C_STACK] = c
-            op = STACK[c, 0]
-            i = STACK[c, 1]
-            pos = STACK[c, 2]
-            x = STACK[c, 3]
-            continue
-        if op in (OP_PROCEED, OP_RESUME):
-            if op == OP_RESUME and x == cur:
-                op = OP_PROCEED
-            while pos < n_layers and not APPLIES[pos, i]:
-                pos += 1
-            if pos == n_layers:
-                op = OP_FINISH
-                pos = -1
-                continue
-            if op == OP_RESUME:
-                if R[i, R_CONN] == 1 and not LY[pos, L_IS_NODE]:
-                    op = OP_SEND
-                else:
-                    push(H, C, x, i * PRIO_STRIDE + pos, K_PROCEED, i, pos, 0, 0)
-                    op = OP_DONE
-                continue
-            if LY[pos, L_IS_NODE] and LY[pos, L_GUARD_KIND]:
-                # a concurrency limit or a circuit breaker (the engine's ``run_guard_layer``)
-                nd = R[i, R_NODE]
-                k = KEYS[pos, i]  # the (node, key) pair's slot
-                size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + k * size
-                st = STATE[s0 : s0 + size]
-                p = PP[pos, R[i, R_TIER]]
-                local_now = R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
-                if LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
-                    code = conc_acquire(p, st, local_now)
-                    if code == ADMIT:
-                        OUT[pos, i] = ALLOWED
-                        REM[pos, i] = p[0] - st[IN_FLIGHT]
-                        PRL[0, i, pos] = H_SLOT
-                        R[i, R_HOLDS] += 1
-                        pos += 1
-                        continue
-                    if code == QUEUE:
-                        e = LY[pos, L_QOFF] + k
-                        PRL[2, i, pos] = -1
-                        if CQ[1, e] >= 0:
-                            PRL[2, CQ[1, e], pos] = i
-                        else:
-                            CQ[0, e] = i
-                        CQ[1, e] = i
-                        R[i, R_CWAIT] = pos + 1
-                        C[C_WAITERS] += 1
-                        push(H, C, x + p[1], i * PRIO_STRIDE + pos, K_CONC_TIMEOUT, i, pos, 0, 0)
-                        op = OP_DONE
-                        continue
-                else:
-                    probe = st[BREAKER_STATE] == OPEN
-                    if br_try_pass(p, st, local_now):
-                        OUT[pos, i] = ALLOWED
-                        PRL[0, i, pos] = H_PROBE if probe else H_PASS
-                        PRL[1, i, pos] = local_now
-                        R[i, R_HOLDS] += 1
-                        pos += 1
-                        continue
-                OUT[pos, i] = REJECTED
-                op = OP_FINISH
-                continue
-            if LY[pos, L_IS_NODE]:
-                # a node rate layer after a global one, at the node's clock now
-                nd = R[i, R_NODE]
-                local_now = R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
-                size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
-                ok, rem = _node_kernel(pos, s0, size, i, local_now, R, KK, PP, STATE)
-                REM[pos, i] = rem
-                if ok:
-                    OUT[pos, i] = ALLOWED
-                    pos += 1
-                elif LY[pos, L_SHADOW]:
-                    OUT[pos, i] = SHADOW_REJECTED
-                    pos += 1
-                else:
-                    OUT[pos, i] = REJECTED
-                    op = OP_FINISH
-                continue
-            # a global layer: borrow a connection first (the engine's ``acquire``)
-            if R[i, R_CONN] == 0:
-                nd = R[i, R_NODE]
-                while NV[nd, N_RLEN] > 0 and RH[nd, 0] <= x:
-                    rheap_pop(RH, NV, C, nd)
-                    NV[nd, N_IN_USE] -= 1
-                if NV[nd, N_LIVE] == 0 and NV[nd, N_IN_USE] < C[C_POOL_SIZE]:
-                    NV[nd, N_IN_USE] += 1
-                    R[i, R_CONN] = 1
-                elif C[C_POOL_WAIT] == 0:
-                    R[i, R_CONN] = 2
-                else:
-                    R[i, R_WNEXT] = -1
-                    if NV[nd, N_WTAIL] >= 0:
-                        R[NV[nd, N_WTAIL], R_WNEXT] = i
-                    else:
-                        NV[nd, N_WHEAD] = i
-                    NV[nd, N_WTAIL] = i
-                    R[i, R_WAITING] = 1
-                    R[i, R_WAIT_POS] = pos
-                    R[i, R_WAIT_SINCE] = x
-                    NV[nd, N_LIVE] += 1
-                    if NV[nd, N_LIVE] == 1 and NV[nd, N_RLEN] > 0:
-                        # releases now need events, to hand their connection over on time
-                        for j in range(NV[nd, N_RLEN]):
-                            push(H, C, RH[nd, j], PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
-                        C[C_RHEAP_TOTAL] -= NV[nd, N_RLEN]
-                        NV[nd, N_RLEN] = 0
-                    push(
-                        H,
-                        C,
-                        x + C[C_POOL_WAIT],
-                        i * PRIO_STRIDE + pos,
-                        K_WAIT_TIMEOUT,
-                        i,
-                        pos,
-                        0,
-                        0,
-                    )
-                    op = OP_DONE
-                    continue
-            if R[i, R_CONN] == 2:
-                op = OP_FAIL
-                continue
-            op = OP_SEND
-        elif op == OP_SEND:
-            g = LY[pos, L_GIDX]
-            deadline = x + LY[pos, L_TMO]
-            a = x + LAT[g, 0, i]
-            nd = R[i, R_NODE]
-            if PARTS.shape[0] and partitioned(PARTS, PART_NODES, x, nd):
-                op = OP_FAIL
-                x = deadline
-                continue
-            if OUTAGES.shape[0]:
-                kind = outage(OUTAGES, OUT_SHARDS, a, SHARD[g, i])
-                if kind == OUTAGE_REFUSED:
-                    op = OP_FAIL
-                    x = min(a + LAT[g, 1, i], deadline)
-                    continue
-                if kind == OUTAGE_BLACKHOLE:
-                    op = OP_FAIL
-                    x = deadline
-                    continue
-            client_now = x
-            if LY[pos, L_CLIENT_TIME]:
-                client_now = R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
-            if NV[nd, N_RELOAD]:
-                # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
-                NV[nd, N_RELOAD] = 0
-                a += LAT[g, 1, i] + LAT[g, 0, i]
-            late = a > deadline
-            kind = K_SERVE_LATE if late else K_SERVE
-            push(H, C, a, i * PRIO_STRIDE + pos, kind, i, pos, client_now, deadline)
-            if late:
-                op = OP_FAIL
-                x = deadline
-            else:
-                op = OP_DONE
-        elif op == OP_FAIL:
-            if LY[pos, L_LOCAL]:
-                if x != cur:
-                    push(H, C, x, i * PRIO_STRIDE + pos, K_FAIL_LOCAL, i, pos, 0, 0)
-                    op = OP_DONE
-                    continue
-                # the node-local fallback limiter decides (the engine's ``fail_local``)
-                local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
-                size = LY[pos, L_LSIZE]
-                s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * size
-                ok, rem = _node_kernel(n_layers + pos, s0, size, i, local_now, R, KK, PP, STATE)
-                REM[pos, i] = rem
-                if ok:
-                    OUT[pos, i] = LOCAL_ALLOWED
-                    op = OP_RESUME
-                    pos += 1
-                else:
-                    OUT[pos, i] = LOCAL_REJECTED
-                    if LY[pos, L_SHADOW]:
-                        op = OP_RESUME
-                        pos += 1
-                    else:
-                        op = OP_FINISH
-            elif LY[pos, L_CLOSED]:
-                OUT[pos, i] = FAIL_CLOSED
-                if LY[pos, L_SHADOW]:
-                    op = OP_RESUME
-                    pos += 1
-                else:
-                    op = OP_FINISH
-            else:
-                OUT[pos, i] = FAIL_OPEN
-                op = OP_RESUME
-                pos += 1
-        else:  # OP_FINISH at x, rejected by layer pos (-1: admitted)
-            R[i, R_DECIDED] = x
-            R[i, R_REJ] = pos
-            C[C_DONE] += 1
-            if R[i, R_CONN] == 1:
-                R[i, R_CONN] = 3
-                nd = R[i, R_NODE]
-                if NV[nd, N_LIVE]:
-                    push(H, C, x, PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
-                else:
-                    rheap_push(RH, NV, C, nd, x)
-            if C[C_BACKEND]:
-                if pos < 0:
-                    if x == cur:
-                        _backend_start(i, x, R, H, C, BKF)
-                    else:
-                        push(H, C, x, i * PRIO_STRIDE + PRIO_BACKEND, K_BACKEND_START, i, 0, 0, 0)
-                elif R[i, R_HOLDS]:
-                    if x == cur:
-                        _release_held(
-                            i,
-                            x,
-                            False,
-                            R,
-                            KEYS,
-                            OUT,
-                            REM,
-                            LY,
-                            PP,
-                            STATE,
-                            NV,
-                            CK,
-                            JUMPS,
-                            SLEWS,
-                            PRL,
-                            CQ,
-                            STACK,
-                            C,
-                        )
-                    else:
-                        push(H, C, x, i * PRIO_STRIDE + PRIO_BACKEND, K_RELEASE_HELD, i, 0, 0, 0)
-            op = OP_DONE
-
-
 @numba.njit(cache=True)
 def prefix(
     R: Any,
@@ -539,6 +259,7 @@ def prefix(
     LY: Any,
     KK: Any,
     PP: Any,
+    PF: Any,
     STATE: Any,
     n_pre: int,
 ) -> None:
@@ -555,7 +276,7 @@ def prefix(
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
             ok, rem, _, _ = rate_kernel(
-                KK[pos, tr], PP[pos, tr], STATE[s0 : s0 + size], R[i, R_CLK], R[i, R_COST]
+                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
             )
             REM[pos, i] = rem
             if ok:
@@ -575,10 +296,25 @@ def run(limit: int, world: World) -> int:
     the event heap needs more room before the next event (the caller grows ``H`` and calls
     again; nothing of that event has run).
 
-    One long function on purpose, like :func:`_continue`: the event dispatch split into
-    inlined functions (a command at its shard, the other events) ran the flagship's loop
-    1.4-1.7x slower, measured (best of 5, interleaved: 1.5-1.7 s against 1.0-1.2 s), as each
-    call re-read its tables from the :class:`World` for every event."""
+    Each step takes the next arrival of the batch in hand, or else the next event (an
+    arrival batch, or a queued event dispatched by kind), then runs the request's
+    continuation (the engine's ``proceed`` / ``resume`` / send / ``fail`` / ``finish``, which
+    only ever call one another last) at the current instant until it waits for an event;
+    continuations a hand-off left on ``STACK`` run next, last pushed first (the event
+    engine's nested calls, in the same order).
+
+    One long function on purpose (a documented exception to the length rule), measured:
+
+    * the event dispatch split into inlined functions (a command at its shard, the other
+      events) ran the flagship's loop 1.4-1.7x slower (best of 5, interleaved: 1.5-1.7 s
+      against 1.0-1.2 s), each call re-reading its tables from the :class:`World`;
+    * the continuation was an inlined ``_continue(op, i, pos, x, cur, world)`` called from
+      two places: each call bound its 28 tables from the ``World`` again, a numba reference
+      count taken and dropped per table per call (atomic operations, most of the loop's
+      time); written here once, on the tables bound once per call of ``run``, the flagship's
+      loop went from 1.49 to 0.85 µs a request (scale 1, best of 4, same machine and load);
+      with explicit table arguments instead (not inlined: numba's inliner refuses that
+      many) it was no faster than the tuple."""
     # the tables by name, bound once a call
     INST = world.INST
     BOUNDS = world.BOUNDS
@@ -589,6 +325,7 @@ def run(limit: int, world: World) -> int:
     LY = world.LY
     KK = world.KK
     PP = world.PP
+    PF = world.PF
     STATE = world.STATE
     GSTATE = world.GSTATE
     SNAP = world.SNAP
@@ -607,158 +344,431 @@ def run(limit: int, world: World) -> int:
     CQ = world.CQ
     STACK = world.STACK
     BKF = world.BKF
+    LKEYS = world.LKEYS
+    APPLIES = world.APPLIES
+    RH = world.RH
+    OUTAGES = world.OUTAGES
+    OUT_SHARDS = world.OUT_SHARDS
+    PARTS = world.PARTS
+    PART_NODES = world.PART_NODES
+    n_layers = LY.shape[0]
     n_batches = INST.shape[0]
     n_pre = C[C_PRE]
     sharded = C[C_SHARDS] > 1
     n_nodes = NV.shape[0] - 1
+    nxt = 0  # the next arrival of the batch in hand (requests nxt .. end - 1 left)
+    end = 0
+    cur = 0
     while True:
-        b = C[C_BATCH]
-        hn = C[C_HEAP]
-        if b < n_batches:
-            take_arrival = (
-                hn == 0
-                or INST[b] < H[0, H_AT]
-                or (INST[b] == H[0, H_AT] and H[0, H_PRIO] > PRIO_ARRIVAL)
-            )
-        elif hn:
-            take_arrival = False
-        else:
-            return ST_FINISHED
-        at = INST[b] if take_arrival else H[0, H_AT]
-        if at >= limit:
-            return ST_LIMIT
-        width = BOUNDS[b + 1] - BOUNDS[b] if take_arrival else 1
-        if H.shape[0] - hn < room(C, width):
-            return ST_GROW
-        cur = at
-        if take_arrival:
-            C[C_BATCH] = b + 1
-            for i in range(BOUNDS[b], BOUNDS[b + 1]):
-                C[C_ARRIVED] += 1
-                rej = R[i, R_PRE_REJ]
-                if rej < 0:
-                    op = OP_PROCEED
-                    pos = n_pre
-                else:
-                    op = OP_FINISH
-                    pos = rej
-                _continue(op, i, pos, cur, cur, world)
-            continue
-        kind = H[0, H_KIND]
-        i = H[0, H_I]
-        pos = H[0, H_POS]
-        cnow = H[0, H_CNOW]
-        dl = H[0, H_DL]
-        pop(H, C)
-        op = OP_DONE
-        x = cur
-        if kind in (K_SERVE, K_SERVE_LATE):
-            late = kind == K_SERVE_LATE
-            g = LY[pos, L_GIDX]
-            sh = SHARD[g, i] if sharded else 0
-            start = BUSY[sh]
-            if cur > start:
-                start = cur
-            fin = start + LAT[g, 2, i]
-            BUSY[sh] = fin
-            c = C[C_CMD]
-            C[C_CMD] = c + 1
-            CMD[0, c] = cur
-            CMD[1, c] = fin
-            CMD[2, c] = sh
-            reply = fin + LAT[g, 1, i]
-            server_now = _local(NV, CK, JUMPS, SLEWS, n_nodes, start)
-            guard = LY[pos, L_GUARD]
-            if guard and abs(cnow - server_now) > guard:
-                if not late:
-                    op = OP_FAIL
-                    x = min(reply, dl)
+        if nxt < end:
+            # the batch's next arrival walks through its layers at once, in arrival order
+            i = nxt
+            nxt += 1
+            C[C_ARRIVED] += 1
+            x = cur
+            rej = R[i, R_PRE_REJ]
+            if rej < 0:
+                op = OP_PROCEED
+                pos = n_pre
             else:
-                size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
-                tr = R[i, R_TIER]
-                now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
-                ok, rem, _, _ = rate_kernel(
-                    KK[pos, tr], PP[pos, tr], GSTATE[s0 : s0 + size], now_k, R[i, R_COST]
+                op = OP_FINISH
+                pos = rej
+        else:
+            b = C[C_BATCH]
+            hn = C[C_HEAP]
+            if b < n_batches:
+                take_arrival = (
+                    hn == 0
+                    or INST[b] < H[0, H_AT]
+                    or (INST[b] == H[0, H_AT] and H[0, H_PRIO] > PRIO_ARRIVAL)
                 )
-                if late:
-                    pass
-                elif reply > dl:
-                    op = OP_FAIL
-                    x = dl
+            elif hn:
+                take_arrival = False
+            else:
+                return ST_FINISHED
+            at = INST[b] if take_arrival else H[0, H_AT]
+            if at >= limit:
+                return ST_LIMIT
+            width = BOUNDS[b + 1] - BOUNDS[b] if take_arrival else 1
+            if H.shape[0] - hn < room(C, width):
+                return ST_GROW
+            cur = at
+            if take_arrival:
+                C[C_BATCH] = b + 1
+                nxt = BOUNDS[b]
+                end = BOUNDS[b + 1]
+                continue
+            kind = H[0, H_KIND]
+            i = H[0, H_I]
+            pos = H[0, H_POS]
+            cnow = H[0, H_CNOW]
+            dl = H[0, H_DL]
+            pop(H, C)
+            op = OP_DONE
+            x = cur
+            if kind in (K_SERVE, K_SERVE_LATE):
+                late = kind == K_SERVE_LATE
+                g = LY[pos, L_GIDX]
+                sh = SHARD[g, i] if sharded else 0
+                start = BUSY[sh]
+                if cur > start:
+                    start = cur
+                fin = start + LAT[g, 2, i]
+                BUSY[sh] = fin
+                c = C[C_CMD]
+                C[C_CMD] = c + 1
+                CMD[0, c] = cur
+                CMD[1, c] = fin
+                CMD[2, c] = sh
+                reply = fin + LAT[g, 1, i]
+                server_now = _local(NV, CK, JUMPS, SLEWS, n_nodes, start)
+                guard = LY[pos, L_GUARD]
+                if guard and abs(cnow - server_now) > guard:
+                    if not late:
+                        op = OP_FAIL
+                        x = min(reply, dl)
                 else:
+                    s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
+                    tr = R[i, R_TIER]
+                    now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
+                    ok, rem, _, _ = rate_kernel(
+                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, now_k, R[i, R_COST]
+                    )
+                    if late:
+                        pass
+                    elif reply > dl:
+                        op = OP_FAIL
+                        x = dl
+                    else:
+                        REM[pos, i] = rem
+                        x = reply
+                        if ok:
+                            OUT[pos, i] = ALLOWED
+                            op = OP_RESUME
+                            pos += 1
+                        elif LY[pos, L_SHADOW]:
+                            OUT[pos, i] = SHADOW_REJECTED
+                            op = OP_RESUME
+                            pos += 1
+                        else:
+                            OUT[pos, i] = REJECTED
+                            op = OP_FINISH
+            elif kind == K_RELEASE:
+                nd = i
+                NV[nd, N_IN_USE] -= 1
+                while NV[nd, N_WHEAD] >= 0:
+                    w = NV[nd, N_WHEAD]
+                    NV[nd, N_WHEAD] = R[w, R_WNEXT]
+                    if NV[nd, N_WHEAD] < 0:
+                        NV[nd, N_WTAIL] = -1
+                    if R[w, R_WAITING]:
+                        R[w, R_WAITING] = 0
+                        NV[nd, N_LIVE] -= 1
+                        NV[nd, N_IN_USE] += 1
+                        R[w, R_CONN] = 1
+                        R[w, R_POOL_WAIT] = cur - R[w, R_WAIT_SINCE]
+                        op = OP_PROCEED
+                        i = w
+                        pos = R[w, R_WAIT_POS]
+                        break
+            elif kind == K_WAIT_TIMEOUT:
+                if R[i, R_WAITING]:
+                    R[i, R_WAITING] = 0
+                    NV[R[i, R_NODE], N_LIVE] -= 1
+                    R[i, R_CONN] = 2
+                    R[i, R_POOL_WAIT] = cur - R[i, R_WAIT_SINCE]
+                    op = OP_PROCEED
+                    pos = R[i, R_WAIT_POS]
+            elif kind == K_PROCEED:
+                op = OP_PROCEED
+            elif kind == K_FAIL_LOCAL:
+                op = OP_FAIL
+            elif kind == K_SNAPSHOT:
+                SNAP[i, :] = GSTATE
+            elif kind == K_FAILOVER:  # the state as it was at the snapshot comes back
+                GSTATE[:] = SNAP[i, :]
+                if FO_FLUSH[i]:
+                    NV[:n_nodes, N_RELOAD] = 1
+            elif kind == K_CONC_TIMEOUT:
+                if R[i, R_CWAIT] == pos + 1:
+                    R[i, R_CWAIT] = 0
+                    C[C_WAITERS] -= 1
+                    nd = R[i, R_NODE]
+                    size = LY[pos, L_SIZE]
+                    s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
+                    local_now = (
+                        R[i, R_CLK] if cur == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, cur)
+                    )
+                    conc_cancel(PP[pos, R[i, R_TIER]], STATE[s0 : s0 + size], local_now)
+                    OUT[pos, i] = REJECTED
+                    op = OP_FINISH
+            elif kind == K_BACKEND_START:
+                _backend_start(i, cur, R, H, C, BKF)
+            else:  # K_RELEASE_HELD, K_BACKEND_DONE
+                completed = kind == K_BACKEND_DONE
+                if completed:
+                    C[C_BK_INFLIGHT] -= 1
+                    R[i, R_BK_DONE] = cur
+                _release_held(
+                    i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, CK, JUMPS, SLEWS, PRL, CQ,
+                    STACK, C,
+                )  # fmt: skip
+            if op == OP_DONE and C[C_STACK] == 0:
+                continue
+        # the continuation of request i (op at x, layer pos): the engine's proceed /
+        # resume / send / fail / finish, which only ever call one another last, run here
+        # until it waits for an event; hand-offs left on STACK run next, last pushed first
+        while True:
+            if op == OP_DONE:
+                c = C[C_STACK]
+                if c == 0:
+                    break
+                c -= 1
+                C[C_STACK] = c
+                op = STACK[c, 0]
+                i = STACK[c, 1]
+                pos = STACK[c, 2]
+                x = STACK[c, 3]
+                continue
+            if op in (OP_PROCEED, OP_RESUME):
+                if op == OP_RESUME and x == cur:
+                    op = OP_PROCEED
+                while pos < n_layers and not APPLIES[pos, i]:
+                    pos += 1
+                if pos == n_layers:
+                    op = OP_FINISH
+                    pos = -1
+                    continue
+                if op == OP_RESUME:
+                    if R[i, R_CONN] == 1 and not LY[pos, L_IS_NODE]:
+                        op = OP_SEND
+                    else:
+                        push(H, C, x, i * PRIO_STRIDE + pos, K_PROCEED, i, pos, 0, 0)
+                        op = OP_DONE
+                    continue
+                if LY[pos, L_IS_NODE] and LY[pos, L_GUARD_KIND]:
+                    # a concurrency limit or a circuit breaker (the engine's ``run_guard_layer``)
+                    nd = R[i, R_NODE]
+                    k = KEYS[pos, i]  # the (node, key) pair's slot
+                    size = LY[pos, L_SIZE]
+                    s0 = LY[pos, L_OFF] + k * size
+                    st = STATE[s0 : s0 + size]
+                    p = PP[pos, R[i, R_TIER]]
+                    local_now = (
+                        R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
+                    )
+                    if LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
+                        code = conc_acquire(p, st, local_now)
+                        if code == ADMIT:
+                            OUT[pos, i] = ALLOWED
+                            REM[pos, i] = p[0] - st[IN_FLIGHT]
+                            PRL[0, i, pos] = H_SLOT
+                            R[i, R_HOLDS] += 1
+                            pos += 1
+                            continue
+                        if code == QUEUE:
+                            e = LY[pos, L_QOFF] + k
+                            PRL[2, i, pos] = -1
+                            if CQ[1, e] >= 0:
+                                PRL[2, CQ[1, e], pos] = i
+                            else:
+                                CQ[0, e] = i
+                            CQ[1, e] = i
+                            R[i, R_CWAIT] = pos + 1
+                            C[C_WAITERS] += 1
+                            push(
+                                H, C, x + p[1], i * PRIO_STRIDE + pos, K_CONC_TIMEOUT, i, pos, 0, 0
+                            )
+                            op = OP_DONE
+                            continue
+                    else:
+                        probe = st[BREAKER_STATE] == OPEN
+                        if br_try_pass(p, st, local_now):
+                            OUT[pos, i] = ALLOWED
+                            PRL[0, i, pos] = H_PROBE if probe else H_PASS
+                            PRL[1, i, pos] = local_now
+                            R[i, R_HOLDS] += 1
+                            pos += 1
+                            continue
+                    OUT[pos, i] = REJECTED
+                    op = OP_FINISH
+                    continue
+                if LY[pos, L_IS_NODE]:
+                    # a node rate layer after a global one, at the node's clock now
+                    nd = R[i, R_NODE]
+                    local_now = (
+                        R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
+                    )
+                    s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
+                    ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE)
                     REM[pos, i] = rem
-                    x = reply
                     if ok:
                         OUT[pos, i] = ALLOWED
-                        op = OP_RESUME
                         pos += 1
                     elif LY[pos, L_SHADOW]:
                         OUT[pos, i] = SHADOW_REJECTED
-                        op = OP_RESUME
                         pos += 1
                     else:
                         OUT[pos, i] = REJECTED
                         op = OP_FINISH
-        elif kind == K_RELEASE:
-            nd = i
-            NV[nd, N_IN_USE] -= 1
-            while NV[nd, N_WHEAD] >= 0:
-                w = NV[nd, N_WHEAD]
-                NV[nd, N_WHEAD] = R[w, R_WNEXT]
-                if NV[nd, N_WHEAD] < 0:
-                    NV[nd, N_WTAIL] = -1
-                if R[w, R_WAITING]:
-                    R[w, R_WAITING] = 0
-                    NV[nd, N_LIVE] -= 1
-                    NV[nd, N_IN_USE] += 1
-                    R[w, R_CONN] = 1
-                    R[w, R_POOL_WAIT] = cur - R[w, R_WAIT_SINCE]
-                    op = OP_PROCEED
-                    i = w
-                    pos = R[w, R_WAIT_POS]
-                    break
-        elif kind == K_WAIT_TIMEOUT:
-            if R[i, R_WAITING]:
-                R[i, R_WAITING] = 0
-                NV[R[i, R_NODE], N_LIVE] -= 1
-                R[i, R_CONN] = 2
-                R[i, R_POOL_WAIT] = cur - R[i, R_WAIT_SINCE]
-                op = OP_PROCEED
-                pos = R[i, R_WAIT_POS]
-        elif kind == K_PROCEED:
-            op = OP_PROCEED
-        elif kind == K_FAIL_LOCAL:
-            op = OP_FAIL
-        elif kind == K_SNAPSHOT:
-            SNAP[i, :] = GSTATE
-        elif kind == K_FAILOVER:  # the state as it was at the snapshot comes back
-            GSTATE[:] = SNAP[i, :]
-            if FO_FLUSH[i]:
-                NV[:n_nodes, N_RELOAD] = 1
-        elif kind == K_CONC_TIMEOUT:
-            if R[i, R_CWAIT] == pos + 1:
-                R[i, R_CWAIT] = 0
-                C[C_WAITERS] -= 1
+                    continue
+                # a global layer: borrow a connection first (the engine's ``acquire``)
+                if R[i, R_CONN] == 0:
+                    nd = R[i, R_NODE]
+                    while NV[nd, N_RLEN] > 0 and RH[nd, 0] <= x:
+                        rheap_pop(RH, NV, C, nd)
+                        NV[nd, N_IN_USE] -= 1
+                    if NV[nd, N_LIVE] == 0 and NV[nd, N_IN_USE] < C[C_POOL_SIZE]:
+                        NV[nd, N_IN_USE] += 1
+                        R[i, R_CONN] = 1
+                    elif C[C_POOL_WAIT] == 0:
+                        R[i, R_CONN] = 2
+                    else:
+                        R[i, R_WNEXT] = -1
+                        if NV[nd, N_WTAIL] >= 0:
+                            R[NV[nd, N_WTAIL], R_WNEXT] = i
+                        else:
+                            NV[nd, N_WHEAD] = i
+                        NV[nd, N_WTAIL] = i
+                        R[i, R_WAITING] = 1
+                        R[i, R_WAIT_POS] = pos
+                        R[i, R_WAIT_SINCE] = x
+                        NV[nd, N_LIVE] += 1
+                        if NV[nd, N_LIVE] == 1 and NV[nd, N_RLEN] > 0:
+                            # releases now need events, to hand their connection over on time
+                            for j in range(NV[nd, N_RLEN]):
+                                push(H, C, RH[nd, j], PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
+                            C[C_RHEAP_TOTAL] -= NV[nd, N_RLEN]
+                            NV[nd, N_RLEN] = 0
+                        push(
+                            H,
+                            C,
+                            x + C[C_POOL_WAIT],
+                            i * PRIO_STRIDE + pos,
+                            K_WAIT_TIMEOUT,
+                            i,
+                            pos,
+                            0,
+                            0,
+                        )
+                        op = OP_DONE
+                        continue
+                if R[i, R_CONN] == 2:
+                    op = OP_FAIL
+                    continue
+                op = OP_SEND
+            elif op == OP_SEND:
+                g = LY[pos, L_GIDX]
+                deadline = x + LY[pos, L_TMO]
+                a = x + LAT[g, 0, i]
                 nd = R[i, R_NODE]
-                size = LY[pos, L_SIZE]
-                s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
-                local_now = (
-                    R[i, R_CLK] if cur == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, cur)
-                )
-                conc_cancel(PP[pos, R[i, R_TIER]], STATE[s0 : s0 + size], local_now)
-                OUT[pos, i] = REJECTED
-                op = OP_FINISH
-        elif kind == K_BACKEND_START:
-            _backend_start(i, cur, R, H, C, BKF)
-        else:  # K_RELEASE_HELD, K_BACKEND_DONE
-            completed = kind == K_BACKEND_DONE
-            if completed:
-                C[C_BK_INFLIGHT] -= 1
-                R[i, R_BK_DONE] = cur
-            _release_held(
-                i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, CK, JUMPS, SLEWS, PRL, CQ,
-                STACK, C,
-            )  # fmt: skip
-        if op != OP_DONE or C[C_STACK]:
-            _continue(op, i, pos, x, cur, world)
+                if PARTS.shape[0] and partitioned(PARTS, PART_NODES, x, nd):
+                    op = OP_FAIL
+                    x = deadline
+                    continue
+                if OUTAGES.shape[0]:
+                    kind = outage(OUTAGES, OUT_SHARDS, a, SHARD[g, i])
+                    if kind == OUTAGE_REFUSED:
+                        op = OP_FAIL
+                        x = min(a + LAT[g, 1, i], deadline)
+                        continue
+                    if kind == OUTAGE_BLACKHOLE:
+                        op = OP_FAIL
+                        x = deadline
+                        continue
+                client_now = x
+                if LY[pos, L_CLIENT_TIME]:
+                    client_now = (
+                        R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
+                    )
+                if NV[nd, N_RELOAD]:
+                    # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
+                    NV[nd, N_RELOAD] = 0
+                    a += LAT[g, 1, i] + LAT[g, 0, i]
+                late = a > deadline
+                kind = K_SERVE_LATE if late else K_SERVE
+                push(H, C, a, i * PRIO_STRIDE + pos, kind, i, pos, client_now, deadline)
+                if late:
+                    op = OP_FAIL
+                    x = deadline
+                else:
+                    op = OP_DONE
+            elif op == OP_FAIL:
+                if LY[pos, L_LOCAL]:
+                    if x != cur:
+                        push(H, C, x, i * PRIO_STRIDE + pos, K_FAIL_LOCAL, i, pos, 0, 0)
+                        op = OP_DONE
+                        continue
+                    # the node-local fallback limiter decides (the engine's ``fail_local``)
+                    local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
+                    s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
+                    ok, rem = _node_kernel(n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE)
+                    REM[pos, i] = rem
+                    if ok:
+                        OUT[pos, i] = LOCAL_ALLOWED
+                        op = OP_RESUME
+                        pos += 1
+                    else:
+                        OUT[pos, i] = LOCAL_REJECTED
+                        if LY[pos, L_SHADOW]:
+                            op = OP_RESUME
+                            pos += 1
+                        else:
+                            op = OP_FINISH
+                elif LY[pos, L_CLOSED]:
+                    OUT[pos, i] = FAIL_CLOSED
+                    if LY[pos, L_SHADOW]:
+                        op = OP_RESUME
+                        pos += 1
+                    else:
+                        op = OP_FINISH
+                else:
+                    OUT[pos, i] = FAIL_OPEN
+                    op = OP_RESUME
+                    pos += 1
+            else:  # OP_FINISH at x, rejected by layer pos (-1: admitted)
+                R[i, R_DECIDED] = x
+                R[i, R_REJ] = pos
+                C[C_DONE] += 1
+                if R[i, R_CONN] == 1:
+                    R[i, R_CONN] = 3
+                    nd = R[i, R_NODE]
+                    if NV[nd, N_LIVE]:
+                        push(H, C, x, PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
+                    else:
+                        rheap_push(RH, NV, C, nd, x)
+                if C[C_BACKEND]:
+                    if pos < 0:
+                        if x == cur:
+                            _backend_start(i, x, R, H, C, BKF)
+                        else:
+                            push(
+                                H, C, x, i * PRIO_STRIDE + PRIO_BACKEND, K_BACKEND_START, i, 0, 0, 0
+                            )
+                    elif R[i, R_HOLDS]:
+                        if x == cur:
+                            _release_held(
+                                i,
+                                x,
+                                False,
+                                R,
+                                KEYS,
+                                OUT,
+                                REM,
+                                LY,
+                                PP,
+                                STATE,
+                                NV,
+                                CK,
+                                JUMPS,
+                                SLEWS,
+                                PRL,
+                                CQ,
+                                STACK,
+                                C,
+                            )
+                        else:
+                            push(
+                                H, C, x, i * PRIO_STRIDE + PRIO_BACKEND, K_RELEASE_HELD, i, 0, 0, 0
+                            )
+                op = OP_DONE

@@ -31,11 +31,12 @@ def _oracle_layer(
 ) -> None:
     """Request ``todo[j]`` on the state of its key, ``slot[j]`` (of ``n_slots``, zeros first)."""
     state = np.zeros(n_slots * size, dtype=np.int64)
+    width = pp.shape[1]
+    pf = pp.reshape(-1)
     for j in range(todo.shape[0]):
         i = todo[j]
-        s0 = slot[j] * size
         tr = tier[i]
-        ok, rem, _, _ = rate_kernel(kk[tr], pp[tr], state[s0 : s0 + size], t_us[i], cost[i])
+        ok, rem, _, _ = rate_kernel(kk[tr], pf, tr * width, state, slot[j] * size, t_us[i], cost[i])
         oks[j] = ok
         rems[j] = rem
 
@@ -76,3 +77,140 @@ def oracle_layer(
         rems,
     )
     return oks, rems
+
+
+@numba.njit(cache=True)
+def window_max_sorted(t: Any, d: Any, idx: Any, lo: int, hi: int, window_us: int) -> int:
+    """``max(0, max over windows [s, s + window_us) of sum(d))`` over the events
+    ``idx[lo:hi]`` (their times ``t[idx[k]]`` ascending, µs), in one sorted pass.
+
+    The window sum, as a function of the start ``s``, only changes where an event enters
+    (``s = t - window_us + 1``) or leaves (``s = t + 1``), so those are the only starts to try;
+    both sequences are ascending in ``t``, so they are merged, and the window's two edges
+    (``j``: first event at or after ``s + window_us``, ``i``: first at or after ``s``) only move
+    forward, the running sum updated as they pass events (O(events), no ``searchsorted``)."""
+    best = 0
+    run = 0
+    i = lo
+    j = lo
+    a = lo  # next leave-start candidate t[idx[a]] + 1
+    b = lo  # next enter-start candidate t[idx[b]] - window_us + 1
+    while a < hi or b < hi:
+        if b < hi and (a >= hi or t[idx[b]] - window_us + 1 <= t[idx[a]] + 1):
+            s = t[idx[b]] - window_us + 1
+            b += 1
+        else:
+            s = t[idx[a]] + 1
+            a += 1
+        # the right edge first: it is never behind the left one (s + window_us > s)
+        while j < hi and t[idx[j]] < s + window_us:
+            run += d[idx[j]]
+            j += 1
+        while i < hi and t[idx[i]] < s:
+            run -= d[idx[i]]
+            i += 1
+        if run > best:
+            best = run
+    return best
+
+
+@numba.njit(cache=True, inline="always")
+def _group(
+    kind: int, i: int, sys_rej: Any, ora_rej: Any, tier: Any, abusive: Any, nl: int, nt: int
+) -> int:
+    """Request ``i``'s group of kind ``kind`` (0 total, 1 the layer the oracle rejected it at,
+    2 the layer the system rejected it at when another, 3 its tier, 4 its abusive flag), -1
+    for none; groups are numbered total, layers, tiers, abusive, not abusive."""
+    if kind == 0:
+        return 0
+    if kind == 1:
+        return 1 + ora_rej[i] if ora_rej[i] >= 0 else -1
+    if kind == 2:
+        return 1 + sys_rej[i] if sys_rej[i] >= 0 and sys_rej[i] != ora_rej[i] else -1
+    if kind == 3:
+        return 1 + nl + tier[i] if nt > 0 else -1
+    return 1 + nl + nt + (0 if abusive[i] else 1)
+
+
+@numba.njit(cache=True)
+def _gap_members(
+    sys_rej: Any, ora_rej: Any, tier: Any, abusive: Any, nl: int, nt: int
+) -> tuple[Any, Any]:
+    """The requests of each group of :func:`oracle_gap` (see ``_group``) as CSR: offsets and
+    request indexes, in arrival order within a group."""
+    n = sys_rej.shape[0]
+    g_count = 1 + nl + nt + 2
+    off = np.zeros(g_count + 1, dtype=np.int64)
+    for i in range(n):
+        for kind in range(5):
+            g = _group(kind, i, sys_rej, ora_rej, tier, abusive, nl, nt)
+            if g >= 0:
+                off[g + 1] += 1
+    for g in range(g_count):
+        off[g + 1] += off[g]
+    idx = np.empty(off[g_count], dtype=np.int64)
+    fill = off[:g_count].copy()
+    for i in range(n):
+        for kind in range(5):
+            g = _group(kind, i, sys_rej, ora_rej, tier, abusive, nl, nt)
+            if g >= 0:
+                idx[fill[g]] = i
+                fill[g] += 1
+    return off, idx
+
+
+@numba.njit(cache=True)
+def _oracle_gap(
+    t: Any,
+    sys_rej: Any,
+    ora_rej: Any,
+    tier: Any,
+    abusive: Any,
+    n_layers: int,
+    n_tiers: int,
+    window_us: int,
+) -> Any:
+    """The compiled body of :func:`oracle_gap`: a row per group (over, wrong, peak)."""
+    off, idx = _gap_members(sys_rej, ora_rej, tier, abusive, n_layers, n_tiers)
+    g_count = off.shape[0] - 1
+    d = np.empty(t.shape[0], dtype=np.int64)
+    for i in range(t.shape[0]):
+        d[i] = (sys_rej[i] < 0) - (ora_rej[i] < 0)
+    out = np.zeros((g_count, 3), dtype=np.int64)
+    for g in range(g_count):
+        for k in range(off[g], off[g + 1]):
+            if d[idx[k]] > 0:
+                out[g, 0] += 1
+            elif d[idx[k]] < 0:
+                out[g, 1] += 1
+        out[g, 2] = window_max_sorted(t, d, idx, off[g], off[g + 1], window_us)
+    return out
+
+
+def oracle_gap(
+    t_us: np.ndarray,
+    sys_rejected_by: np.ndarray,
+    oracle_rejected_by: np.ndarray,
+    tier: np.ndarray,
+    abusive: np.ndarray,
+    n_layers: int,
+    n_tiers: int,
+    window_us: int,
+) -> np.ndarray:
+    """The oracle gap of a run, compiled: an ``(groups, 3)`` int64 array of ``over_admitted``,
+    ``wrongly_rejected`` and ``peak_excess`` (over windows of ``window_us`` µs) for the groups
+    total, each layer, each tier (``n_tiers``, 0 for a run without tier names), abusive and
+    not abusive, in that order (see ``Result.compare_oracle``). ``t_us``: arrival times
+    (sorted); ``*_rejected_by``: the rejecting layer per request or -1."""
+    return np.asarray(
+        _oracle_gap(
+            np.ascontiguousarray(t_us, dtype=np.int64),
+            np.ascontiguousarray(sys_rejected_by, dtype=np.int64),
+            np.ascontiguousarray(oracle_rejected_by, dtype=np.int64),
+            np.ascontiguousarray(tier, dtype=np.int64),
+            np.ascontiguousarray(abusive, dtype=np.bool_),
+            n_layers,
+            n_tiers,
+            window_us,
+        )
+    )

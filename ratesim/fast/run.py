@@ -118,7 +118,10 @@ def run_fast(
     world, T = _world(scenario, arrivals, draws, layers, heap_size)
     del draws  # the engine handed them over; free them before the run
     R, C, CMD = world.R, world.C, world.CMD
-    prefix(R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, T.STATE, int(C[C_PRE]))
+    prefix(
+        R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
+        int(C[C_PRE]),
+    )  # fmt: skip
     _drive(world, len(arrivals), progress, chunk_us)
 
     _check_conservation(R, world.NV, C, T, scenario.topology.nodes)
@@ -185,6 +188,7 @@ def _world(
         LY=T.LY,
         KK=T.KK,
         PP=T.PP,
+        PF=T.PP.reshape(-1),
         STATE=T.STATE,
         GSTATE=T.GSTATE,
         SNAP=T.SNAP,

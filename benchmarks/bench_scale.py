@@ -1,0 +1,217 @@
+"""Benchmark: issue 10's Show list, each figure beside its target (one run, all figures).
+
+    .venv/bin/python benchmarks/bench_scale.py [--repeat R] [--scales 0.25,1,4,16,25]
+
+* exchange-surge at scale 1: the compiled loop's ns per request (``ratesim.fast.run._drive``,
+  the event loop itself: tables built, arrivals and draws made before it) beside a bare numba
+  per-tier GCRA loop over the same arrivals and keys (the ceiling) and the same loop calling
+  ratesim's own ``rate_kernel`` (whole tables with offsets); ``simulate`` end to end in
+  simulated requests per second (traffic generation, draws, tables and loop; the lazy oracle
+  not included). Best of R in this process.
+* exchange-surge at scale 25 (12.1M requests): wall time and peak RSS of one
+  ``simulate(..., engine="fast")`` in a child process (its own ``ru_maxrss``; the child also
+  times the loop alone first, at the same scale).
+* exchange-surge at scale 25 for 600 simulated seconds: needs streaming (issue 10's Build item
+  1), not built; printed as not measured (at ~600 B a request it would need ~140 GB).
+* the loop's cost per request at each of ``--scales``, each in its own child process (so one
+  run's memory does not weigh on the next), with its wall time and peak RSS.
+
+Targets are printed to compare with, never asserted. The machine is shared: the in-process
+figures are best of R, and the ratios (loop against the bare ceiling) come from one process.
+The Lua server-CPU line (Build item 5) is another benchmark's (``bench_redis.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numba
+import numpy as np
+
+TARGET_LOOP_NS = 250
+TARGET_E2E_RPS = 2_000_000
+TARGET_S25_WALL_S = 10.0
+TARGET_S25_RSS_GIB = 1.5
+
+
+@numba.njit(cache=True)
+def bare_gcra(t: Any, key: Any, tier: Any, cost: Any, P: Any, S: Any) -> int:
+    """Per-tier GCRA decisions (redis-cell's, as ``gcra_kernel``) over the arrivals, state
+    ``S[key] = (present, tat)``, parameters ``P[tier] = (T, DVT, limit)``: admitted count."""
+    admitted = 0
+    for i in range(t.shape[0]):
+        tr = tier[i]
+        k = key[i]
+        now = t[i]
+        tat = now
+        if S[k, 0] != 0 and S[k, 1] > now:
+            tat = S[k, 1]
+        if cost[i] > P[tr, 2]:
+            continue
+        new_tat = tat + cost[i] * P[tr, 0]
+        if now - (new_tat - P[tr, 1]) >= 0:
+            S[k, 0] = 1
+            S[k, 1] = new_tat
+            admitted += 1
+    return admitted
+
+
+def _kernel_loop() -> Any:
+    """The same loop through ratesim's compiled ``rate_kernel`` (code 0, GCRA) with offsets."""
+    from ratesim.fast.kernels import rate_kernel
+
+    @numba.njit
+    def loop(t: Any, key: Any, tier: Any, cost: Any, PF: Any, S: Any) -> int:
+        admitted = 0
+        for i in range(t.shape[0]):
+            ok, _, _, _ = rate_kernel(0, PF, tier[i] * 3, S, key[i] * 2, t[i], cost[i])
+            admitted += ok
+        return admitted
+
+    return loop
+
+
+def _prepared(scale: float) -> tuple[Any, Any, Any, Any]:
+    """The scenario at ``scale`` and its arrivals, draws and compiled policy (as simulate)."""
+    from ratesim import scenarios
+    from ratesim.compile import compile_policy, draw_requests
+    from ratesim.rng import Streams
+    from ratesim.traffic import generate_arrivals
+
+    sc = scenarios.get("exchange-surge", scale=scale)
+    streams = Streams(sc.seed)
+    arrivals = generate_arrivals(sc.traffic, sc.population, sc.duration_us, streams)
+    layers = compile_policy(sc, arrivals)
+    return sc, arrivals, draw_requests(sc, arrivals, streams), layers
+
+
+def loop_seconds(scale: float) -> tuple[int, float]:
+    """(requests, wall seconds of the compiled event loop alone) for one run at ``scale``."""
+    import ratesim.fast.run as fast_run
+
+    sc, arrivals, draws, layers = _prepared(scale)
+    spent: list[float] = []
+    drive = fast_run._drive
+
+    def timed(*args: Any, **kwargs: Any) -> None:
+        started = time.perf_counter()
+        drive(*args, **kwargs)
+        spent.append(time.perf_counter() - started)
+
+    fast_run._drive = timed  # type: ignore[assignment]
+    try:
+        fast_run.run_fast(sc, arrivals, draws, layers)
+    finally:
+        fast_run._drive = drive  # type: ignore[assignment]
+    return len(arrivals), spent[0]
+
+
+def bare_seconds(repeat: int) -> tuple[float, float]:
+    """Best wall seconds of the bare GCRA loop and of the ``rate_kernel`` loop over the
+    exchange-surge scale-1 arrivals on its ``tier_quota`` layer's keys and tiers."""
+    _, arrivals, _, layers = _prepared(1.0)
+    cl = next(c for c in layers if c.spec.name == "tier_quota")
+    t = arrivals.time_us.astype(np.int64)
+    key = cl.keys.astype(np.int64)
+    tier = arrivals.tier.astype(np.int64)
+    cost = arrivals.cost.astype(np.int64)
+    P = np.array([a.params for a in cl.algs], dtype=np.int64)
+    kernel_loop = _kernel_loop()
+    best_bare, best_kernel = float("inf"), float("inf")
+    for _ in range(repeat + 1):  # the first call compiles
+        S = np.zeros((cl.n_keys, 2), dtype=np.int64)
+        started = time.perf_counter()
+        a = bare_gcra(t, key, tier, cost, P, S)
+        best_bare = min(best_bare, time.perf_counter() - started)
+        S2 = np.zeros(cl.n_keys * 2, dtype=np.int64)
+        started = time.perf_counter()
+        b = kernel_loop(t, key, tier, cost, P.reshape(-1), S2)
+        best_kernel = min(best_kernel, time.perf_counter() - started)
+        if a != b:
+            raise RuntimeError(f"bare GCRA admitted {a}, rate_kernel {b}: not the same loop")
+    return best_bare, best_kernel
+
+
+def simulate_seconds(scale: float) -> tuple[int, float]:
+    """(requests, wall seconds) of one ``simulate(..., engine="fast")`` end to end."""
+    from ratesim import scenarios, simulate
+
+    sc = scenarios.get("exchange-surge", scale=scale)
+    started = time.perf_counter()
+    r = simulate(sc, engine="fast")
+    wall = time.perf_counter() - started
+    return len(r.data.arrivals), wall
+
+
+def child(scale: float) -> dict[str, Any]:
+    """Run one scale in a child process: its simulate wall, loop seconds, requests, peak RSS."""
+    cmd = [sys.executable, __file__, "--child", str(scale)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
+    info: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    info["rss_gib"] = info["self_rss_kib"] / 2**20  # the child's own peak (Linux: KiB)
+    return info
+
+
+def _child_main(scale: float) -> None:
+    """In the child: warm the compiled code on a tiny run, then one timed loop and one timed
+    simulate at ``scale``; print them as JSON with this process's peak RSS (KiB)."""
+    import resource
+
+    loop_seconds(0.01)
+    n, loop_s = loop_seconds(scale)
+    _, wall = simulate_seconds(scale)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"n": n, "loop_s": loop_s, "wall_s": wall, "self_rss_kib": rss}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="best of R (in-process figures)")
+    parser.add_argument("--scales", default="0.25,1,4,16,25", help="cost per request at these")
+    parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        _child_main(args.child)
+        return 0
+
+    loop_seconds(0.01)  # load (or compile) the compiled code
+    loops = [loop_seconds(1.0) for _ in range(args.repeat)]
+    n1 = loops[0][0]
+    loop_ns = min(s for _, s in loops) / n1 * 1e9
+    bare_s, kernel_s = bare_seconds(args.repeat)
+    e2e = min(simulate_seconds(1.0)[1] for _ in range(args.repeat))
+    print(f"exchange-surge scale 1 ({n1:,} requests), best of {args.repeat}:")
+    print(f"  compiled loop           {loop_ns:9.0f} ns/request   target <= {TARGET_LOOP_NS}")
+    print(f"  bare numba GCRA loop    {bare_s / n1 * 1e9:9.1f} ns/request   (the ceiling)")
+    print(f"  rate_kernel, offsets    {kernel_s / n1 * 1e9:9.1f} ns/request   (same loop)")
+    print(f"  simulate end to end     {n1 / e2e:9,.0f} req/s        target >= {TARGET_E2E_RPS:,}")
+
+    scales = [float(s) for s in args.scales.split(",") if s]
+    per_scale = {s: child(s) for s in scales}
+    if 25.0 in per_scale:
+        r = per_scale[25.0]
+        print(f"exchange-surge scale 25 ({r['n']:,} requests), child process:")
+        print(
+            f"  wall (simulate)         {r['wall_s']:9.1f} s            target < {TARGET_S25_WALL_S}"
+        )
+        print(
+            f"  peak RSS                {r['rss_gib']:9.2f} GiB          target < {TARGET_S25_RSS_GIB}"
+        )
+    print("exchange-surge scale 25, --duration 600: not measured (needs streaming, Build item 1,")
+    print("  not built: memory grows with the run's length, ~600 B a request)")
+    print("cost per request by scale (child processes; loop alone, and simulate end to end):")
+    for s, r in per_scale.items():
+        print(
+            f"  scale {s:>5g}: {r['n']:>11,} requests  loop {r['loop_s'] / r['n'] * 1e9:7.0f} ns/req"
+            f"  simulate {r['wall_s'] / r['n'] * 1e9:7.0f} ns/req  peak RSS {r['rss_gib']:6.2f} GiB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
