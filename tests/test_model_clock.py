@@ -11,6 +11,7 @@ from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 import ratesim.model as model
+from ratesim.bounds import MAX_ABS_NOW_US, MAX_CLOCK_SHIFT_US, MAX_RUN_S
 from ratesim.model import ClockSpec, ClockStep, NodeClock, ms_to_us, s_to_us
 from ratesim.model.clock import CLOCK_LIMIT_US, _mul_ge, clock_read, redis_clock
 
@@ -276,13 +277,15 @@ spec_strategy = st.builds(
 
 @st.composite
 def whole_domain_specs(draw: st.DrawFn) -> ClockSpec:
-    """Any clock the schema accepts, magnitudes up to its limits (draws it refuses are rejected)."""
-    lim_ms = CLOCK_LIMIT_US / 1000
+    """Any clock the schema accepts, magnitudes up to its limits (draws it refuses are
+    rejected): a total shift up to 2**51 us (``ratesim.bounds``), step instants up to 2**52 us,
+    slews up to the longest run."""
+    lim_ms = MAX_CLOCK_SHIFT_US / 1000
     steps = []
     for _ in range(draw(st.integers(0, 4))):
-        slew_s = draw(st.sampled_from([0.0, 1e-6, 0.37, 1e4, 1e9]))
+        slew_s = draw(st.sampled_from([0.0, 1e-6, 0.37, 1e4, MAX_RUN_S]))
         by_max = lim_ms / 8 if slew_s == 0 else min(lim_ms / 8, 0.999 * 2.0**62 / (slew_s * 1e9))
-        at_s = draw(st.floats(0, CLOCK_LIMIT_US / 4e6))
+        at_s = draw(st.floats(0, MAX_ABS_NOW_US / 2e6))
         steps.append((at_s, draw(st.floats(-by_max, by_max)), slew_s))
     try:
         return ClockSpec(
