@@ -58,14 +58,14 @@ MAX_WINDOW_US = MAX_EXACT_INT // 4
 
 
 def calendar_window_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: tuple[int, ...], state: State, now_us: int, cost: int, p0: int = 0, s0: int = 0
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_after_us,
     reset_after_us)`` (µs)."""
-    limit = p[0]
-    window_us = p[1]
-    cal = p[2]
-    count_rejected = p[3]
+    limit = p[p0 + 0]
+    window_us = p[p0 + 1]
+    cal = p[p0 + 2]
+    count_rejected = p[p0 + 3]
     # -- the caller's window index j and the start of window j (µs) ---------------------------
     if cal == 0:
         j = now_us // window_us if now_us >= 0 else -((window_us - 1 - now_us) // window_us)
@@ -80,9 +80,9 @@ def calendar_window_kernel(
         month = mp + 3 if mp < 10 else mp - 9
         year = yoe + era * 400 + (1 if month <= 2 else 0)
         j = year if cal == 2 else year * 12 + month - 1
-    idx = state[0]
-    cur = state[1]
-    prev = state[2]
+    idx = state[s0 + 0]
+    cur = state[s0 + 1]
+    prev = state[s0 + 2]
     if cur == 0 and prev == 0:
         idx = j
     elif j > idx:
@@ -125,9 +125,9 @@ def calendar_window_kernel(
             prev = count
         else:
             cur = count
-        state[0] = idx
-        state[1] = cur
-        state[2] = prev
+        state[s0 + 0] = idx
+        state[s0 + 1] = cur
+        state[s0 + 2] = prev
     reset_us = end_in_us if count > 0 else 0
     return allowed, max(limit - count, 0), retry_us, reset_us
 

@@ -48,30 +48,30 @@ SCALES = {"s": 1, "m": 60}
 
 
 def nginx_leaky_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: tuple[int, ...], state: State, now_us: int, cost: int, p0: int = 0, s0: int = 0
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_or_delay_us,
     reset_after_us)`` (µs; an admitted request's third value is its hold when ``shaping``)."""
-    rate = p[0]
-    burst_m = p[1]
-    delay_m = p[2]
-    shaping = p[3]
+    rate = p[p0 + 0]
+    burst_m = p[p0 + 1]
+    delay_m = p[p0 + 2]
+    shaping = p[p0 + 3]
     now_ms = now_us // 1000 if now_us >= 0 else -((999 - now_us) // 1000)
     # level: the excess left after draining, before this request's +1000 per unit of cost;
     # an unseen key (or a drained one) sits at -1000, nginx's "excess = 0" for one request.
     level = -1000
     ms = 0
-    if state[0] != 0:
-        last_ms = state[1]
+    if state[s0 + 0] != 0:
+        last_ms = state[s0 + 1]
         ms = now_ms - last_ms
         if ms < -BACKWARDS_LIMIT_MS:
             ms = 1
         elif ms < 0:
             ms = 0
-        need = state[2] + 1000
+        need = state[s0 + 2] + 1000
         # Compare by division first: a long idle gap times the rate must not overflow.
         drained = ms >= (need * 1000 + rate - 1) // rate
-        level = -1000 if drained else state[2] - rate * ms // 1000
+        level = -1000 if drained else state[s0 + 2] - rate * ms // 1000
     allowed = 0
     retry_us = -1
     after = level
@@ -83,25 +83,25 @@ def nginx_leaky_kernel(
         if level + 1000 * cost <= burst_m:
             allowed = 1
             after = level + 1000 * cost
-            if state[0] == 0 or ms != 0:
-                state[1] = now_ms
-            state[0] = 1
-            state[2] = after
+            if state[s0 + 0] == 0 or ms != 0:
+                state[s0 + 1] = now_ms
+            state[s0 + 0] = 1
+            state[s0 + 2] = after
             if shaping:
                 retry_us = 0
                 if after > delay_m:
                     retry_us = (after - delay_m) * 1000 // rate * 1000
         else:
             # Fits once floor(rate * m / 1000) >= stored + 1000 * cost - burst, m ms after last.
-            over = state[2] + 1000 * cost - burst_m
+            over = state[s0 + 2] + 1000 * cost - burst_m
             wait_ms = (over * 1000 + rate - 1) // rate
-            retry_us = (state[1] + wait_ms) * 1000 - now_us
+            retry_us = (state[s0 + 1] + wait_ms) * 1000 - now_us
     room = burst_m - after
     remaining = room // 1000 if room >= 0 else 0
     reset_us = 0
-    if state[0] != 0:
-        drain_ms = ((state[2] + 1000) * 1000 + rate - 1) // rate
-        reset_us = max((state[1] + drain_ms) * 1000 - now_us, 0)
+    if state[s0 + 0] != 0:
+        drain_ms = ((state[s0 + 2] + 1000) * 1000 + rate - 1) // rate
+        reset_us = max((state[s0 + 1] + drain_ms) * 1000 - now_us, 0)
     return allowed, remaining, retry_us, reset_us
 
 

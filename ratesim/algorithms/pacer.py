@@ -48,14 +48,14 @@ MAX_SPACING_S = 60
 
 
 def pacer_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: tuple[int, ...], state: State, now_us: int, cost: int, p0: int = 0, s0: int = 0
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining,
     retry_or_delay_us, reset_after_us)`` (µs; an admitted request's third value is its hold)."""
-    count = p[0]
-    max_q = p[1]
-    res = p[2]
-    max_cost = p[3]
+    count = p[p0 + 0]
+    max_q = p[p0 + 1]
+    res = p[p0 + 2]
+    max_cost = p[p0 + 3]
     per_s = 1_000_000 // res
     t = now_us // res if now_us >= 0 else -((res - 1 - now_us) // res)
     allowed = 1
@@ -66,22 +66,22 @@ def pacer_kernel(
     elif cost > 0:
         # Math.round(cost / count * per_s): half up, exact on integers.
         step = (2 * per_s * cost + count) // (2 * count)
-        if state[0] == 0 or state[1] + step <= t:
-            state[0] = 1
-            state[1] = t
-        elif state[1] + step - t > max_q:
+        if state[s0 + 0] == 0 or state[s0 + 1] + step <= t:
+            state[s0 + 0] = 1
+            state[s0 + 1] = t
+        elif state[s0 + 1] + step - t > max_q:
             allowed = 0
-            retry_us = (state[1] + step - max_q) * res - now_us
+            retry_us = (state[s0 + 1] + step - max_q) * res - now_us
         else:
-            state[1] = state[1] + step
-            retry_us = (state[1] - t) * res
+            state[s0 + 1] = state[s0 + 1] + step
+            retry_us = (state[s0 + 1] - t) * res
     one = (2 * per_s + count) // (2 * count)
     remaining = 1 + max_q // one
     reset_us = 0
-    if state[0] != 0 and state[1] + one > t:
-        d = max_q + t - state[1]
+    if state[s0 + 0] != 0 and state[s0 + 1] + one > t:
+        d = max_q + t - state[s0 + 1]
         remaining = d // one if d >= 0 else 0
-        reset_us = (state[1] + one) * res - now_us
+        reset_us = (state[s0 + 1] + one) * res - now_us
     return allowed, remaining, retry_us, reset_us
 
 

@@ -38,20 +38,20 @@ ABSENT_EXPIRY_US = -(2**62)
 
 
 def reserve_bucket_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: tuple[int, ...], state: State, now_us: int, cost: int, p0: int = 0, s0: int = 0
 ) -> tuple[int, int, int, int]:
     """One ``Reserve`` of ``cost`` at ``now_us``; returns ``(allowed, remaining,
     retry_or_delay_us, reset_after_us)`` (µs; an admitted request's third value is its hold)."""
-    unit = p[0]
-    per_us = p[1]
-    capacity = p[2]
-    burst = p[3]
-    max_delay = p[4]
+    unit = p[p0 + 0]
+    per_us = p[p0 + 1]
+    capacity = p[p0 + 2]
+    burst = p[p0 + 3]
+    max_delay = p[p0 + 4]
     tokens = capacity
     last_us = now_us
-    if state[0] != 0:
-        tokens = state[2]
-        last_us = state[1]
+    if state[s0 + 0] != 0:
+        tokens = state[s0 + 2]
+        last_us = state[s0 + 1]
         if now_us > last_us and tokens < capacity:
             missing = capacity - tokens
             elapsed = now_us - last_us
@@ -70,9 +70,9 @@ def reserve_bucket_kernel(
             retry_us = wait
             tokens -= cost * unit
             last_us = now_us
-            state[0] = 1
-            state[1] = now_us
-            state[2] = tokens
+            state[s0 + 0] = 1
+            state[s0 + 1] = now_us
+            state[s0 + 2] = tokens
         else:
             retry_us = wait - max_delay
     remaining = tokens // unit if tokens > 0 else 0

@@ -58,14 +58,14 @@ NEVER_EXPIRES_US = 2**62
 
 
 def warm_up_kernel(
-    p: tuple[int, ...], state: State, now_us: int, cost: int
+    p: tuple[int, ...], state: State, now_us: int, cost: int, p0: int = 0, s0: int = 0
 ) -> tuple[int, int, int, int]:
     """One request of ``cost`` at ``now_us``; returns ``(allowed, remaining, retry_after_us,
     reset_after_us)`` (µs)."""
-    count = p[0]
-    warning = p[1]
-    max_tok = p[2]
-    cold = p[3]
+    count = p[p0 + 0]
+    warning = p[p0 + 1]
+    max_tok = p[p0 + 2]
+    cold = p[p0 + 3]
     t = now_us // 1000 if now_us >= 0 else -((999 - now_us) // 1000)
     hb = t // 500 if t >= 0 else -((499 - t) // 500)
     sb = t // 1000 if t >= 0 else -((999 - t) // 1000)
@@ -73,35 +73,35 @@ def warm_up_kernel(
     s_start = sb * 1000
     h_slot = hb - 2 * (hb // 2 if hb >= 0 else -((1 - hb) // 2))
     s_slot = sb - 2 * (sb // 2 if sb >= 0 else -((1 - sb) // 2))
-    if state[0] == 0:
-        state[0] = 1
-        state[1] = max_tok
-        state[2] = s_start
+    if state[s0 + 0] == 0:
+        state[s0 + 0] = 1
+        state[s0 + 1] = max_tok
+        state[s0 + 2] = s_start
         for i in range(3, 11):
-            state[i] = 0
+            state[s0 + i] = 0
     # -- syncToken(previousPassQps): once per whole second -------------------------------------
-    if s_start > state[2]:
+    if s_start > state[s0 + 2]:
         prev = 0
         o = 7 + 2 * (1 - s_slot)
-        if state[o + 1] > 0 and state[o] == s_start - 1000:
-            prev = state[o + 1]
-        stored = state[1]
+        if state[s0 + o + 1] > 0 and state[s0 + o] == s_start - 1000:
+            prev = state[s0 + o + 1]
+        stored = state[s0 + 1]
         if stored < warning or (stored > warning and prev < count // cold):
-            gap = s_start - state[2]
+            gap = s_start - state[s0 + 2]
             # Compare by division first: a long idle gap times the count must not overflow.
             if gap >= ((max_tok - stored) * 1000 + count - 1) // count:
                 stored = max_tok
             else:
                 stored = min(stored + gap * count // 1000, max_tok)
         stored = stored - prev if stored > prev else 0
-        state[1] = stored
-        state[2] = s_start
+        state[s0 + 1] = stored
+        state[s0 + 2] = s_start
     # -- passQps: the 500 ms buckets that started less than 1 s ago ---------------------------
     passed = 0
     for k in range(2):
-        if state[3 + 2 * k + 1] > 0 and t - state[3 + 2 * k] < 1000:
-            passed += state[3 + 2 * k + 1]
-    stored = state[1]
+        if state[s0 + 3 + 2 * k + 1] > 0 and t - state[s0 + 3 + 2 * k] < 1000:
+            passed += state[s0 + 3 + 2 * k + 1]
+    stored = state[s0 + 1]
     if stored >= warning:
         span = max_tok - warning
         bound = count * span // ((stored - warning) * (cold - 1) + span)
@@ -115,27 +115,27 @@ def warm_up_kernel(
             passed += cost
             # Both metrics record the pass, unless the slot holds a newer bucket (throwaway).
             for o, start in ((3 + 2 * h_slot, h_start), (7 + 2 * s_slot, s_start)):
-                if state[o + 1] == 0 or state[o] < start:
-                    state[o] = start
-                    state[o + 1] = cost
-                elif state[o] == start:
-                    state[o + 1] += cost
+                if state[s0 + o + 1] == 0 or state[s0 + o] < start:
+                    state[s0 + o] = start
+                    state[s0 + o + 1] = cost
+                elif state[s0 + o] == start:
+                    state[s0 + o + 1] += cost
     elif cost <= count:
         retry_us = (h_start + 500) * 1000 - now_us
     remaining = bound - passed if bound > passed else 0
     # -- reset: tokens back at max_token, and no pass in any bucket nor the second before ----
     at_ms = 0
     known = 0
-    stored = state[1]
+    stored = state[s0 + 1]
     if stored < max_tok:
         if stored == warning or (stored > warning and count // cold == 0):
             return allowed, remaining, retry_us, -1
         wait = ((max_tok - stored) * 1000 + count - 1) // count
-        at_ms = state[2] + (wait + 999) // 1000 * 1000
+        at_ms = state[s0 + 2] + (wait + 999) // 1000 * 1000
         known = 1
     for k in range(2):
-        if state[8 + 2 * k] > 0 and (known == 0 or state[7 + 2 * k] + 2000 > at_ms):
-            at_ms = state[7 + 2 * k] + 2000
+        if state[s0 + 8 + 2 * k] > 0 and (known == 0 or state[s0 + 7 + 2 * k] + 2000 > at_ms):
+            at_ms = state[s0 + 7 + 2 * k] + 2000
             known = 1
     reset_us = at_ms * 1000 - now_us if known else 0
     return allowed, remaining, retry_us, reset_us if reset_us > 0 else 0

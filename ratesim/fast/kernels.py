@@ -15,14 +15,19 @@ import numpy as np
 
 from ..algorithms.breaker import breaker_on_complete, breaker_release_probe, breaker_try_pass
 from ..algorithms.bucketed import bucketed_kernel, double_buffered_kernel
+from ..algorithms.calendar_window import calendar_window_kernel
 from ..algorithms.concurrency import (
     concurrency_acquire,
     concurrency_cancel_wait,
     concurrency_complete,
 )
 from ..algorithms.gcra import gcra_kernel
+from ..algorithms.nginx_leaky import nginx_leaky_kernel
+from ..algorithms.pacer import pacer_kernel
+from ..algorithms.reserve_bucket import reserve_bucket_kernel
 from ..algorithms.sliding_log import sliding_log_kernel
 from ..algorithms.token_bucket import token_bucket_kernel
+from ..algorithms.warm_up import warm_up_kernel
 from ..algorithms.window_counter import fixed_window_kernel, sliding_counter_kernel
 from ..model import clock as _clock
 from ..model.backend import slowed_service_us
@@ -37,6 +42,11 @@ KERNELS = (
     sliding_counter_kernel,
     bucketed_kernel,
     double_buffered_kernel,
+    nginx_leaky_kernel,
+    calendar_window_kernel,
+    warm_up_kernel,
+    reserve_bucket_kernel,
+    pacer_kernel,
 )
 _gcra = numba.njit(cache=True)(gcra_kernel)
 _tb = numba.njit(cache=True)(token_bucket_kernel)
@@ -45,6 +55,11 @@ _fixed = numba.njit(cache=True)(fixed_window_kernel)
 _counter = numba.njit(cache=True)(sliding_counter_kernel)
 _bucketed = numba.njit(cache=True)(bucketed_kernel)
 _double = numba.njit(cache=True)(double_buffered_kernel)
+_nginx = numba.njit(cache=True)(nginx_leaky_kernel)
+_calendar = numba.njit(cache=True)(calendar_window_kernel)
+_warm = numba.njit(cache=True)(warm_up_kernel)
+_reserve = numba.njit(cache=True)(reserve_bucket_kernel)
+_pacer = numba.njit(cache=True)(pacer_kernel)
 conc_acquire = numba.njit(cache=True)(concurrency_acquire)
 conc_complete = numba.njit(cache=True)(concurrency_complete)
 conc_cancel = numba.njit(cache=True)(concurrency_cancel_wait)
@@ -72,7 +87,17 @@ def rate_kernel(
         return _counter(P, S, now, cost, p0, s0)
     if kind == 5:
         return _bucketed(P, S, now, cost, p0, s0)
-    return _double(P, S, now, cost, p0, s0)
+    if kind == 6:
+        return _double(P, S, now, cost, p0, s0)
+    if kind == 7:
+        return _nginx(P, S, now, cost, p0, s0)
+    if kind == 8:
+        return _calendar(P, S, now, cost, p0, s0)
+    if kind == 9:
+        return _warm(P, S, now, cost, p0, s0)
+    if kind == 10:
+        return _reserve(P, S, now, cost, p0, s0)
+    return _pacer(P, S, now, cost, p0, s0)
 
 
 #: :func:`ratesim.model.clock.clock_read` and its loop over an array, compiled.
