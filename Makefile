@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench redis-server clean
+.PHONY: test demo lint typecheck pytest bench redis-server clean numba-cache
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) numba-cache
 	$(VENV)/bin/ratesim run exchange-surge --out out/demo
 
 # The compat-layer tests need a real redis-server on PATH (the suite starts its own on a free port).
@@ -36,7 +36,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) redis-server
+# numba's cache=True checks only a compiled function's own file, not the functions it inlines:
+# after any change to the package, drop the compiled caches so nothing stale is loaded.
+numba-cache: $(STAMP)
+	@if [ ! -e $(VENV)/.numba-stamp ] || [ -n "$$(find ratesim -name '*.py' -newer $(VENV)/.numba-stamp | head -1)" ]; then \
+	  find ratesim -name '*.nbi' -delete -o -name '*.nbc' -delete; touch $(VENV)/.numba-stamp; \
+	fi
+
+pytest: $(STAMP) redis-server numba-cache
 	$(PY) -m pytest
 
 test: lint typecheck pytest
