@@ -117,20 +117,25 @@ def _builtin_names() -> list[str]:
 def load_target(target: str, scale: float | None) -> tuple[Any, str]:
     """The scenario named by ``target`` (a file path or a built-in name) and a label for messages.
 
-    Raises :class:`InputError` for an unknown built-in name or ``--scale`` with a file; the
+    ``scale`` sizes a built-in, or a file's traffic (:mod:`ratesim.scenario_scale`). Raises
+    :class:`InputError` for an unknown built-in name or a file ``--scale`` cannot apply to; the
     loader's own errors (ScenarioError, ValidationError, YAML errors, OSError) pass through.
     """
     if _is_path(target):
-        if scale is not None:
-            raise InputError(
-                f"--scale applies to built-in scenarios only; edit the sizes in {target} instead"
-            )
         path = Path(target)
         if not path.is_file():
             raise FileNotFoundError(str(path))
         from ratesim.scenario import load_scenario
 
-        return load_scenario(path), f"'{target}'"
+        loaded = load_scenario(path)
+        if scale is not None:
+            from ratesim.scenario_scale import scale_file_scenario
+
+            try:
+                loaded = scale_file_scenario(loaded, scale)
+            except ValueError as err:
+                raise InputError(f"--scale {scale:g} cannot apply to {target}: {err}") from err
+        return loaded, f"'{target}'"
     names = _builtin_names()
     if target not in names:
         known = ", ".join(names) or "(none)"
@@ -261,7 +266,7 @@ def _oracle_lines(result: Any) -> list[str]:
     return lines
 
 
-def format_summary(result: Any, wall_s: float | None = None) -> str:
+def format_summary(result: Any, wall_s: float | None = None, scale: float | None = None) -> str:
     """The run's summary as plain text: per-layer table, totals, latency and the oracle gap."""
     totals = dict(getattr(result, "totals", None) or {})
     arrivals = int(totals.get("arrivals", len(result.requests)))
@@ -270,6 +275,8 @@ def format_summary(result: Any, wall_s: float | None = None) -> str:
     name = getattr(result.scenario, "name", "scenario")
     head = f"Scenario {name} (seed {getattr(result, 'seed', '?')})"
     duration = getattr(result.scenario, "duration_s", None)
+    if scale is not None:
+        head += f" at scale {scale:g}"
     if duration is not None:
         head += f": {duration:g} s simulated"
     if wall_s is not None:
@@ -348,7 +355,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except errors as err:  # e.g. an impossible topology, refused before the run starts
         raise InputError(f"the run was refused: {_bad_input_message(err, source)}") from err
     wall_s = time.perf_counter() - started
-    print(format_summary(result, wall_s))
+    print(format_summary(result, wall_s, 1.0 if args.scale is None else args.scale))
     try:
         written = write_outputs(result, out_dir, plots=not args.no_plots)
     except OSError as err:
@@ -399,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", metavar="SCENARIO", help="a scenario YAML file or a built-in name")
     run.add_argument("--seed", type=_non_negative_int, help="random seed (default: the scenario's)")
     run.add_argument(
-        "--scale", type=_positive_float, help="size factor for a built-in scenario (default 1)"
+        "--scale",
+        type=_positive_float,
+        help="size factor (default 1): a built-in's sizes, or a file's traffic rates and users",
     )
     run.add_argument(
         "--duration", type=_positive_float, metavar="SECONDS", help="override the simulated time"

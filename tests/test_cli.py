@@ -176,11 +176,56 @@ def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert "nope.yaml" in err and "not found" in err
 
 
-def test_scale_with_a_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = tmp_path / "s.yaml"
-    path.write_text("name: x\n")
-    err = assert_clean_error(capsys, cli.main(["run", str(path), "--scale", "2"]))
-    assert "--scale" in err
+def test_scale_with_a_file_scales_its_traffic_and_users_not_its_limits(tmp_path: Path) -> None:
+    """A file at ``--scale S``: every rate x S and users x S (rounded, >= 1), as a built-in's
+    traffic grows; the policy (the config under test) and the rest stay as written."""
+    from ratesim import scenarios
+
+    original = scenarios.get("redis-saturation")  # piecewise traffic: several rates
+    original.to_yaml(tmp_path / "sat.yaml")
+    scaled, _ = cli.load_target(str(tmp_path / "sat.yaml"), 0.25)
+    rates = [seg.rate_per_s for seg in original.traffic.segments]
+    assert [seg.rate_per_s for seg in scaled.traffic.segments] == [r * 0.25 for r in rates]
+    assert [seg.until_s for seg in scaled.traffic.segments] == [
+        seg.until_s for seg in original.traffic.segments
+    ]
+    assert scaled.population.users == max(1, round(original.population.users * 0.25))
+    unchanged = [k for k in original.model_dump() if k not in ("traffic", "population")]
+    assert "policy" in unchanged
+    for key in unchanged:
+        assert scaled.model_dump()[key] == original.model_dump()[key], key
+    tiny, _ = cli.load_target(str(tmp_path / "sat.yaml"), 1e-9)
+    assert tiny.population.users == 1
+
+
+def test_scale_with_a_trace_file_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from ratesim import scenarios
+
+    (tmp_path / "t.csv").write_text("time,user\n0.5,1\n")
+    data = scenarios.get("single-node-ideal").model_dump()
+    data["traffic"] = {"kind": "trace", "path": str(tmp_path / "t.csv"), "time_unit": "s"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    valid = ["run", str(tmp_path / "s.yaml"), "--no-progress", "--no-plots", "--out"]
+    assert cli.main([*valid, str(tmp_path / "out")]) == 0  # the file itself is valid
+    err = assert_clean_error(capsys, cli.main(["run", str(tmp_path / "s.yaml"), "--scale", "2"]))
+    assert "--scale" in err and "s.yaml" in err and "speedup" in err
+
+
+def test_run_header_gives_the_scale(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["run", "clock-skew", "--duration", "1", "--seed", "3", "--no-progress", "--no-plots"]
+    assert cli.main([*argv, "--scale", "0.05", "--out", str(tmp_path / "a")]) == 0
+    assert "Scenario clock-skew (seed 3) at scale 0.05:" in capsys.readouterr().out
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(_small_skew_dump()))
+    assert cli.main(["run", str(tmp_path / "s.yaml"), *argv[2:], "--out", str(tmp_path / "b")]) == 0
+    assert " at scale 1:" in capsys.readouterr().out
+
+
+def _small_skew_dump() -> dict[str, Any]:
+    from ratesim import scenarios
+
+    return scenarios.get("clock-skew", scale=0.05).model_dump(mode="json")
 
 
 def test_bad_command_line_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

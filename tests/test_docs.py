@@ -251,3 +251,22 @@ def test_api_reference_lists_the_root_exports() -> None:
     exported = set(ratesim.__all__) | {"plots", "__version__"}
     assert exported - listed == set(), "exported but not in docs/api.md"
     assert {n for n in listed if not hasattr(ratesim, n)} == set(), "in docs/api.md, not exported"
+
+
+def test_readme_docs_and_notebooks_cite_only_files_in_the_repository() -> None:
+    """A path quoted in backticks or a Markdown link that names a ``.md`` file exists in the repo.
+
+    Links to files outside the repository (a ``shared/...`` working directory) are dead for
+    every reader of a clone, so they are refused; web links (``http...``) are not checked.
+    """
+    root = DOCS.parent
+    sources = [root / "README.md", *DOCS.rglob("*.md"), *(root / "notebooks").glob("*.ipynb")]
+    cited = re.compile(r"(?:`|\]\()([\w./-]+\.md)(?:#[\w-]*)?(?:`|\))")
+    dead = []
+    for source in sources:
+        for target in cited.findall(source.read_text(encoding="utf-8")):
+            if target.startswith("http"):
+                continue
+            if not ((source.parent / target).exists() or (root / target).exists()):
+                dead.append(f"{source.relative_to(root)}: {target}")
+    assert dead == []

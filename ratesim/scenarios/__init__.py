@@ -5,7 +5,7 @@ and site-wide ones); per-user limits stay as written, since more traffic means m
 busier ones. The Redis model is *not* scaled: one Redis executes about 10^5 commands per second
 whatever the traffic, which is the point the flagship scenario makes as it grows.
 
-* ``exchange-surge`` - the seed's crypto-exchange gateway (``shared/seed/DIGEST.md``): 4 nodes,
+* ``exchange-surge`` - a crypto-exchange gateway from a public engineering write-up: 4 nodes,
   an ordinary peak then a 17.3x flash crowd, the article's layers and tiers. About 0.5 M
   requests at ``scale=1``; ``scale=25`` is the article's 860k QPS peak.
 * ``single-node-ideal`` - one node, perfect clocks, zero latency: equals its oracle exactly.

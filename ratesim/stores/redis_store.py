@@ -93,6 +93,7 @@ from ._redis_errors import (
     is_missing_code,
     is_reply,
 )
+from ._redis_streak import FailureStreak
 from ._redis_wire import CallPacker
 
 TimeSource = Literal["client", "redis"]
@@ -289,6 +290,7 @@ class RedisStore:
         self.time_source: TimeSource = time_source
         self.prefix = prefix
         self.failure_mode: FailureMode = failure_mode
+        self._streak = FailureStreak(_server_label(client))
         self.max_drift_us = max_drift_us
         self.ttl_floor_us = ttl_floor_us
         self.use_cell = use_cell
@@ -530,6 +532,7 @@ class RedisStore:
         elif isinstance(reply, str):  # a client with decode_responses=True
             reply = reply.split(",")
         allowed, remaining, retry_after_us, reset_after_us = (int(x) for x in reply)
+        self._streak.answered()
         if allowed == DRIFT_CODE:  # the script refused before reading or writing the state
             return Decision(False, limiter.limit, 0, -1, 0, "drift", charged="no")
         return Decision(bool(allowed), limiter.limit, remaining, retry_after_us, reset_after_us)
@@ -537,6 +540,7 @@ class RedisStore:
     def _failed(self, limiter: Algorithm, kind: str, charged: Charged) -> Decision:
         """The failure-mode decision for a request the store could not decide (counted)."""
         self.errors[kind] += 1
+        self._streak.failed(kind, "fail_open" if self.failure_mode == "open" else "fail_closed")
         if self.failure_mode == "open":
             return Decision(True, limiter.limit, 0, -1, 0, "fail_open", kind, charged)
         return Decision(False, limiter.limit, 0, -1, 0, "fail_closed", kind, charged)
@@ -611,7 +615,17 @@ class RedisStore:
             int(limiter.period_s),
             cost,
         )
+        self._streak.answered()
         return cell_reply_to_decision(reply)
+
+
+def _server_label(client: Any) -> str:
+    """``host:port`` of the client's connection pool, for log messages (else its repr)."""
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+    except AttributeError:
+        return repr(client)
 
 
 def cell_reply_to_decision(reply: Sequence[Any]) -> Decision:
