@@ -339,6 +339,13 @@ def write_outputs(result: Any, out_dir: Path, plots: bool = True) -> list[Path]:
 # --------------------------------------------------------------------------- commands
 
 
+def _status(what: str, shown: bool) -> None:
+    """Say on stderr what the run is doing after the progress bar (when one is shown), so a
+    long oracle or a slow disk is not a silent pause."""
+    if shown:
+        print(f"{what} ...", file=sys.stderr, flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     errors = _LOAD_ERRORS
     try:
@@ -355,7 +362,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except errors as err:  # e.g. an impossible topology, refused before the run starts
         raise InputError(f"the run was refused: {_bad_input_message(err, source)}") from err
     wall_s = time.perf_counter() - started
+    _status("running the oracle and comparing", not args.no_progress)
     print(format_summary(result, wall_s, 1.0 if args.scale is None else args.scale))
+    _status(f"writing the results to {out_dir}/", not args.no_progress)
     try:
         written = write_outputs(result, out_dir, plots=not args.no_plots)
     except OSError as err:

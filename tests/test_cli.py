@@ -426,3 +426,36 @@ def test_default_out_dir_uses_the_sanitised_name(
     assert cli.main(argv) == 0
     assert (tmp_path / "out" / "up_and_away" / "requests.parquet").is_file()
     assert not (tmp_path.parent / "up").exists()
+
+
+def test_a_shown_run_says_what_it_does_after_the_bar(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["run", "clock-skew", "--scale", "0.05", "--duration", "1", "--no-plots"]
+    assert cli.main([*argv, "--engine", "fast", "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    bar = err.index("simulating")
+    oracle = err.index("running the oracle and comparing ...")
+    writing = err.index(f"writing the results to {tmp_path / 'a'}/ ...")
+    assert bar < oracle < writing
+    # the compiled loop has run in this process now: the compile notice is not said again
+    assert cli.main([*argv, "--engine", "fast", "--out", str(tmp_path / "b")]) == 0
+    assert "preparing the compiled runner" not in capsys.readouterr().err
+    assert cli.main([*argv, "--no-progress", "--out", str(tmp_path / "c")]) == 0
+    assert "running the oracle" not in capsys.readouterr().err
+
+
+def test_the_compile_notice_comes_before_the_bar_in_a_fresh_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    argv = ["run", "clock-skew", "--scale", "0.05", "--duration", "1", "--no-plots"]
+    code = "import sys; from ratesim import cli; sys.exit(cli.main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv, "--engine", "fast", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.index("preparing the compiled runner") < done.stderr.index("simulating")

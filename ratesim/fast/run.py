@@ -3,6 +3,7 @@ in chunks (progress, heap growth), the conservation checks and the :class:`RunDa
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -240,19 +241,32 @@ def _heap_and_counters(
     return H, C
 
 
+#: Said once a process, before the compiled loop's first call while a progress bar is shown: a
+#: first run on a machine compiles it (measured about 35 s on a busy 2-core machine), later
+#: runs load numba's cache (about 1 s).
+COMPILING_MESSAGE = (
+    "preparing the compiled runner: the first run on this machine compiles it, once "
+    "(about half a minute); later runs load it from the cache"
+)
+
+
 def _drive(world: World, n: int, progress: bool, chunk_us: int) -> None:
     """Call the loop until the run is over: one time chunk a call while a progress bar is
     shown, and a larger event heap whenever the loop asks for one."""
     C, BOUNDS = world.C, world.BOUNDS
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="req", desc="simulating")
+    if progress and not run.signatures:
+        print(COMPILING_MESSAGE, file=sys.stderr, flush=True)
     limit = chunk_us if progress else 2**62
     try:
         while True:
             status = run(limit, world)
+            if progress and bar is None:
+                # the bar starts after the first chunk, so numba's one-off compile (or cache
+                # load) is not counted in its rate and ETA
+                from tqdm import tqdm
+
+                bar = tqdm(total=n, initial=int(C[C_DONE]), unit="req", desc="simulating")
             if status == ST_FINISHED:
                 return
             if status == ST_GROW:
