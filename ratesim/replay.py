@@ -15,6 +15,7 @@ same table against ``RedisStore(time_source="client")``, and check ``compare(a, 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,16 @@ def _check_batch_and_store(batch: object, store: Any) -> None:
         raise ValueError(
             "replay needs a store that takes the caller's time (time_source='client'), got "
             f"time_source={store.time_source!r}"
+        )
+    holds_state = getattr(store, "holds_state", None)
+    if callable(holds_state) and holds_state():
+        prefix = getattr(store, "prefix", "")
+        warnings.warn(
+            f"the store already holds keys under prefix {prefix!r} (an earlier replay?): this "
+            "replay decides from that state, not from empty, so it will not match a fresh run; "
+            "use RedisStore(..., prefix=ratesim.stores.redis_store.fresh_prefix()) for a fresh one",
+            UserWarning,
+            stacklevel=3,
         )
 
 

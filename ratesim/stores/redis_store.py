@@ -148,6 +148,19 @@ def check_timeout_s(name: str, value: object) -> float:
     return float(value)
 
 
+def fresh_prefix(base: str = "ratesim:") -> str:
+    """A key prefix no earlier run used (``base`` then 12 random hex digits and ``:``), for a
+    replay that must start from empty state on a server that holds an earlier one's keys."""
+    import uuid
+
+    return f"{base}{uuid.uuid4().hex[:12]}:"
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with Redis glob metacharacters escaped, for ``SCAN MATCH``."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def _client_time(now_us: object) -> str:
     """A caller's timestamp as the script argument; refuses what Lua cannot hold exactly."""
     t = check_now(now_us)
@@ -479,6 +492,19 @@ class RedisStore:
     def reset(self, limiter: Algorithm, key: object) -> None:
         """Forget ``key`` (``DEL``)."""
         self.client.delete(self.key_for(limiter, key))
+
+    def holds_state(self, scan_count: int = 1000) -> bool:
+        """Whether any key under this store's ``prefix`` exists (``SCAN ... MATCH``, stopping at
+        the first). ``replay`` asks, because a replay decides from whatever state it finds: a
+        second replay on the same keys starts where the first left off. An unreachable server
+        answers ``False`` here (the replay's own calls then take the failure mode)."""
+        pattern = _glob_escape(self.prefix) + "*"
+        try:
+            for _ in self.client.scan_iter(match=pattern, count=scan_count):
+                return True
+        except redis.RedisError:
+            return False
+        return False
 
     def has_cell(self) -> bool:
         """Whether the server has redis-cell's ``CL.THROTTLE`` (asks ``COMMAND INFO``)."""
