@@ -64,6 +64,7 @@ from __future__ import annotations
 import hashlib
 import math
 import socket
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -151,8 +152,6 @@ def check_timeout_s(name: str, value: object) -> float:
 def fresh_prefix(base: str = "ratesim:") -> str:
     """A key prefix no earlier run used (``base`` then 12 random hex digits and ``:``), for a
     replay that must start from empty state on a server that holds an earlier one's keys."""
-    import uuid
-
     return f"{base}{uuid.uuid4().hex[:12]}:"
 
 
