@@ -148,7 +148,15 @@ def _requests(scenario: Scenario, size: RunSize) -> float:
         size.requests_from = f"{traffic.kind} traffic over {duration:g} s"
         mean = intensity_of(traffic).cumulative(duration)
     # A Poisson count exceeds m + 10 sqrt(m) + 10 with probability below 1e-20.
-    return mean + 10.0 * math.sqrt(mean) + 10.0
+    return (mean + 10.0 * math.sqrt(mean) + 10.0) * _attempts(scenario)
+
+
+def _attempts(scenario: Scenario) -> int:
+    """The most attempts a user request can make (1 without clients that retry)."""
+    clients = scenario.clients
+    if clients is None or not clients.any_retries:
+        return 1
+    return max(p.max_attempts for p in [clients, *clients.tiers.values()])
 
 
 def _keys(layer: LayerSpec, scenario: Scenario, requests: float) -> float:
@@ -224,6 +232,13 @@ def _horizon(scenario: Scenario, size: RunSize) -> None:
         # Every request may be in flight at once: the load factor slows each by that count.
         slowdown = 1.0 + backend.load_factor * max(size.requests - 1, 0) / backend.servers
         parts["backend service (largest service_time x load slowdown)"] = base_us * slowdown
+    retries = _attempts(scenario) - 1
+    if retries:
+        assert scenario.clients is not None
+        # each retry waits at most the longest wait, then makes the whole path again
+        path_us = sum(parts.values()) - parts["duration_s"]
+        wait_us = scenario.clients.longest_wait_ms() * 1e3 + 1
+        parts["clients' retries (max_attempts - 1) x (wait + path)"] = retries * (wait_us + path_us)
     size.horizon_us = sum(parts.values())
 
 

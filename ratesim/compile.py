@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .algorithms import Algorithm
+from .model import counter, retry
+from .model.clock import ms_to_us
 from .model.cluster import shard_of
-from .model.latency import apply_spikes, sample_us
-from .model.node import assign_nodes
+from .model.latency import apply_spikes, draws_per_sample, sample_us, sample_us_from
+from .model.node import assign_nodes, hash_user_node
 from .policy import (
     LayerSpec,
     build_local_algorithms,
@@ -63,6 +65,121 @@ def draw_requests(scenario: Scenario, arrivals: Arrivals, streams: Streams) -> D
     if scenario.backend is not None:
         backend = sample_us(scenario.backend.service_time, streams.get("backend"), n)
     return Draws(node, out, back, svc, backend)
+
+
+def draw_retries(
+    scenario: Scenario,
+    seed: int,
+    origin: np.ndarray,
+    attempt: np.ndarray,
+    time_us: np.ndarray,
+    row: np.ndarray,
+    user: np.ndarray,
+) -> Draws:
+    """The draws of retries: attempt ``attempt[j]`` (>= 2) of user request ``origin[j]``,
+    arriving at ``time_us[j]`` as row ``row[j]`` of the run's request table, for ``user[j]``.
+
+    Every number comes from :mod:`ratesim.model.counter` keyed by (seed, origin, attempt,
+    stream, k), so it is the same whatever else retried and in whichever order the retries
+    were made; the first attempts keep :func:`draw_requests`' draws. Per retry:
+
+    * node: ``round_robin``: ``row % N``; ``random``: ``floor(u * N)``, ``u`` = number 0 of
+      ``STREAM_NODE``; ``hash_user``: the user's node;
+    * latencies: ``STREAM_LATENCY``, sample ``j = 2 * g + d`` (global layer ``g`` in policy
+      order, ``d`` 0 out / 1 back) from numbers ``j * k .. j * k + k - 1`` (``k`` the spec's
+      uniforms per sample), spikes applied by the retry's arrival time;
+    * Redis service times: ``STREAM_SERVICE``, sample ``g`` from numbers ``g * k ..``;
+    * backend base service time: ``STREAM_BACKEND``, numbers ``0 .. k - 1``.
+    """
+    m = len(origin)
+    nodes = scenario.topology.nodes
+    lb = scenario.topology.load_balancer
+    if lb == "round_robin":
+        node = np.asarray(row, dtype=np.int64) % nodes
+    elif lb == "random":
+        u = counter.uniforms(seed, origin, attempt, counter.STREAM_NODE, 0)
+        node = np.minimum((u * nodes).astype(np.int64), nodes - 1)
+    else:
+        node = hash_user_node(np.asarray(user, dtype=np.int64), nodes)
+
+    def samples(spec: object, stream: int, count: int) -> np.ndarray:
+        k = draws_per_sample(spec)  # type: ignore[arg-type]
+        out = np.zeros((m, count), dtype=np.int64)
+        for j in range(count):
+            u = np.empty((m, k), dtype=np.float64)
+            for c in range(k):
+                u[:, c] = counter.uniforms(seed, origin, attempt, stream, j * k + c)
+            out[:, j] = sample_us_from(spec, u)  # type: ignore[arg-type]
+        return out
+
+    g = sum(1 for layer in scenario.policy.layers if layer.scope == "global")
+    if g == 0 or scenario.redis is None:
+        z = np.zeros((m, 0), dtype=np.int64)
+        out, back, svc = z, z, z
+    else:
+        lat = samples(scenario.network.latency, counter.STREAM_LATENCY, 2 * g)
+        if scenario.network.spikes:
+            t = np.repeat(np.asarray(time_us, dtype=np.int64), 2 * g).reshape(m, 2 * g)
+            lat = apply_spikes(scenario.network.spikes, t, lat)
+        out, back = lat[:, 0::2].copy(), lat[:, 1::2].copy()
+        svc = samples(scenario.redis.service_time, counter.STREAM_SERVICE, g)
+    backend = np.zeros(0, dtype=np.int64)
+    if scenario.backend is not None:
+        backend = samples(scenario.backend.service_time, counter.STREAM_BACKEND, 1)[:, 0]
+    return Draws(node, out, back, svc, backend)
+
+
+@dataclass
+class CompiledClients:
+    """The scenario's clients ready to run: a policy row per tier code (``table``, the
+    ``CL_*`` columns of :mod:`ratesim.model.retry`, µs) and, for the retry budget, the user
+    requests' arrival times by tier (``first_t[t_off[c]:t_off[c + 1]]``, sorted, tier ``c``)."""
+
+    table: np.ndarray  # (tiers, CL_COLS) int64
+    first_t: np.ndarray  # (n,) int64
+    t_off: np.ndarray  # (tiers + 1,) int64
+    seed: int
+
+    def requests_by(self, tier: int, t_us: int) -> int:
+        """How many of ``tier``'s user requests arrived at or before ``t_us``."""
+        lo, hi = int(self.t_off[tier]), int(self.t_off[tier + 1])
+        return int(np.searchsorted(self.first_t[lo:hi], t_us, side="right"))
+
+
+def compile_clients(scenario: Scenario, arrivals: Arrivals, seed: int) -> CompiledClients | None:
+    """The clients of ``scenario`` for its ``arrivals`` (``None``: no client ever retries)."""
+    spec = scenario.clients
+    if spec is None or not spec.any_retries:
+        return None
+    names = arrivals.tier_names or ("",)
+    table = np.full((len(names), retry.CL_COLS), -1, dtype=np.int64)
+    for c, name in enumerate(names):
+        pol = spec.policy_of(name)
+        for col, reaction in ((retry.CL_REJECT, pol.on_reject), (retry.CL_ERROR, pol.on_error)):
+            table[c, col : col + 3] = _reaction_row(reaction)
+        table[c, retry.CL_MAX_ATTEMPTS] = pol.max_attempts
+        table[c, retry.CL_BUDGET] = -1 if pol.budget_pct is None else pol.budget_pct
+        table[c, retry.CL_DEADLINE] = -1 if pol.deadline_ms is None else ms_to_us(pol.deadline_ms)
+    order = np.argsort(arrivals.tier, kind="stable")
+    counts = np.bincount(arrivals.tier.astype(np.int64), minlength=len(names))
+    t_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    first_t = np.ascontiguousarray(arrivals.time_us[order], dtype=np.int64)
+    return CompiledClients(table, first_t, t_off, seed)
+
+
+def _reaction_row(r: object) -> tuple[int, int, int]:
+    """(kind, p1, p2) of a retry reaction, in µs (see :func:`ratesim.model.retry.wait_us`)."""
+    from .clients import BackoffRetry, FixedRetry, ImmediateRetry, RetryAfterRetry
+
+    if isinstance(r, ImmediateRetry):
+        return retry.RK_IMMEDIATE, 0, 0
+    if isinstance(r, FixedRetry):
+        return retry.RK_FIXED, ms_to_us(r.delay_ms), 0
+    if isinstance(r, RetryAfterRetry):
+        return retry.RK_RETRY_AFTER, ms_to_us(r.fallback_ms), ms_to_us(r.max_wait_ms)
+    if isinstance(r, BackoffRetry):
+        return retry.RK_BACKOFF, ms_to_us(r.base_ms), ms_to_us(r.cap_ms)
+    return retry.RK_NONE, 0, 0
 
 
 def key_ids(layer: LayerSpec, arrivals: Arrivals) -> np.ndarray:

@@ -51,6 +51,7 @@ a user's own SimPy process adds (``Gateway.handle``) draw from streams ``"client
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from .budget import check_run_size
@@ -163,9 +164,19 @@ def simulate(
     # the draws go straight in, so that the run can free them once converted
     run = run_fast if engine == "fast" else run_events
     data = run(scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, progress)
-    return Result(
-        scenario, seed, data, oracle_fn=lambda: run_oracle(arrivals, layers), engine=engine
-    )
+    return Result(scenario, seed, data, oracle_fn=_oracle_of(scenario, data, layers), engine=engine)
+
+
+def _oracle_of(
+    scenario: Scenario, data: RunData, layers: list[CompiledLayer]
+) -> Callable[[], RunData]:
+    """The oracle of a run: the intended policy over the run's own arrivals. With clients that
+    retry these are every attempt the gateway received, retries included (the oracle judges
+    the traffic as it came; it does not replay what the clients would have done had the
+    policy been enforced ideally), so its rows match the run's row for row."""
+    if data.attempt is None:
+        return lambda: run_oracle(data.arrivals, layers)
+    return lambda: run_oracle(data.arrivals, compile_policy(scenario, data.arrivals))
 
 
 def _resolve(ref: str | Path) -> Scenario:

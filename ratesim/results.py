@@ -6,8 +6,14 @@ demand (each is computed once, then cached):
 * ``requests`` - one row per request: ``time_us``, ``node``, ``user``, ``tier``, ``route``
   (categories), ``abusive``, ``cost``, ``layer:<name>`` (category, one of :data:`OUTCOMES`),
   ``admitted``, ``rejected_by`` (layer name or ``None``), ``latency_us`` (decision latency: from
-  arrival to the final decision, pool and concurrency waits included), ``pool_wait_us``, and
-  with a backend ``backend_rt_us`` (arrival to backend completion, -1 if not admitted);
+  arrival to the final decision, pool and concurrency waits included), ``pool_wait_us``, with
+  a backend ``backend_rt_us`` (arrival to backend completion, -1 if not admitted), and
+  ``attempt`` (1 for a first try, ``k`` for the ``k - 1``-th retry of clients that retry) and
+  ``origin`` (the row of the user request the attempt belongs to: its first attempt's row);
+* ``user_requests`` - one row per user request (a first attempt and its retries), indexed by
+  its first attempt's row: ``time_us``, ``user``, ``tier``, ``attempts``, ``admitted`` (its
+  final outcome: the last attempt was admitted), ``rejected_by`` (the last attempt's),
+  ``latency_us`` (what the user waited: first arrival to the last attempt's decision);
 * ``timeseries`` - indexed by bin start ``time_s`` (bins of ``scenario.interval_s`` by arrival
   time): ``arrivals``, ``admitted``, ``rejected:<layer>``, ``shadow_rejected:<layer>``,
   ``remaining:<layer>`` (last value reported in the bin, NaN if none), ``redis_queue_depth``
@@ -19,8 +25,11 @@ demand (each is computed once, then cached):
   ``local_allowed``, ``local_rejected``; ``rejected`` counts the final rejections the layer made
   (for an enforcing layer ``limited + fail_closed + local_rejected``; 0 for a shadow one) and
   ``local`` is ``local_allowed + local_rejected``;
-* ``totals`` - ``arrivals``, ``admitted``, ``rejected``, ``latency_p50_us``, ``latency_p99_us``,
-  ``latency_p999_us``;
+* ``totals`` - ``arrivals`` (attempts, retries included), ``admitted``, ``rejected`` (attempts),
+  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us`` (per attempt), then
+  ``user_requests``, ``attempts``, ``retries``, ``attempts_per_request``, ``goodput`` (user
+  requests finally admitted) and ``user_latency_p50_us`` / ``_p99_us`` / ``_p999_us`` (first
+  attempt to final outcome); without retries every row is a user request;
 * ``oracle`` - the same arrivals through the intended policy, ideally executed (see
   :func:`ratesim.oracle.run_oracle`), as a Result;
 * ``vs_oracle`` - rows ``(group, key)`` for the total, each layer, each tier and the abusive
@@ -104,6 +113,10 @@ class RunData:
     depth_t_us: np.ndarray
     depth: np.ndarray
     backend_done_us: np.ndarray | None = None
+    #: With clients that retry (else ``None``: every row a first try): each row's attempt
+    #: (1 for a first try) and the row of the user request it belongs to (its first attempt).
+    attempt: np.ndarray | None = None
+    origin: np.ndarray | None = None
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -215,7 +228,51 @@ class Result:
         if self.data.backend_done_us is not None:
             done = self.data.backend_done_us
             cols["backend_rt_us"] = np.where(done >= 0, done - a.time_us, -1)
+        cols["attempt"], cols["origin"] = self.attempts
         return pd.DataFrame(cols)
+
+    @property
+    def attempts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's ``attempt`` and ``origin`` (a run without retries: 1 and its own row)."""
+        d = self.data
+        if d.attempt is None or d.origin is None:
+            n = len(d.arrivals)
+            return np.ones(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+        return d.attempt, d.origin
+
+    def _finals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each user request's first row, last row (its final outcome) and attempt count."""
+        attempt, origin = self.attempts
+        if self.data.attempt is None:
+            rows = np.arange(len(attempt), dtype=np.int64)
+            return rows, rows, attempt
+        order = np.lexsort((attempt, origin))
+        o = origin[order]
+        last = np.append(o[1:] != o[:-1], True) if len(o) else np.zeros(0, dtype=bool)
+        final = order[last]
+        return o[last], final, attempt[final]
+
+    @cached_property
+    def user_requests(self) -> pd.DataFrame:
+        first, final, count = self._finals()
+        req = self.requests
+        d = self.data
+        names = np.array([*self.layer_names, None], dtype=object)
+        frame = pd.DataFrame(
+            {
+                "time_us": d.arrivals.time_us[first],
+                "user": d.arrivals.user[first],
+                "tier": req["tier"].to_numpy()[first],
+                "attempts": count,
+                "admitted": d.rejected_by[final] < 0,
+                "rejected_by": pd.Series(
+                    names[d.rejected_by[final].astype(np.int64)], dtype=object
+                ).to_numpy(),
+                "latency_us": d.decided_us[final] - d.arrivals.time_us[first],
+            },
+            index=pd.Index(first, name="origin"),
+        )
+        return frame
 
     @cached_property
     def timeseries(self) -> pd.DataFrame:
@@ -312,6 +369,9 @@ class Result:
         lat = self.latency_us
         adm = int(self.admitted.sum())
         n = len(self.data.arrivals)
+        first, final, _ = self._finals()
+        users = len(first)
+        user_lat = self.data.decided_us[final] - self.data.arrivals.time_us[first]
         return {
             "arrivals": n,
             "admitted": adm,
@@ -319,6 +379,14 @@ class Result:
             "latency_p50_us": _pct(lat, 50),
             "latency_p99_us": _pct(lat, 99),
             "latency_p999_us": _pct(lat, 99.9),
+            "user_requests": users,
+            "attempts": n,
+            "retries": n - users,
+            "attempts_per_request": n / users if users else float("nan"),
+            "goodput": int((self.data.rejected_by[final] < 0).sum()),
+            "user_latency_p50_us": _pct(user_lat, 50),
+            "user_latency_p99_us": _pct(user_lat, 99),
+            "user_latency_p999_us": _pct(user_lat, 99.9),
         }
 
     # --- oracle -----------------------------------------------------------------------------

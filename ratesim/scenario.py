@@ -30,6 +30,7 @@ from .bounds import (
     Text,
     check_clock_shift,
 )
+from .clients import ClientsSpec
 from .model.backend import BackendSpec
 from .model.clock import ClockSpec
 from .model.faults import FailoverSpec, OutageSpec, PartitionSpec
@@ -130,6 +131,8 @@ class Scenario(_Spec):
     traffic: TrafficSpec
     population: PopulationSpec = Field(default_factory=PopulationSpec)
     backend: BackendSpec | None = None
+    #: Clients that retry (``None``: a refusal is final; see :mod:`ratesim.clients`).
+    clients: ClientsSpec | None = None
 
     @model_validator(mode="after")
     def _runnable(self) -> Scenario:
@@ -162,6 +165,13 @@ class Scenario(_Spec):
                     raise ValueError(
                         f"{where}.routes: layer {layer.name!r} names route {route!r}, which is "
                         f"not in population.routes {sorted(routes)}"
+                    )
+        if self.clients is not None and not from_trace:
+            for tier in self.clients.tiers:
+                if tier not in tiers:
+                    raise ValueError(
+                        f"clients.tiers: tier {tier!r} is not in population.tiers "
+                        f"{sorted(tiers)}"
                     )
         if self.redis is not None:
             for j, outage in enumerate(self.redis.outages):

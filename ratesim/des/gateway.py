@@ -41,6 +41,7 @@ from ..outcomes import (
 )
 from ..policy import BACKEND_KINDS
 from .backend import Backend
+from .clients import Clients
 from .events import call_at, now_or_at
 from .events import now as now_us
 from .guards import PASS, WAIT, Guards
@@ -114,6 +115,8 @@ class Gateway:
         self._decisions: dict[int, simpy.Event] = {}
         self._handed: list[tuple[int, int]] = []  # (waiter, layer) walks still to run now
         self._draining = False
+        #: Clients that retry (:mod:`ratesim.des.clients`), told of every final refusal.
+        self.clients: Clients | None = None
 
     # --- what clients call ------------------------------------------------------------------
 
@@ -126,6 +129,11 @@ class Gateway:
         self._decisions[i] = ev
         self.submit(i)
         return ev
+
+    def submit_retry(self, i: int) -> None:
+        """Row ``i``, a retry just added to the request table, arrives now."""
+        self.conn.append(NO_CONN)
+        self.submit(i)
 
     def submit(self, i: int) -> None:
         """Row ``i`` of the request table arrives now."""
@@ -196,6 +204,8 @@ class Gateway:
                 retry = -1 if closed else req.retry_after.get(i, -1)
             d = Decision(rejected_by < 0, name, y, retry, i)
             now_or_at(self.env, y, simpy.events.NORMAL, ev.succeed, d)
+        if self.clients is not None and rejected_by >= 0:
+            self.clients.refused(i, y, rejected_by)
         # last: a release now may hand slots over, and their walks go on from here
         if self.backend is not None:
             prio = request_priority(i, PRIO_BACKEND)

@@ -4,7 +4,9 @@ Rows ``0 .. n-1`` of a :class:`RequestTable` are the scenario's arrivals, with t
 made before the run (:func:`ratesim.compile.draw_requests`); a request a process of the user's
 hands to :meth:`ratesim.des.Gateway.handle` becomes the next row, with its draws made then,
 one request at a time, from streams of its own (``"client:*"``), so that it shuffles none of
-the scenario's draws.
+the scenario's draws. A retry of the scenario's clients (:mod:`ratesim.des.clients`) becomes
+the next row too (:meth:`RequestTable.add_retry`), with draws by (request, attempt)
+(:func:`ratesim.compile.draw_retries`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..compile import CompiledLayer, Draws, key_ids
+from ..compile import CompiledLayer, Draws, draw_retries, key_ids
 from ..model.cluster import shard_of
 from ..model.latency import apply_spikes, sample_us
 from ..policy import layer_applies, render_key
@@ -85,11 +87,22 @@ class RequestTable:
         self.rejected_by: list[int] = [-1] * n
         self.pool_wait: list[int] = [0] * n
         self.retry_after: dict[int, int] = {}
+        #: Each row's attempt (1: a first try) and the row of the user request it retries
+        #: (its own row for a first try).
+        self.attempt: list[int] = [1] * n
+        self.origin: list[int] = list(range(n))
         # what requests added during the run need: their own columns and key tables
-        self.added: dict[str, list[Any]] = {"time_us": [], "user": [], "tier": [], "route": []}
+        self.added: dict[str, list[Any]] = {
+            "time_us": [],
+            "user": [],
+            "tier": [],
+            "route": [],
+            "abusive": [],
+        }
         self._dense: list[dict[int, int]] | None = None
         self._n_keys = [cl.n_keys for cl in layers]
         self._streams = Streams(seed)
+        self._seed = seed
 
     def __len__(self) -> int:
         return len(self.t)
@@ -104,19 +117,71 @@ class RequestTable:
         i = len(self.t)
         for name, v in (("time_us", now), ("user", req.user), ("tier", tier), ("route", route)):
             self.added[name].append(v)
+        self.added["abusive"].append(False)
+        self.attempt.append(1)
+        self.origin.append(i)
         self.t.append(now)
         self.node.append(node)
         self.tier.append(tier)
         self.cost.append(req.cost)
         self._draw(now)
         self._place(req, tier, route)
+        self._outputs()
+        return i
+
+    def add_retry(self, origin: int, attempt: int, now: int) -> int:
+        """Append attempt ``attempt`` of user request ``origin`` (a scenario row), arriving at
+        ``now`` (µs): its user, tier, route, cost and keys are the origin's; returns its row."""
+        arr = self.arrivals
+        i = len(self.t)
+        user = int(arr.user[origin])
+        d = draw_retries(
+            self.scenario,
+            self._seed,
+            np.array([origin]),
+            np.array([attempt]),
+            np.array([now]),
+            np.array([i]),
+            np.array([user]),
+        )
+        for name, v in (
+            ("time_us", now),
+            ("user", user),
+            ("tier", self.tier[origin]),
+            ("route", int(arr.route[origin])),
+            ("abusive", bool(arr.abusive[origin])),
+        ):
+            self.added[name].append(v)
+        self.attempt.append(attempt)
+        self.origin.append(origin)
+        self.t.append(now)
+        self.node.append(int(d.node[0]))
+        self.tier.append(self.tier[origin])
+        self.cost.append(self.cost[origin])
+        for k in range(len(self.out_us)):
+            self.out_us[k].append(int(d.lat_out_us[0, k]))
+            self.back_us[k].append(int(d.lat_back_us[0, k]))
+            self.service_us[k].append(int(d.service_us[0, k]))
+        if len(d.backend_us):
+            self.backend_us.append(int(d.backend_us[0]))
+        for pos in range(len(self.layers)):
+            self.keys[pos].append(self.keys[pos][origin])
+            ap = self.applies[pos]
+            if ap is not None:
+                ap.append(ap[origin])
+            if self.shard[pos]:
+                self.shard[pos].append(self.shard[pos][origin])
+        self._outputs()
+        return i
+
+    def _outputs(self) -> None:
+        """The output columns of a new row, not decided yet."""
         for pos in range(len(self.layers)):
             self.outcome[pos].append(0)
             self.remaining[pos].append(-1)
         self.decided.append(-1)
         self.rejected_by.append(-1)
         self.pool_wait.append(0)
-        return i
 
     def _draw(self, now: int) -> None:
         sc = self.scenario
@@ -179,14 +244,13 @@ class RequestTable:
         arr = self.arrivals
         if not self.added["time_us"]:
             return arr, None
-        k = len(self.added["time_us"])
         cols = {
             "time_us": np.concatenate([arr.time_us, self.added["time_us"]]),
             "user": np.concatenate([arr.user, self.added["user"]]),
             "tier": np.concatenate([arr.tier, self.added["tier"]]),
             "route": np.concatenate([arr.route, self.added["route"]]),
             "cost": np.asarray(self.cost, dtype=np.int64),
-            "abusive": np.concatenate([arr.abusive, np.zeros(k, dtype=bool)]),
+            "abusive": np.concatenate([arr.abusive, np.array(self.added["abusive"], dtype=bool)]),
         }
         order = np.argsort(cols["time_us"], kind="stable")
         return Arrivals(

@@ -8,7 +8,7 @@ returns (``PRIO_ARRIVAL``). A user's own source is any SimPy process that calls
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -20,10 +20,14 @@ from .gateway import Gateway
 
 
 def scenario_traffic(
-    env: simpy.Environment, gateway: Gateway, time_us: np.ndarray
+    env: simpy.Environment,
+    gateway: Gateway,
+    time_us: np.ndarray,
+    then: Callable[[int], None] | None = None,
 ) -> Generator[simpy.Event, Any, None]:
     """Submit rows ``0 .. len(time_us) - 1`` of the gateway's request table at their arrival
-    instants ``time_us`` (µs, sorted), one batch per distinct instant."""
+    instants ``time_us`` (µs, sorted), one batch per distinct instant; ``then(t)`` after each
+    batch (the retries due at ``t`` arrive next, :meth:`ratesim.des.clients.Clients.arrive`)."""
     if len(time_us) == 0:
         return
     instants, starts = np.unique(time_us, return_index=True)
@@ -32,3 +36,5 @@ def scenario_traffic(
         yield At(env, t, PRIO_ARRIVAL)
         for i in range(bounds[b], bounds[b + 1]):
             gateway.submit(i)
+        if then is not None:
+            then(t)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import simpy
 
-from ..compile import CompiledLayer, Draws, compile_policy, draw_requests
-from ..conservation import check_conservation
+from ..compile import CompiledLayer, Draws, compile_clients, compile_policy, draw_requests
+from ..conservation import check_attempts, check_conservation
 from ..model.clock import NodeClock, redis_clock
 from ..model.faults import fault_tables
 from ..model.node import hash_user_node
@@ -28,6 +28,7 @@ from ..rng import Streams
 from ..scenario import Scenario
 from ..traffic import Arrivals, generate_arrivals
 from .backend import Backend
+from .clients import Clients
 from .events import At
 from .events import now as now_us
 from .gateway import Gateway, Node
@@ -89,7 +90,20 @@ class World:
             self.gateway.backend = self.backend
         if self.redis is not None:
             self.redis.on_script_flush = self._flush_scripts
-        self.env.process(scenario_traffic(self.env, self.gateway, arrivals.time_us))
+        self.clients: Clients | None = None
+        compiled = compile_clients(scenario, arrivals, seed)
+        if compiled is not None:
+            self.clients = Clients(
+                self.env,
+                self.requests,
+                compiled,
+                arrivals.time_us,
+                [cl.spec.algorithm.kind in BACKEND_KINDS for cl in layers],
+            )
+            self.clients.submit = self.gateway.submit_retry
+            self.gateway.clients = self.clients
+        then = self.clients.arrive if self.clients is not None else None
+        self.env.process(scenario_traffic(self.env, self.gateway, arrivals.time_us, then))
 
     @classmethod
     def build(
@@ -204,7 +218,11 @@ class World:
         depth_t = np.array(red.cmd_at if red else [], dtype=np.int64)
         fin = np.array(red.cmd_fin if red else [], dtype=np.int64)
         shards = np.array(red.cmd_shard, dtype=np.int64) if red and red.shards > 1 else None
-        return RunData(
+        attempt = origin = None
+        if self.clients is not None:
+            attempt = rows(req.attempt, np.int64)
+            origin = self.data_rows(rows(req.origin, np.int64))
+        data = RunData(
             arrivals=arrivals,
             node=rows(req.node, np.int64),
             outcomes=columns(req.outcome, np.int8),
@@ -215,7 +233,12 @@ class World:
             depth_t_us=depth_t,
             depth=queue_depths(depth_t, fin, shards),
             backend_done_us=rows(self.backend.done_us, np.int64) if self.backend else None,
+            attempt=attempt,
+            origin=origin,
         )
+        if attempt is not None:
+            check_attempts(attempt, origin, arrivals.time_us, data.decided_us, data.rejected_by)
+        return data
 
     def data_rows(self, table_rows: list[int] | np.ndarray) -> np.ndarray:
         """Where rows of the request table (``Decision.row``) are in :meth:`data`'s arrays

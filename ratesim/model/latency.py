@@ -263,6 +263,13 @@ def sample_us(spec: AnyLatency, rng: np.random.Generator, n: int) -> IntArray:
     return _to_us(_sample_ms(spec, u))
 
 
+def sample_us_from(spec: AnyLatency, u: FloatArray) -> IntArray:
+    """Samples of ``spec`` (int64 µs) from given uniforms ``u`` of shape
+    ``(n, draws_per_sample(spec))``: what :func:`sample_us` does with the generator's block
+    (used for the draws of retries, :func:`ratesim.compile.draw_retries`)."""
+    return _to_us(_sample_ms(spec, u))
+
+
 def mean_us(spec: AnyLatency) -> float:
     """The analytic mean of ``spec`` in µs (before rounding to whole µs)."""
     if isinstance(spec, ConstantLatency):
