@@ -99,12 +99,15 @@ def run_events(
     draws: Draws,
     layers: list[CompiledLayer],
     progress: bool = False,
+    *,
+    seed: int | None = None,
 ) -> RunData:
     """Run the scenario's world as the SimPy components of :mod:`ratesim.des` and return the
-    raw per-request outcomes (conservation checked)."""
+    raw per-request outcomes (conservation checked); ``seed`` (default: the scenario's) keys
+    the draws made during the run (retries, a user process's requests)."""
     if len(layers) > MAX_LAYERS:
         raise ScenarioError(f"policy.layers: at most {MAX_LAYERS} layers, got {len(layers)}")
-    return run_world(scenario, arrivals, draws, layers, progress)
+    return run_world(scenario, arrivals, draws, layers, progress, seed)
 
 
 def simulate(
@@ -163,7 +166,9 @@ def simulate(
             engine = "event"
     # the draws go straight in, so that the run can free them once converted
     run = run_fast if engine == "fast" else run_events
-    data = run(scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, progress)
+    data = run(
+        scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, progress, seed=seed
+    )
     return Result(scenario, seed, data, oracle_fn=_oracle_of(scenario, data, layers), engine=engine)
 
 

@@ -33,12 +33,15 @@ class Backend:
         self.base_us = base_us
         self.on_done = on_done
         self.in_flight = 0
-        #: ``done_us[i]``: when request ``i`` left the backend (-1: never entered).
+        #: ``done_us[i]``: when request ``i`` left the backend (-1: never entered; rows added
+        #: during the run are covered once one of them enters, see :meth:`World.data`).
         self.done_us: list[int] = [-1] * len(base_us)
 
     def enter(self, i: int) -> None:
         """Request ``i`` enters now."""
         self.in_flight += 1
+        if i >= len(self.done_us):  # a row added during the run (a retry, a user's request)
+            self.done_us.extend([-1] * (len(self.base_us) - len(self.done_us)))
         spec = self.spec
         service = slowed_service_us(self.base_us[i], self.in_flight, spec.load_factor, spec.servers)
         done = now_us(self.env) + service

@@ -232,13 +232,19 @@ class World:
             pool_wait_us=rows(req.pool_wait, np.int64),
             depth_t_us=depth_t,
             depth=queue_depths(depth_t, fin, shards),
-            backend_done_us=rows(self.backend.done_us, np.int64) if self.backend else None,
+            backend_done_us=rows(self._backend_done(n), np.int64) if self.backend else None,
             attempt=attempt,
             origin=origin,
         )
         if attempt is not None:
             check_attempts(attempt, origin, arrivals.time_us, data.decided_us, data.rejected_by)
         return data
+
+    def _backend_done(self, n: int) -> list[int]:
+        """The backend's completion time of each of the ``n`` rows (-1: never entered)."""
+        assert self.backend is not None
+        done = self.backend.done_us
+        return done + [-1] * (n - len(done))
 
     def data_rows(self, table_rows: list[int] | np.ndarray) -> np.ndarray:
         """Where rows of the request table (``Decision.row``) are in :meth:`data`'s arrays

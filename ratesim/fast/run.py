@@ -106,12 +106,15 @@ def run_fast(
     progress: bool = False,
     chunk_us: int = 1_000_000,
     heap_size: int = 4096,
+    *,
+    seed: int | None = None,
 ) -> RunData:
     """Run ``scenario`` on the compiled loop; same contract (and same result) as
     :func:`ratesim.engine.run_events`. Raise ``ValueError`` if :func:`unsupported` says so.
 
     ``chunk_us``: simulated µs per call of the loop while a progress bar is shown;
-    ``heap_size``: initial room of the event heap (it grows as needed)."""
+    ``heap_size``: initial room of the event heap (it grows as needed); ``seed`` (default: the
+    scenario's) keys the draws of retries."""
     reason = unsupported(scenario, layers)
     if reason is not None:
         raise ValueError(f"the fast engine does not model {reason}")

@@ -1,0 +1,336 @@
+"""Clients that retry (issue 13 item 1): the schema, and small runs checked against values
+computed here from the published semantics (``ratesim.clients``, ``ratesim.model.retry``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_engine_helpers import make_arrivals, make_scenario
+from test_fast_engine import scenarios as random_scenarios
+
+from ratesim import simulate
+from ratesim.clients import ClientsSpec
+from ratesim.compile import draw_retries
+from ratesim.conservation import check_attempts
+from ratesim.model import counter
+from ratesim.policy import LayerSpec, TokenBucketSpec
+from ratesim.scenario import Scenario, ScenarioError
+
+ENGINES = ["event"]
+
+
+def bucket(rate: float = 1.0, burst: int = 1) -> LayerSpec:
+    return LayerSpec(
+        name="b", algorithm=TokenBucketSpec(rate=rate, burst=burst), scope="node", key="*"
+    )
+
+
+def with_clients(sc: Scenario, **clients: Any) -> Scenario:
+    data = sc.model_dump()
+    data["clients"] = clients
+    data["redis"] = None
+    return Scenario.model_validate(data)
+
+
+def run(sc: Scenario, times: list[int], engine: str, users: list[int] | None = None) -> Any:
+    return simulate(sc, engine=engine, arrivals=make_arrivals(times, users=users))
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("clients", "says"),
+    [
+        ({"budget_pct": 150}, "budget_pct"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 101}, "max_attempts"),
+        ({"on_reject": {"kind": "backoff", "base_ms": 100, "cap_ms": 10}}, "cap_ms must be >="),
+        ({"on_reject": {"kind": "fixed", "delay_ms": -1}}, "delay_ms"),
+        ({"on_reject": {"kind": "fixed", "delay_ms": 4e6}}, "delay_ms"),
+        ({"on_error": {"kind": "sometimes"}}, "on_error"),
+        ({"deadline_ms": 0}, "deadline_ms"),
+        ({"tiers": {"gold": {"max_attempts": 2}}}, "clients.tiers: tier 'gold'"),
+        ({"retries": 3}, "retries"),
+    ],
+)
+def test_bad_clients_are_refused_naming_the_field(clients: dict[str, Any], says: str) -> None:
+    base = make_scenario([bucket()]).model_dump()
+    base["clients"] = clients
+    with pytest.raises(ScenarioError, match=says):
+        Scenario.from_dict(base)
+
+
+def test_a_clients_section_from_yaml(tmp_path: Any) -> None:
+    from ratesim.scenario import load_scenario
+
+    sc = with_clients(
+        make_scenario([bucket()]),
+        on_reject={"kind": "retry_after"},
+        on_error={"kind": "backoff", "base_ms": 50, "cap_ms": 800},
+        max_attempts=4,
+        budget_pct=10,
+        deadline_ms=5000,
+        tiers={"silver": {"on_reject": {"kind": "immediate"}}},
+    )
+    path = tmp_path / "s.yaml"
+    sc.to_yaml(path)
+    back = load_scenario(path)
+    assert back == sc
+    assert isinstance(back.clients, ClientsSpec)
+    assert back.clients.policy_of("silver").on_reject.kind == "immediate"
+    assert back.clients.policy_of("gold").on_reject.kind == "retry_after"
+
+
+# --- small runs, computed by hand ----------------------------------------------------------------
+#
+# One key, a node token bucket of rate 1 token/s and burst 1, no latency: a request at t = 0 takes
+# the token; one at t = 1 ms finds 0.001 tokens and is rejected; the bucket holds 1 token again at
+# t = 1 s (it refills continuously at 1 token per 10**6 µs).
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fixed_delay_retries_until_max_attempts(engine: str) -> None:
+    sc = with_clients(
+        make_scenario([bucket()]), on_reject={"kind": "fixed", "delay_ms": 300}, max_attempts=3
+    )
+    r = run(sc, [0, 1000], engine)
+    req = r.requests
+    # retries at 1 ms + 300 ms and + 600 ms: 0.301 and 0.601 tokens, both rejected; 3 attempts
+    assert req["time_us"].tolist() == [0, 1000, 301_000, 601_000]
+    assert req["attempt"].tolist() == [1, 1, 2, 3]
+    assert req["origin"].tolist() == [0, 1, 1, 1]
+    assert req["admitted"].tolist() == [True, False, False, False]
+    t = r.totals
+    assert (t["user_requests"], t["attempts"], t["retries"], t["goodput"]) == (2, 4, 2, 1)
+    assert t["attempts_per_request"] == 2.0
+    users = r.user_requests
+    assert users["attempts"].tolist() == [1, 3]
+    assert users["latency_us"].tolist() == [0, 600_000]  # first arrival to the last decision
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_retry_after_is_honoured_in_whole_seconds(engine: str) -> None:
+    sc = with_clients(make_scenario([bucket()]), on_reject={"kind": "retry_after"})
+    r = run(sc, [0, 1000], engine)
+    req = r.requests
+    # the limiter's wait (0.999 s to the next token) goes out as Retry-After: 1 (second),
+    # so the retry comes 1 s after the rejection, when the bucket holds 1.001 tokens: admitted
+    assert req["time_us"].tolist() == [0, 1000, 1_001_000]
+    assert req["admitted"].tolist() == [True, False, True]
+    assert r.totals["goodput"] == 2
+    assert r.user_requests["latency_us"].tolist() == [0, 1_000_000]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_retry_after_beyond_max_wait_gives_up(engine: str) -> None:
+    sc = with_clients(
+        make_scenario([bucket(rate=0.25)]), on_reject={"kind": "retry_after", "max_wait_ms": 3000}
+    )
+    # at 0.25 token/s the next token is 4 s away: Retry-After 4 > 3 s, the client gives up
+    r = run(sc, [0, 1000], engine)
+    assert r.requests["attempt"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_backoff_with_full_jitter(engine: str) -> None:
+    base, cap, attempts = 100_000, 250_000, 5
+    sc = with_clients(
+        make_scenario([bucket(rate=1e-3)]),
+        on_reject={"kind": "backoff", "base_ms": base / 1000, "cap_ms": cap / 1000},
+        max_attempts=attempts,
+    )
+    r = run(sc, [0, 1000], engine)
+    # the expected arrivals, from the definition: attempt k waits floor(u * min(cap, base *
+    # 2**(k-2))) (at least 1 µs) with u the 24-bit jitter of (seed, origin 1, attempt k)
+    t, expected = 1000, [0, 1000]
+    for k in range(2, attempts + 1):
+        h = counter.counter_u64(sc.seed, 1, k, counter.STREAM_JITTER, 0)
+        wait = min(cap, base * 2 ** (k - 2)) * (h >> 40) // 2**24
+        t += max(wait, 1)
+        expected.append(t)
+    assert r.requests["time_us"].tolist() == expected
+    assert r.requests["attempt"].tolist() == [1, 1, 2, 3, 4, 5]
+    assert not r.requests["admitted"].iloc[1:].any()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_deadline_stops_retries(engine: str) -> None:
+    sc = with_clients(
+        make_scenario([bucket(rate=1e-3)]),
+        on_reject={"kind": "fixed", "delay_ms": 300},
+        max_attempts=10,
+        deadline_ms=700,
+    )
+    r = run(sc, [0, 1000], engine)
+    # retries at 301 ms and 601 ms are within 1 ms + 700 ms; the next (901 ms) is not
+    assert r.requests["time_us"].tolist() == [0, 1000, 301_000, 601_000]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_retry_budget_is_a_share_of_user_requests(engine: str) -> None:
+    pct, n = 20, 12
+    sc = with_clients(
+        make_scenario([bucket(rate=1e-3)]),
+        on_reject={"kind": "immediate"},
+        max_attempts=2,
+        budget_pct=pct,
+    )
+    times = [10_000 * j for j in range(n)]  # request 0 takes the token, the rest are rejected
+    r = run(sc, times, engine)
+    # Finagle's percentCanRetry: request j's retry is sent iff, counting it, retries stay
+    # <= pct % of the j + 1 user requests arrived by its rejection
+    sent, retried = 0, []
+    for j in range(1, n):
+        if 100 * (sent + 1) <= pct * (j + 1):
+            sent += 1
+            retried.append(j)
+    assert retried == [4, 9]
+    req = r.requests
+    retries = req[req["attempt"] == 2]
+    assert retries["origin"].map(lambda o: req["time_us"].iloc[o] // 10_000).tolist() == retried
+    assert retries["time_us"].tolist() == [10_000 * j + 1 for j in retried]  # 1 µs later
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_errors_and_rejections_take_their_own_policy(engine: str) -> None:
+    from ratesim.model.faults import OutageSpec
+    from ratesim.policy import FixedWindowSpec
+
+    layer = LayerSpec(
+        name="g",
+        algorithm=FixedWindowSpec(limit=1, window_s=10.0),
+        scope="global",
+        key="*",
+        failure_mode="closed",
+        timeout_ms=5.0,
+    )
+    sc = make_scenario(
+        [layer], latency_ms=0.1, redis={"outages": [OutageSpec(start_s=0.0, end_s=0.5)]}
+    )
+    data = sc.model_dump()
+    data["clients"] = {
+        "on_error": {"kind": "fixed", "delay_ms": 1000},
+        "on_reject": {"kind": "none"},
+    }
+    sc = Scenario.model_validate(data)
+    r = simulate(sc, engine=engine, arrivals=make_arrivals([100_000, 2_000_000]))
+    req = r.requests
+    # request 0 meets the outage: refused at 100 ms + 0.1 ms out + 0.1 ms back, failed closed
+    # (an error), retried 1 s later and admitted (the window's one slot); request 1 is
+    # rejected by the limiter (a rejection: no retry)
+    assert req["time_us"].tolist() == [100_000, 1_100_200, 2_000_000]
+    assert req["layer:g"].tolist() == ["fail_closed", "allowed", "rejected"]
+    assert req["attempt"].tolist() == [1, 2, 1]
+    assert r.totals["goodput"] == 1
+
+
+def test_a_policy_that_never_retries_changes_nothing() -> None:
+    sc = make_scenario([bucket(rate=50.0, burst=3)], duration_s=1.0, rate_per_s=300.0)
+    plain = simulate(sc.model_copy(update={"redis": None}), engine="event")
+    never = simulate(with_clients(sc, on_reject={"kind": "none"}), engine="event")
+    for f in ("node", "outcomes", "decided_us", "rejected_by"):
+        np.testing.assert_array_equal(getattr(plain.data, f), getattr(never.data, f))
+    assert never.data.attempt is None
+
+
+def test_retry_draws_are_keyed_by_request_and_attempt() -> None:
+    sc = make_scenario(
+        [LayerSpec(name="g", algorithm=TokenBucketSpec(rate=5, burst=1), scope="global")],
+        nodes=4,
+        topology={"load_balancer": "random"},
+        network={"latency": {"kind": "lognormal", "median_ms": 0.3, "sigma": 0.5}},
+    )
+    origin, attempt = np.array([3, 8, 8, 40]), np.array([2, 2, 3, 2])
+    t, row, user = np.array([5, 6, 7, 9]), np.array([100, 101, 102, 103]), np.zeros(4)
+    all4 = draw_retries(sc, 11, origin, attempt, t, row, user)
+    # drawing a subset (other retries, other order) gives each retry the same numbers
+    two = draw_retries(sc, 11, origin[[3, 1]], attempt[[3, 1]], t[[3, 1]], row[[3, 1]], user[:2])
+    for f in ("node", "lat_out_us", "lat_back_us", "service_us"):
+        np.testing.assert_array_equal(getattr(all4, f)[[3, 1]], getattr(two, f))
+    # a lognormal sample from the counter's uniform: median * exp(sigma * ndtri(u))
+    from scipy.special import ndtri
+
+    u = counter.uniforms(11, origin[:1], attempt[:1], counter.STREAM_LATENCY, 0)[0]
+    assert all4.lat_out_us[0, 0] == round(0.3 * math.exp(0.5 * float(ndtri(u))) * 1000)
+
+
+def test_check_attempts_names_what_is_wrong() -> None:
+    t = np.array([0, 10, 20])
+    ok = dict(time_us=t, decided_us=t, rejected_by=np.array([0, 0, -1]))
+    check_attempts(np.array([1, 2, 3]), np.array([0, 0, 0]), **ok)
+    with pytest.raises(AssertionError, match="numbered 1 .. k"):
+        check_attempts(np.array([1, 2, 4]), np.array([0, 0, 0]), **ok)
+    with pytest.raises(AssertionError, match="retry of an admitted attempt"):
+        check_attempts(
+            np.array([1, 2, 3]), np.array([0, 0, 0]), **ok | {"rejected_by": np.array([0, -1, 0])}
+        )
+    with pytest.raises(AssertionError, match="before the decision"):
+        check_attempts(
+            np.array([1, 2, 3]), np.array([0, 0, 0]), **ok | {"decided_us": np.array([15, 15, 20])}
+        )
+    with pytest.raises(AssertionError, match="not its own origin"):
+        check_attempts(np.array([1, 1, 2]), np.array([0, 0, 0]), **ok)
+
+
+# --- conservation on random scenarios ------------------------------------------------------------
+
+REACTIONS = st.sampled_from(
+    [
+        {"kind": "none"},
+        {"kind": "immediate"},
+        {"kind": "fixed", "delay_ms": 7.0},
+        {"kind": "retry_after", "fallback_ms": 3.0, "max_wait_ms": 2000.0},
+        {"kind": "backoff", "base_ms": 0.5, "cap_ms": 20.0},
+    ]
+)
+
+
+@st.composite
+def client_policies(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "on_reject": draw(REACTIONS),
+        "on_error": draw(REACTIONS),
+        "max_attempts": draw(st.integers(1, 5)),
+        "budget_pct": draw(st.sampled_from([None, None, 0, 30])),
+        "deadline_ms": draw(st.sampled_from([None, 15.0, 400.0])),
+    }
+
+
+@st.composite
+def scenarios_with_clients(draw: st.DrawFn) -> Scenario:
+    sc = draw(random_scenarios())
+    clients = draw(client_policies())
+    if draw(st.booleans()):
+        clients["tiers"] = {"gold": draw(client_policies())}
+    data = sc.model_dump()
+    data["clients"] = clients
+    return Scenario.model_validate(data)
+
+
+def check_user_requests(r: Any) -> None:
+    """Every user request has one final outcome: its last attempt's decision."""
+    req, users = r.requests, r.user_requests
+    first = req[req["attempt"] == 1]
+    assert users.index.tolist() == first.index.tolist()
+    last = req.groupby("origin")["attempt"].max()
+    assert users["attempts"].to_numpy().tolist() == last.loc[users.index].tolist()
+    t = r.totals
+    assert t["user_requests"] + t["retries"] == t["attempts"] == len(req)
+    assert t["goodput"] == int(users["admitted"].sum()) <= t["admitted"]
+    # an admitted attempt ends its user request; a user request is admitted at most once
+    assert (req[req["admitted"]].groupby("origin").size() == 1).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=scenarios_with_clients(), seed=st.integers(0, 2**32 - 1))
+def test_random_scenarios_with_clients_conserve_requests(sc: Scenario, seed: int) -> None:
+    # the run itself checks conservation (every attempt decided once, attempts 1 .. k, retries
+    # after their refusal, none after an admission); here the views agree with it
+    r = simulate(sc, seed=seed, engine="event")
+    check_user_requests(r)
