@@ -83,8 +83,9 @@ def draw_retries(
     stream, k), so it is the same whatever else retried and in whichever order the retries
     were made; the first attempts keep :func:`draw_requests`' draws. Per retry:
 
-    * node: ``round_robin``: ``row % N``; ``random``: ``floor(u * N)``, ``u`` = number 0 of
-      ``STREAM_NODE``; ``hash_user``: the user's node;
+    * node: :func:`ratesim.model.retry.retry_node` (``round_robin``: ``row % N``;
+      ``random``: ``floor(u * N)``, ``u`` = number 0 of ``STREAM_NODE``; ``hash_user``: the
+      user's node);
     * latencies: ``STREAM_LATENCY``, sample ``j = 2 * g + d`` (global layer ``g`` in policy
       order, ``d`` 0 out / 1 back) from numbers ``j * k .. j * k + k - 1`` (``k`` the spec's
       uniforms per sample), spikes applied by the retry's arrival time;
@@ -93,14 +94,16 @@ def draw_retries(
     """
     m = len(origin)
     nodes = scenario.topology.nodes
-    lb = scenario.topology.load_balancer
-    if lb == "round_robin":
-        node = np.asarray(row, dtype=np.int64) % nodes
-    elif lb == "random":
-        u = counter.uniforms(seed, origin, attempt, counter.STREAM_NODE, 0)
-        node = np.minimum((u * nodes).astype(np.int64), nodes - 1)
-    else:
-        node = hash_user_node(np.asarray(user, dtype=np.int64), nodes)
+    lb = LB_CODES[scenario.topology.load_balancer]
+    u = counter.uniforms(seed, origin, attempt, counter.STREAM_NODE, 0)
+    origin_node = hash_user_node(np.asarray(user, dtype=np.int64), nodes)
+    node = np.array(
+        [
+            retry.retry_node(lb, int(row[j]), int(origin_node[j]), float(u[j]), nodes)
+            for j in range(m)
+        ],
+        dtype=np.int64,
+    )
 
     def samples(spec: object, stream: int, count: int) -> np.ndarray:
         k = draws_per_sample(spec)  # type: ignore[arg-type]
@@ -127,6 +130,14 @@ def draw_retries(
     if scenario.backend is not None:
         backend = samples(scenario.backend.service_time, counter.STREAM_BACKEND, 1)[:, 0]
     return Draws(node, out, back, svc, backend)
+
+
+#: The load balancers' codes (:func:`ratesim.model.retry.retry_node`).
+LB_CODES = {
+    "round_robin": retry.LB_ROUND_ROBIN,
+    "random": retry.LB_RANDOM,
+    "hash_user": retry.LB_HASH_USER,
+}
 
 
 @dataclass

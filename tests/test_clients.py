@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_engine_helpers import make_arrivals, make_scenario
-from test_fast_engine import scenarios as random_scenarios
+from test_fast_engine import scenarios_with_clients
 
 from ratesim import simulate
 from ratesim.clients import ClientsSpec
@@ -21,7 +21,7 @@ from ratesim.model import counter
 from ratesim.policy import LayerSpec, TokenBucketSpec
 from ratesim.scenario import Scenario, ScenarioError
 
-ENGINES = ["event"]
+ENGINES = ["event", "fast"]
 
 
 def bucket(rate: float = 1.0, burst: int = 1) -> LayerSpec:
@@ -280,38 +280,6 @@ def test_check_attempts_names_what_is_wrong() -> None:
 
 # --- conservation on random scenarios ------------------------------------------------------------
 
-REACTIONS = st.sampled_from(
-    [
-        {"kind": "none"},
-        {"kind": "immediate"},
-        {"kind": "fixed", "delay_ms": 7.0},
-        {"kind": "retry_after", "fallback_ms": 3.0, "max_wait_ms": 2000.0},
-        {"kind": "backoff", "base_ms": 0.5, "cap_ms": 20.0},
-    ]
-)
-
-
-@st.composite
-def client_policies(draw: st.DrawFn) -> dict[str, Any]:
-    return {
-        "on_reject": draw(REACTIONS),
-        "on_error": draw(REACTIONS),
-        "max_attempts": draw(st.integers(1, 5)),
-        "budget_pct": draw(st.sampled_from([None, None, 0, 30])),
-        "deadline_ms": draw(st.sampled_from([None, 15.0, 400.0])),
-    }
-
-
-@st.composite
-def scenarios_with_clients(draw: st.DrawFn) -> Scenario:
-    sc = draw(random_scenarios())
-    clients = draw(client_policies())
-    if draw(st.booleans()):
-        clients["tiers"] = {"gold": draw(client_policies())}
-    data = sc.model_dump()
-    data["clients"] = clients
-    return Scenario.model_validate(data)
-
 
 def check_user_requests(r: Any) -> None:
     """Every user request has one final outcome: its last attempt's decision."""
@@ -327,10 +295,14 @@ def check_user_requests(r: Any) -> None:
     assert (req[req["admitted"]].groupby("origin").size() == 1).all()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenarios_with_clients(), seed=st.integers(0, 2**32 - 1))
-def test_random_scenarios_with_clients_conserve_requests(sc: Scenario, seed: int) -> None:
+def test_random_scenarios_with_clients_conserve_requests(
+    engine: str, sc: Scenario, seed: int
+) -> None:
     # the run itself checks conservation (every attempt decided once, attempts 1 .. k, retries
     # after their refusal, none after an admission); here the views agree with it
-    r = simulate(sc, seed=seed, engine="event")
+    r = simulate(sc, seed=seed, engine=engine)
+    assert r.engine == engine
     check_user_requests(r)

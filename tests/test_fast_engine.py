@@ -61,7 +61,7 @@ def both(sc: Scenario, seed: int, **fast_kw: Any) -> tuple[RunData, RunData]:
         arr = generate_arrivals(sc.traffic, sc.population, sc.duration_us, streams)
         layers = compile_policy(sc, arr)
         kw = fast_kw if run is run_fast else {}
-        out.append(run(sc, arr, draw_requests(sc, arr, streams), layers, **kw))
+        out.append(run(sc, arr, draw_requests(sc, arr, streams), layers, seed=seed, **kw))
     return out[0], out[1]
 
 
@@ -278,6 +278,58 @@ def test_random_scenarios_same_run_on_both_engines(sc: Scenario, seed: int, heap
     # heap_size=1: the event heap grows (between events) all along the run
     a, b = both(sc, seed, heap_size=heap_size)
     assert_same(a, b)
+
+
+REACTIONS = st.sampled_from(
+    [
+        {"kind": "none"},
+        {"kind": "immediate"},
+        {"kind": "fixed", "delay_ms": 7.0},
+        {"kind": "retry_after", "fallback_ms": 3.0, "max_wait_ms": 2000.0},
+        {"kind": "backoff", "base_ms": 0.5, "cap_ms": 20.0},
+    ]
+)
+
+
+@st.composite
+def client_policies(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "on_reject": draw(REACTIONS),
+        "on_error": draw(REACTIONS),
+        "max_attempts": draw(st.integers(1, 5)),
+        "budget_pct": draw(st.sampled_from([None, None, 0, 30])),
+        "deadline_ms": draw(st.sampled_from([None, 15.0, 400.0])),
+    }
+
+
+@st.composite
+def scenarios_with_clients(draw: st.DrawFn) -> Scenario:
+    sc = draw(scenarios())
+    clients = draw(client_policies())
+    if draw(st.booleans()):
+        clients["tiers"] = {"gold": draw(client_policies())}
+    data = sc.model_dump()
+    data["clients"] = clients
+    return Scenario.model_validate(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sc=scenarios_with_clients(),
+    seed=st.integers(0, 2**32 - 1),
+    heap_size=st.sampled_from([1, 4096]),
+)
+def test_random_scenarios_with_clients_same_run_on_both_engines(
+    sc: Scenario, seed: int, heap_size: int
+) -> None:
+    """Clients that retry (issue 13): the same attempts, arriving at the same instants on the
+    same nodes, with the same decisions, in both runners."""
+    a, b = both(sc, seed, heap_size=heap_size)
+    assert_same(a, b)
+    for f in ("attempt", "origin"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    for f in ("time_us", "user", "tier", "route", "cost", "abusive"):
+        np.testing.assert_array_equal(getattr(a.arrivals, f), getattr(b.arrivals, f), err_msg=f)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

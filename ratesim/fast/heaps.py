@@ -47,8 +47,9 @@ def swap(H: Any, x: int, y: int) -> None:
 def room(C: Any, width: int) -> int:
     """Events one event (an arrival batch of ``width`` requests) may push at the most: every
     pool release turned into an event, plus, per request walk (those of the batch, and one per
-    concurrency waiter a hand-off may wake), a command per layer and four more."""
-    return C[C_RHEAP_TOTAL] + (C[C_LAYERS] + 4) * (width + C[C_WAITERS] + 1)
+    concurrency waiter a hand-off may wake), a command per layer and five more (one of them a
+    client's retry)."""
+    return C[C_RHEAP_TOTAL] + (C[C_LAYERS] + 5) * (width + C[C_WAITERS] + 1)
 
 
 @numba.njit(cache=True)

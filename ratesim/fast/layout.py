@@ -52,6 +52,16 @@ class World(NamedTuple):
     CQ: Any  # (2, queues): head and tail of each concurrency wait queue
     STACK: Any  # (entries, 4): the continuation stack of slot hand-offs
     BKF: Any  # (2,) float64: backend load_factor, servers
+    # clients that retry (ratesim.fast.retries; tiny placeholders in a run without them)
+    CL: Any  # (tiers, CL_COLS): each tier's compiled client policy (model.retry.CL_*)
+    FIRST_T: Any  # (n,): the user requests' arrival times, by tier (CompiledClients.first_t)
+    T_OFF: Any  # (tiers + 1,): where each tier's times start in FIRST_T
+    SENT: Any  # (tiers,): retries each tier's clients have sent (the budget's withdrawals)
+    SEED: Any  # (1,) uint64: the run's seed (the retries' jitter)
+    PEND: Any  # (n, 3): per user request, its pending retry: arrival, attempt, draws filled
+    PLAT: Any  # (g, 3, n): the pending retry's latencies and service times (as LAT)
+    PBK: Any  # (n,): the pending retry's backend base service time
+    NK: Any  # (L,): each layer's key count (a node-side slot is node * NK + key)
 
 
 # per-request columns of R
@@ -74,8 +84,13 @@ class World(NamedTuple):
     R_HOLDS,
     R_BK,
     R_BK_DONE,
-) = range(18)
-R_COLS = 18
+    R_ATTEMPT,
+    R_ORIGIN,
+    R_RETRY,
+) = range(21)
+R_COLS = 21
+# (R_ATTEMPT: 1 for a first try; R_ORIGIN: the row of the user request; R_RETRY: the wait the
+# rejecting layer's limiter gave, -1 none - clients that retry only)
 # per-layer columns of LY (L_NKEYS: the entries of the layer's table, a global layer's keys or a
 # node layer's (node, key) slots; L_OFF / L_LOFF / L_QOFF: where its tables start)
 (
@@ -119,8 +134,17 @@ NV_COLS = 7
     C_STACK,
     C_WAITERS,
     C_LAYERS,
-) = range(16)
-C_COLS = 16
+    C_CLIENTS,
+    C_ROWS,
+    C_PENDING,
+    C_UNFILLED,
+    C_LB,
+    C_USERS,
+) = range(22)
+C_COLS = 22
+# (clients that retry: C_CLIENTS set; C_ROWS rows of R in use; C_PENDING retries to come,
+# C_UNFILLED of them without their draws yet; C_LB the load balancer's code; C_USERS the
+# scenario's user requests, rows 0 .. C_USERS - 1)
 # event heap: one row of H per event, these columns
 H_AT, H_PRIO, H_SEQ, H_KIND, H_I, H_POS, H_CNOW, H_DL = range(8)
 H_ROWS = 8
@@ -129,6 +153,10 @@ K_SERVE, K_SERVE_LATE, K_RELEASE, K_WAIT_TIMEOUT, K_PROCEED, K_FAIL_LOCAL = rang
 K_SNAPSHOT, K_FAILOVER, K_CONC_TIMEOUT, K_BACKEND_START, K_RELEASE_HELD, K_BACKEND_DONE = range(
     6, 12
 )
+#: A retry's arrival (``H_I``: the origin row, ``H_POS``: the attempt; keyed at
+#: ``PRIO_ARRIVAL`` with the origin as its sequence number, so retries of one instant arrive
+#: after its scenario arrivals, by origin)
+K_RETRY = 12
 # guard kinds (LY[:, L_GUARD_KIND]): a rate layer, a concurrency limit, a circuit breaker
 G_RATE, G_CONCURRENCY, G_BREAKER = 0, 1, 2
 # PRL[0, i, pos]: what request i holds at guard layer pos until its backend call ends
@@ -138,3 +166,7 @@ H_NONE, H_SLOT, H_PASS, H_PROBE = 0, 1, 2, 3
 OP_DONE, OP_PROCEED, OP_RESUME, OP_SEND, OP_FAIL, OP_FINISH = range(6)
 # loop status
 ST_LIMIT, ST_FINISHED, ST_GROW = 0, 1, 2
+#: The next retries need their draws made, or rows to arrive in (``ratesim.fast.retries``)
+ST_RETRY = 3
+#: Load balancer codes (C_LB)
+LB_ROUND_ROBIN, LB_RANDOM, LB_HASH_USER = 0, 1, 2

@@ -41,15 +41,19 @@ from .layout import (
     C_BACKEND,
     C_BATCH,
     C_BK_INFLIGHT,
+    C_CLIENTS,
     C_CMD,
     C_DONE,
     C_HEAP,
+    C_PENDING,
     C_POOL_SIZE,
     C_POOL_WAIT,
     C_PRE,
     C_RHEAP_TOTAL,
+    C_ROWS,
     C_SHARDS,
     C_STACK,
+    C_UNFILLED,
     C_WAITERS,
     G_CONCURRENCY,
     H_AT,
@@ -71,6 +75,7 @@ from .layout import (
     K_PROCEED,
     K_RELEASE,
     K_RELEASE_HELD,
+    K_RETRY,
     K_SERVE,
     K_SERVE_LATE,
     K_SNAPSHOT,
@@ -115,6 +120,7 @@ from .layout import (
     R_POOL_WAIT,
     R_PRE_REJ,
     R_REJ,
+    R_RETRY,
     R_T,
     R_TIER,
     R_WAIT_POS,
@@ -124,8 +130,10 @@ from .layout import (
     ST_FINISHED,
     ST_GROW,
     ST_LIMIT,
+    ST_RETRY,
     World,
 )
+from .retries import client_refused, retry_arrivals
 
 
 @numba.njit(cache=True, inline="always")
@@ -153,13 +161,14 @@ def _node_kernel(
     PP: Any,
     PF: Any,
     STATE: Any,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
     for its local fallback) on request ``i``'s state at ``STATE[s0:]``, at local time ``now``
-    (µs); ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset)."""
+    (µs); ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset). Returns
+    ``(allowed, remaining, retry wait)``."""
     tr = R[i, R_TIER]
-    ok, rem, _, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
-    return ok, rem
+    ok, rem, wait, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
+    return ok, rem, wait
 
 
 @numba.njit(cache=True)
@@ -380,7 +389,7 @@ def run(limit: int, world: World) -> int:
                 take_arrival = (
                     hn == 0
                     or INST[b] < H[0, H_AT]
-                    or (INST[b] == H[0, H_AT] and H[0, H_PRIO] > PRIO_ARRIVAL)
+                    or (INST[b] == H[0, H_AT] and H[0, H_PRIO] >= PRIO_ARRIVAL)
                 )
             elif hn:
                 take_arrival = False
@@ -390,6 +399,11 @@ def run(limit: int, world: World) -> int:
             if at >= limit:
                 return ST_LIMIT
             width = BOUNDS[b + 1] - BOUNDS[b] if take_arrival else 1
+            retry = not take_arrival and H[0, H_KIND] == K_RETRY
+            if retry:  # clients: the instant's retries arrive as a batch
+                width = C[C_PENDING]
+                if C[C_UNFILLED] or C[C_ROWS] + C[C_PENDING] > R.shape[0]:
+                    return ST_RETRY  # their draws, or rows for them, first (fast.retries)
             if H.shape[0] - hn < room(C, width):
                 return ST_GROW
             cur = at
@@ -397,6 +411,11 @@ def run(limit: int, world: World) -> int:
                 C[C_BATCH] = b + 1
                 nxt = BOUNDS[b]
                 end = BOUNDS[b + 1]
+                continue
+            if retry:
+                nxt = C[C_ROWS]
+                retry_arrivals(cur, world)
+                end = C[C_ROWS]
                 continue
             kind = H[0, H_KIND]
             i = H[0, H_I]
@@ -431,7 +450,7 @@ def run(limit: int, world: World) -> int:
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                     tr = R[i, R_TIER]
                     now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
-                    ok, rem, _, _ = rate_kernel(
+                    ok, rem, wait, _ = rate_kernel(
                         KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, now_k, R[i, R_COST]
                     )
                     if late:
@@ -452,6 +471,7 @@ def run(limit: int, world: World) -> int:
                             pos += 1
                         else:
                             OUT[pos, i] = REJECTED
+                            R[i, R_RETRY] = wait  # clients: the Retry-After
                             op = OP_FINISH
             elif kind == K_RELEASE:
                 nd = i
@@ -600,7 +620,7 @@ def run(limit: int, world: World) -> int:
                         R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
                     )
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
-                    ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE)
+                    ok, rem, wait = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE)
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = ALLOWED
@@ -610,6 +630,7 @@ def run(limit: int, world: World) -> int:
                         pos += 1
                     else:
                         OUT[pos, i] = REJECTED
+                        R[i, R_RETRY] = wait  # clients: the Retry-After
                         op = OP_FINISH
                     continue
                 # a global layer: borrow a connection first (the engine's ``acquire``)
@@ -702,7 +723,9 @@ def run(limit: int, world: World) -> int:
                     # the node-local fallback limiter decides (the engine's ``fail_local``)
                     local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
                     s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
-                    ok, rem = _node_kernel(n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE)
+                    ok, rem, wait = _node_kernel(
+                        n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE
+                    )
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = LOCAL_ALLOWED
@@ -710,6 +733,7 @@ def run(limit: int, world: World) -> int:
                         pos += 1
                     else:
                         OUT[pos, i] = LOCAL_REJECTED
+                        R[i, R_RETRY] = wait  # clients: the Retry-After
                         if LY[pos, L_SHADOW]:
                             op = OP_RESUME
                             pos += 1
@@ -730,6 +754,11 @@ def run(limit: int, world: World) -> int:
                 R[i, R_DECIDED] = x
                 R[i, R_REJ] = pos
                 C[C_DONE] += 1
+                if pos >= 0 and C[C_CLIENTS]:
+                    client_refused(
+                        i, x, pos, R, OUT, LY, world.CL, world.FIRST_T, world.T_OFF, world.SENT,
+                        world.SEED, world.PEND, H, C,
+                    )  # fmt: skip
                 if R[i, R_CONN] == 1:
                     R[i, R_CONN] = 3
                     nd = R[i, R_NODE]

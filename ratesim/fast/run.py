@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..algorithms.concurrency import IN_FLIGHT, QUEUED
+from ..compile import LB_CODES, compile_clients
 from ..conservation import check_conservation
 from ..model.clock import NodeClock, clock_tables, redis_clock
 from ..model.faults import fault_tables
@@ -23,14 +24,18 @@ from .layout import (
     C_ARRIVED,
     C_BACKEND,
     C_BK_INFLIGHT,
+    C_CLIENTS,
     C_CMD,
     C_COLS,
     C_DONE,
     C_LAYERS,
+    C_LB,
     C_POOL_SIZE,
     C_POOL_WAIT,
     C_PRE,
+    C_ROWS,
     C_SHARDS,
+    C_USERS,
     G_BREAKER,
     G_CONCURRENCY,
     G_RATE,
@@ -49,6 +54,7 @@ from .layout import (
     N_WHEAD,
     N_WTAIL,
     NV_COLS,
+    R_ATTEMPT,
     R_BK,
     R_BK_DONE,
     R_CLK,
@@ -58,21 +64,25 @@ from .layout import (
     R_DECIDED,
     R_HOLDS,
     R_NODE,
+    R_ORIGIN,
     R_POOL_WAIT,
     R_PRE_REJ,
     R_REJ,
+    R_RETRY,
     R_T,
     R_TIER,
     R_WNEXT,
     ST_FINISHED,
     ST_GROW,
+    ST_RETRY,
     World,
 )
 from .loop import prefix, run
+from .retries import client_tables, fill_and_grow
 from .support import unsupported
 
 if TYPE_CHECKING:
-    from ..compile import CompiledLayer, Draws
+    from ..compile import CompiledClients, CompiledLayer, Draws
     from ..scenario import Scenario
     from ..traffic import Arrivals
 
@@ -119,14 +129,19 @@ def run_fast(
     if reason is not None:
         raise ValueError(f"the fast engine does not model {reason}")
     node_np = draws.node
-    world, T = _world(scenario, arrivals, draws, layers, heap_size)
+    seed = scenario.seed if seed is None else seed
+    clients = compile_clients(scenario, arrivals, seed)
+    world, T = _world(scenario, arrivals, draws, layers, heap_size, clients)
     del draws  # the engine handed them over; free them before the run
-    R, C, CMD = world.R, world.C, world.CMD
+    R, C = world.R, world.C
     prefix(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
         int(C[C_PRE]),
     )  # fmt: skip
-    _drive(world, len(arrivals), progress, chunk_us)
+    world = _drive(world, len(arrivals), progress, chunk_us, (scenario, seed, arrivals.user))
+    if clients is not None:
+        return _client_run_data(world, T, scenario, arrivals)
+    R, CMD = world.R, world.CMD
 
     _check_conservation(R, world.NV, C, T, scenario.topology.nodes)
     n_cmd = int(C[C_CMD])
@@ -152,27 +167,45 @@ def _world(
     draws: Draws,
     layers: list[CompiledLayer],
     heap_size: int,
+    clients: CompiledClients | None = None,
 ) -> tuple[World, _Tables]:
     """Every table of the run, as the :class:`World` the loop works on (and the layer tables
-    the caller checks afterwards), the failovers' events already posted."""
+    the caller checks afterwards), the failovers' events already posted; with ``clients``
+    that retry, the request tables have room for retries (and grow on demand)."""
     n = len(arrivals)
+    users = n
+    if clients is not None:
+        n = users + max(64, users // 4)  # rows of room: retries are appended
     redis = scenario.redis
     backend = scenario.backend
     g_count = draws.lat_out_us.shape[1]
     failovers = sorted(redis.failovers, key=lambda f: f.at_us) if redis is not None else []
     clocks = [NodeClock(spec) for spec in scenario.topology.clock_specs()]
-    R = _request_table(arrivals, draws, clocks)
+    R = _request_table(arrivals, draws, clocks, n)
     T = _layer_tables(
-        layers, R[:, R_NODE], max(1, len(arrivals.tier_names)), g_count, len(failovers)
+        layers,
+        R[:, R_NODE],
+        max(1, len(arrivals.tier_names)),
+        g_count,
+        len(failovers),
+        len(clocks) if clients is not None else 0,
+        users,
     )
     LAT = np.zeros((max(g_count, 1), 3, n), dtype=np.int64)
     if g_count:
-        LAT[:g_count, 0] = draws.lat_out_us.T
-        LAT[:g_count, 1] = draws.lat_back_us.T
-        LAT[:g_count, 2] = draws.service_us.T
+        LAT[:g_count, 0, :users] = draws.lat_out_us.T
+        LAT[:g_count, 1, :users] = draws.lat_back_us.T
+        LAT[:g_count, 2, :users] = draws.service_us.T
     ck = clock_tables([*clocks, redis_clock(redis)])
     faults = fault_tables(scenario)
     H, C = _heap_and_counters(scenario, layers, failovers, heap_size)
+    if clients is not None:
+        C[C_CLIENTS] = 1
+        C[C_PRE] = 0  # retries walk the leading node layers in the loop, in time order
+        C[C_ROWS] = users
+        C[C_USERS] = users
+        C[C_LB] = LB_CODES[scenario.topology.load_balancer]
+    n = users
     if n:
         instants, starts = np.unique(arrivals.time_us, return_index=True)
         INST = instants.astype(np.int64)
@@ -187,8 +220,8 @@ def _world(
         KEYS=T.KEYS,
         LKEYS=T.LKEYS,
         APPLIES=T.APPLIES,
-        OUT=np.zeros((len(layers), n), dtype=np.int8),
-        REM=np.full((len(layers), n), -1, dtype=np.int64),
+        OUT=np.zeros((len(layers), R.shape[0]), dtype=np.int8),
+        REM=np.full((len(layers), R.shape[0]), -1, dtype=np.int64),
         LY=T.LY,
         KK=T.KK,
         PP=T.PP,
@@ -205,7 +238,7 @@ def _world(
         SLEWS=ck.slews,
         RH=np.zeros((len(clocks), scenario.network.pool_size + 1), dtype=np.int64),
         BUSY=np.zeros(redis.shards if redis is not None else 1, dtype=np.int64),
-        CMD=np.zeros((3, n * g_count), dtype=np.int64),
+        CMD=np.zeros((3, R.shape[0] * g_count), dtype=np.int64),
         H=H,
         C=C,
         OUTAGES=faults.outages,
@@ -219,6 +252,7 @@ def _world(
             [backend.load_factor, backend.servers] if backend is not None else [0.0, 1.0],
             dtype=np.float64,
         ),
+        **client_tables(scenario, clients, users, g_count, layers),
     )
     return world, T
 
@@ -253,9 +287,13 @@ COMPILING_MESSAGE = (
 )
 
 
-def _drive(world: World, n: int, progress: bool, chunk_us: int) -> None:
+def _drive(
+    world: World, n: int, progress: bool, chunk_us: int, retry_inputs: tuple[Any, ...]
+) -> World:
     """Call the loop until the run is over: one time chunk a call while a progress bar is
-    shown, and a larger event heap whenever the loop asks for one."""
+    shown, a larger event heap whenever the loop asks for one, and (clients that retry) the
+    draws and rows of retries; returns the world as it ends (its tables may have grown).
+    ``retry_inputs``: (scenario, seed, user codes) for the retries' draws."""
     C, BOUNDS = world.C, world.BOUNDS
     bar = None
     if progress and not run.signatures:
@@ -271,7 +309,11 @@ def _drive(world: World, n: int, progress: bool, chunk_us: int) -> None:
 
                 bar = tqdm(total=n, initial=int(C[C_DONE]), unit="req", desc="simulating")
             if status == ST_FINISHED:
-                return
+                return world
+            if status == ST_RETRY:
+                world = fill_and_grow(world, *retry_inputs)
+                C = world.C
+                continue
             if status == ST_GROW:
                 H = world.H
                 need = int(room(C, int(np.diff(BOUNDS).max(initial=1))))
@@ -288,24 +330,31 @@ def _drive(world: World, n: int, progress: bool, chunk_us: int) -> None:
             bar.close()
 
 
-def _request_table(arrivals: Arrivals, draws: Draws, clocks: list[NodeClock]) -> np.ndarray:
+def _request_table(
+    arrivals: Arrivals, draws: Draws, clocks: list[NodeClock], rows: int | None = None
+) -> np.ndarray:
     """``R``: one row per request (its arrival, node, tier, cost, local clock at arrival and
-    backend base time; the loop fills in the rest)."""
+    backend base time; the loop fills in the rest), with ``rows`` rows of room (retries)."""
     n = len(arrivals)
-    R = np.zeros((n, R_COLS), dtype=np.int64)
-    R[:, R_T] = arrivals.time_us
-    R[:, R_NODE] = draws.node
-    R[:, R_TIER] = arrivals.tier
-    R[:, R_COST] = arrivals.cost
-    R[:, R_CLK] = arrivals.time_us
+    R = np.zeros((n if rows is None else rows, R_COLS), dtype=np.int64)
+    Q = R[:n]
+    Q[:, R_T] = arrivals.time_us
+    Q[:, R_NODE] = draws.node
+    Q[:, R_TIER] = arrivals.tier
+    Q[:, R_COST] = arrivals.cost
+    Q[:, R_CLK] = arrivals.time_us
     for k, clock in enumerate(clocks):
         if not clock.spec.is_perfect:
             sel = draws.node == k
-            R[sel, R_CLK] = clock.read_many(arrivals.time_us[sel])
+            Q[sel, R_CLK] = clock.read_many(arrivals.time_us[sel])
     for col in (R_DECIDED, R_REJ, R_WNEXT, R_PRE_REJ, R_BK_DONE):
-        R[:, col] = -1
+        Q[:, col] = -1
     if len(draws.backend_us):
-        R[:, R_BK] = draws.backend_us
+        Q[:, R_BK] = draws.backend_us
+    if rows is not None:  # clients that retry: attempts and origins
+        Q[:, R_ATTEMPT] = 1
+        Q[:, R_ORIGIN] = np.arange(n)
+        Q[:, R_RETRY] = -1
     return R
 
 
@@ -321,26 +370,43 @@ def _prefix_length(layers: list[CompiledLayer]) -> int:
     return n_pre
 
 
-def _node_slots(cl: CompiledLayer, node: np.ndarray) -> tuple[np.ndarray, int]:
+def _node_slots(cl: CompiledLayer, node: np.ndarray, grid: int = 0) -> tuple[np.ndarray, int]:
     """Each request's slot in a node-side table of ``cl`` (one slot per (node, key) pair that
     a request the layer applies to carries; 0 where it does not apply) and the slot count.
 
     Only the pairs the run meets get a state (as the event engine creates a key's state when
-    first seen), so a table holds at most one state per request: no cap on keys or nodes."""
+    first seen), so a table holds at most one state per request: no cap on keys or nodes.
+    With ``grid`` nodes (clients that retry: a retry may meet a pair no first attempt did)
+    every pair has its slot, ``node * n_keys + key``."""
     pair = node * cl.n_keys + cl.keys
+    if grid:
+        return np.where(_applies(cl, len(pair)), pair, 0), grid * cl.n_keys
     slots = np.zeros(len(pair), dtype=np.int64)
-    sel = np.ones(len(pair), dtype=bool) if cl.applies_np is None else cl.applies_np.astype(bool)
+    sel = _applies(cl, len(pair))
     uniq, inverse = np.unique(pair[sel], return_inverse=True)
     slots[sel] = inverse
     return slots, len(uniq)
 
 
+def _applies(cl: CompiledLayer, n: int) -> np.ndarray:
+    """Where ``cl`` applies, as booleans over its ``n`` requests."""
+    return np.ones(n, dtype=bool) if cl.applies_np is None else cl.applies_np.astype(bool)
+
+
 def _layer_tables(
-    layers: list[CompiledLayer], node: np.ndarray, n_tiers: int, g_count: int, failovers: int
+    layers: list[CompiledLayer],
+    node: np.ndarray,
+    n_tiers: int,
+    g_count: int,
+    failovers: int,
+    grid: int = 0,
+    users: int | None = None,
 ) -> _Tables:
     """Every layer's columns and state tables, laid end to end (see :class:`_Tables`);
-    ``node``: each request's gateway node."""
+    ``node``: each request's gateway node (rows past ``users`` are room for retries; ``grid``:
+    the node count when every (node, key) pair needs its slot, see :func:`_node_slots`)."""
     n = len(node)
+    users = n if users is None else users
     n_layers = len(layers)
     KEYS = np.zeros((n_layers, n), dtype=np.int64)
     any_local = any(cl.local_algs for cl in layers)
@@ -363,12 +429,12 @@ def _layer_tables(
         is_node = spec.scope == "node"
         entries = 0  # slots of the node-side table (the layer's own, or its local fallback's)
         if is_node or cl.local_algs:
-            slots, entries = _node_slots(cl, node)
-            (KEYS if is_node else LKEYS)[pos] = slots
+            slots, entries = _node_slots(cl, node[:users], grid)
+            (KEYS if is_node else LKEYS)[pos, :users] = slots
         if not is_node:
-            KEYS[pos] = cl.keys
+            KEYS[pos, :users] = cl.keys
         if cl.applies_np is not None:
-            APPLIES[pos] = cl.applies_np
+            APPLIES[pos, :users] = cl.applies_np
         size = max(a.state_size for a in cl.algs)
         l_size = max(a.state_size for a in cl.local_algs) if cl.local_algs else 0
         gk = guard_kind.get(spec.algorithm.kind, G_RATE)
@@ -402,7 +468,7 @@ def _layer_tables(
         fill_tier_rows(KK[pos], PP[pos], cl.algs, rate=gk == G_RATE)
         fill_tier_rows(KK[n_layers + pos], PP[n_layers + pos], cl.local_algs or [])
         if cl.shard is not None:
-            SHARD[cl.gidx] = np.frombuffer(cl.shard, dtype=np.int64)
+            SHARD[cl.gidx, :users] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
     for start, entries, state in initial:
         if any(state):
@@ -459,4 +525,64 @@ def _check_conservation(
             "held slots": int((R[:, R_HOLDS] != 0).sum()) + held,
             "concurrency waiters": int((R[:, R_CWAIT] != 0).sum()),
         },
+    )
+
+
+def _client_run_data(world: World, T: _Tables, scenario: Scenario, arrivals: Arrivals) -> RunData:
+    """The :class:`RunData` of a run with clients that retry: its rows (the user requests,
+    then the retries as they arrived) checked for conservation, then sorted by arrival (stable,
+    as the event runner's ``RequestTable.all_arrivals``), origins renumbered to match."""
+    from ..conservation import check_attempts
+    from ..traffic import Arrivals as _Arrivals
+
+    C = world.C
+    rows = int(C[C_ROWS])
+    R = world.R[:rows]
+    _check_conservation(R, world.NV, C, T, scenario.topology.nodes)
+    origin = R[:, R_ORIGIN]
+    t = R[:, R_T]
+    order = None if rows == len(arrivals) else np.argsort(t, kind="stable")
+
+    def rows_of(a: np.ndarray) -> np.ndarray:
+        return a if order is None else a[order]
+
+    if order is None:
+        all_arrivals = arrivals
+        new_origin = origin.copy()
+    else:
+        all_arrivals = _Arrivals(
+            time_us=t[order],
+            user=arrivals.user[origin][order],
+            tier=R[order, R_TIER],
+            route=arrivals.route[origin][order],
+            cost=R[order, R_COST],
+            abusive=arrivals.abusive[origin][order],
+            tier_names=arrivals.tier_names,
+            route_names=arrivals.route_names,
+            user_names=arrivals.user_names,
+        )
+        inverse = np.empty(rows, dtype=np.int64)
+        inverse[order] = np.arange(rows)
+        new_origin = inverse[origin[order]]
+    attempt = rows_of(R[:, R_ATTEMPT]).copy()
+    decided = rows_of(R[:, R_DECIDED]).copy()
+    rejected = rows_of(R[:, R_REJ]).astype(np.int16)
+    check_attempts(attempt, new_origin, all_arrivals.time_us, decided, rejected)
+    n_cmd = int(C[C_CMD])
+    CMD = world.CMD
+    depth_t = CMD[0, :n_cmd].copy()
+    shard_arr = CMD[2, :n_cmd].copy() if world.BUSY.shape[0] > 1 else None
+    return RunData(
+        arrivals=all_arrivals,
+        node=rows_of(R[:, R_NODE]).copy(),
+        outcomes=np.ascontiguousarray(rows_of(world.OUT[:, :rows].T)),
+        remaining=np.ascontiguousarray(rows_of(world.REM[:, :rows].T)),
+        decided_us=decided,
+        rejected_by=rejected,
+        pool_wait_us=rows_of(R[:, R_POOL_WAIT]).copy(),
+        depth_t_us=depth_t,
+        depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
+        backend_done_us=rows_of(R[:, R_BK_DONE]).copy() if scenario.backend is not None else None,
+        attempt=attempt,
+        origin=new_origin,
     )

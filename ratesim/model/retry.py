@@ -134,3 +134,20 @@ def retry_at_us(
     if pct >= 0 and not budget_allows(sent, requests, pct):
         return -1
     return t
+
+
+#: Load balancers, as :func:`retry_node` takes them.
+LB_ROUND_ROBIN, LB_RANDOM, LB_HASH_USER = 0, 1, 2
+
+
+@register_jitable
+def retry_node(lb: int, row: int, origin_node: int, u: float, nodes: int) -> int:
+    """The node a retry arrives on: ``round_robin``: its row of the request table mod the node
+    count (the balancer's turn goes on over every arrival); ``random``: ``floor(u * nodes)``
+    from the retry's own uniform ``u``; ``hash_user``: its user's node, the origin's."""
+    if lb == LB_ROUND_ROBIN:
+        return row % nodes
+    if lb == LB_RANDOM:
+        k = int(u * nodes)
+        return k if k < nodes else nodes - 1
+    return origin_node
