@@ -306,3 +306,53 @@ def test_random_scenarios_with_clients_conserve_requests(
     r = simulate(sc, seed=seed, engine=engine)
     assert r.engine == engine
     check_user_requests(r)
+
+
+# --- the retry storm -------------------------------------------------------------------------
+
+
+def test_retry_storm_honouring_retry_after_keeps_attempts_near_one() -> None:
+    from ratesim import scenarios
+
+    runs = {
+        r: simulate(scenarios.retry_storm(reaction=r), engine="fast")
+        for r in scenarios.RETRY_STORM_REACTIONS
+    }
+    sc = scenarios.retry_storm()
+    assert sc.clients is not None
+    layer = sc.policy.layers[0]
+    gcra = layer.algorithm
+    attempts_max, deadline_s = sc.clients.max_attempts, sc.clients.deadline_ms / 1000
+    users = runs["immediate"].user_requests
+    offered = len(users)
+    surge = int(((users["time_us"] >= 4_000_000) & (users["time_us"] < 5_000_000)).sum())
+
+    # Immediate retries: an attempt is decided within its timeout (no pool wait) and retried
+    # 1 µs later, so a user request's 10 attempts end within 10 x (50 ms + 1 µs) = 0.5 s, well
+    # inside the deadline: every surge request that ends refused made all 10 attempts. The
+    # surge's requests are admitted between 4 s and 5.5 s, where a GCRA admits at most
+    # max_burst + 1 + rate x 1.5 s. Hence attempts >= offered + 9 x (surge - that).
+    chain_s = attempts_max * (layer.timeout_ms / 1000 + 1e-6)
+    assert chain_s < deadline_s
+    rate = gcra.count_per_period / gcra.period_s  # type: ignore[union-attr]
+    admitted_max = gcra.max_burst + 1 + rate * (1.0 + chain_s)  # type: ignore[union-attr]
+    floor_immediate = 1 + (attempts_max - 1) * (surge - admitted_max) / offered
+    assert floor_immediate > 2
+    immediate = runs["immediate"].totals["attempts_per_request"]
+    assert immediate >= floor_immediate
+
+    # Honouring Retry-After: a GCRA's wait is below (max_burst + 1) / rate = 0.101 s and an
+    # error carries none (the 1 s fallback), so every retry comes exactly 1 s after the attempt
+    # before it; within the 1.5 s deadline that is one retry at most: attempts <= 2 x offered.
+    ra = runs["retry_after"]
+    req = ra.requests.sort_values(["origin", "attempt"])
+    decided = ra.data.decided_us[req.index.to_numpy()]
+    same = req["origin"].to_numpy()[1:] == req["origin"].to_numpy()[:-1]
+    gaps = req["time_us"].to_numpy()[1:][same] - decided[:-1][same]
+    assert len(gaps) and (gaps == 1_000_000).all()
+    assert req["attempt"].max() == 2
+    retry_after = ra.totals["attempts_per_request"]
+    assert retry_after <= 1 + math.floor(deadline_s)
+    # near 1 where immediate retries multiply: by the factor the bounds give
+    assert immediate / retry_after >= floor_immediate / (1 + math.floor(deadline_s))
+    assert ra.totals["user_requests"] == runs["backoff"].totals["user_requests"] == offered

@@ -13,12 +13,19 @@ whatever the traffic, which is the point the flagship scenario makes as it grows
   client-supplied time.
 * ``redis-saturation`` - traffic that pushes a single Redis past 1 / service time.
 * ``redis-outage`` - a refused outage and a black hole, with the local fallback.
+* ``retry-storm`` - clients that retry (issue 13): a one-second surge at 3x a site-wide limit,
+  the clients retrying every rejection immediately (up to 10 attempts in a 1.5 s deadline).
+  :func:`retry_storm` builds the other variants: ``reaction="retry_after"`` (honour
+  ``Retry-After``) and ``"backoff"`` (exponential backoff with full jitter); see
+  ``docs/guides/simulation.md`` for the three side by side.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from ..clients import ClientsSpec
 from ..model.clock import ClockSpec
 from ..model.faults import OutageSpec
 from ..model.latency import ConstantLatency, LognormalLatency, SpikeSpec
@@ -286,12 +293,75 @@ def redis_outage(scale: float = 1.0) -> Scenario:
     )
 
 
+#: The client reactions :func:`retry_storm` runs (``ratesim.clients`` policies).
+RETRY_STORM_REACTIONS: dict[str, dict[str, Any]] = {
+    "immediate": {"kind": "immediate"},
+    "retry_after": {"kind": "retry_after"},
+    "backoff": {"kind": "backoff", "base_ms": 100.0, "cap_ms": 2000.0},
+}
+
+
+def retry_storm(scale: float = 1.0, reaction: str = "immediate") -> Scenario:
+    """Clients retrying through a surge: 600 requests/s, 3000/s from 4 to 5 s, against a
+    site-wide GCRA of 1000/s (burst 101); every refusal (a rejection, or an error: the layer
+    fails closed) is retried by ``reaction`` (one of :data:`RETRY_STORM_REACTIONS`), up to 10
+    attempts within a 1.5 s deadline."""
+    if reaction not in RETRY_STORM_REACTIONS:
+        raise ScenarioError(
+            f"retry_storm: reaction must be one of {', '.join(RETRY_STORM_REACTIONS)}, "
+            f"got {reaction!r}"
+        )
+    return Scenario(
+        name="retry-storm",
+        description=(
+            "A 1 s surge at 3x a site-wide GCRA (fail closed, no pool wait); clients retry "
+            f"every refusal ({reaction}), at most 10 attempts within 1.5 s of the first."
+        ),
+        duration_s=12.0,
+        seed=13,
+        topology=TopologySpec(nodes=4),
+        network=NetworkSpec(
+            latency=LognormalLatency(median_ms=0.3, sigma=0.4), pool_max_wait_ms=0.0
+        ),
+        redis=RedisSpec(service_time=ConstantLatency(ms=0.01)),
+        policy=PolicySpec(
+            layers=[
+                LayerSpec(
+                    name="site",
+                    algorithm=GcraSpec(
+                        max_burst=_n(100 * scale), count_per_period=_n(1000 * scale)
+                    ),
+                    scope="global",
+                    key="*",
+                    timeout_ms=50.0,
+                    failure_mode="closed",
+                )
+            ]
+        ),
+        traffic=PiecewiseTraffic(
+            segments=[
+                RateSegment(until_s=4.0, rate_per_s=600.0 * scale),
+                RateSegment(until_s=5.0, rate_per_s=3000.0 * scale),
+                RateSegment(until_s=12.0, rate_per_s=600.0 * scale),
+            ]
+        ),
+        population=PopulationSpec(users=_n(2000 * scale)),
+        clients=ClientsSpec(
+            on_reject=RETRY_STORM_REACTIONS[reaction],  # type: ignore[arg-type]
+            on_error=RETRY_STORM_REACTIONS[reaction],  # type: ignore[arg-type]
+            max_attempts=10,
+            deadline_ms=1500.0,
+        ),
+    )
+
+
 _BUILTINS: dict[str, Callable[[float], Scenario]] = {
     "exchange-surge": exchange_surge,
     "single-node-ideal": single_node_ideal,
     "clock-skew": clock_skew,
     "redis-saturation": redis_saturation,
     "redis-outage": redis_outage,
+    "retry-storm": retry_storm,
 }
 
 
@@ -309,4 +379,4 @@ def get(name: str, scale: float = 1.0) -> Scenario:
     return _BUILTINS[name](float(scale))
 
 
-__all__ = ["get", "names"]
+__all__ = ["RETRY_STORM_REACTIONS", "get", "names", "retry_storm"]
