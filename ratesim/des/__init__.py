@@ -22,7 +22,8 @@ One idea per module: :mod:`~ratesim.des.events` (events at an instant and priori
 :mod:`~ratesim.des.pool` (connection pools), :mod:`~ratesim.des.network` (latency,
 partitions), :mod:`~ratesim.des.redis` (shards, faults, failovers), :mod:`~ratesim.des.guards`
 (concurrency and breaker layers), :mod:`~ratesim.des.backend` (servers slowed by load),
-:mod:`~ratesim.des.source` (traffic), :mod:`~ratesim.des.requests` (requests, decisions and
+:mod:`~ratesim.des.source` (traffic), :mod:`~ratesim.des.clients` (clients that retry),
+:mod:`~ratesim.des.requests` (requests, decisions and
 their table), :mod:`~ratesim.des.world` (assembly, run, results).
 
 Time is integer microseconds of true time (``env.now``); the order of everything at one
@@ -31,6 +32,7 @@ which gives the very same run, request by request.
 """
 
 from .backend import Backend
+from .clients import Clients
 from .events import At, call_at, now_or_at
 from .gateway import Gateway, Node
 from .guards import Guards
@@ -44,6 +46,7 @@ from .world import World, run_world
 __all__ = [
     "At",
     "Backend",
+    "Clients",
     "Command",
     "ConnectionPool",
     "Decision",
