@@ -170,8 +170,7 @@ class Scenario(_Spec):
             for tier in self.clients.tiers:
                 if tier not in tiers:
                     raise ValueError(
-                        f"clients.tiers: tier {tier!r} is not in population.tiers "
-                        f"{sorted(tiers)}"
+                        f"clients.tiers: tier {tier!r} is not in population.tiers {sorted(tiers)}"
                     )
         if self.redis is not None:
             for j, outage in enumerate(self.redis.outages):

@@ -236,7 +236,7 @@ class World:
             attempt=attempt,
             origin=origin,
         )
-        if attempt is not None:
+        if attempt is not None and origin is not None:
             check_attempts(attempt, origin, arrivals.time_us, data.decided_us, data.rejected_by)
         return data
 

@@ -139,7 +139,7 @@ def client_refused(
     h = counter_u64(
         SEED[0], np.uint64(origin), np.uint64(attempt + 1), np.uint64(STREAM_JITTER), np.uint64(0)
     )
-    u24 = np.int64(u24_of(h))
+    u24 = int(u24_of(h))
     t = retry_at_us(
         CL[tier], is_error, y, retry_after, attempt, R[origin, R_T], u24, requests, SENT[tier]
     )

@@ -23,8 +23,14 @@ Python they compute on Python ints masked to 64 bits, from numba on ``uint64`` a
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba.extending import register_jitable
+
+#: A 64-bit unsigned integer: a Python int in ``[0, 2**64)``, a numpy ``uint64`` (numba) or an
+#: array of them (the functions are the same arithmetic on all three).
+U64 = Any
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 #: The purposes of a retry's draws (``stream`` of :func:`counter_u64`).
@@ -36,7 +42,7 @@ STREAM_JITTER = 5
 
 
 @register_jitable
-def splitmix64(x: int) -> int:
+def splitmix64(x: U64) -> U64:
     """SplitMix64: the golden-gamma increment then the two xor-shift-multiply rounds."""
     z = (x + 0x9E3779B97F4A7C15) & MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
@@ -45,7 +51,7 @@ def splitmix64(x: int) -> int:
 
 
 @register_jitable
-def counter_u64(seed: int, origin: int, attempt: int, stream: int, k: int) -> int:
+def counter_u64(seed: U64, origin: U64, attempt: U64, stream: U64, k: U64) -> U64:
     """A 64-bit number for ``(seed, origin, attempt, stream, k)`` (all >= 0, below 2**64;
     ``stream`` and ``k`` below 2**32)."""
     x = splitmix64(seed)
@@ -55,13 +61,13 @@ def counter_u64(seed: int, origin: int, attempt: int, stream: int, k: int) -> in
 
 
 @register_jitable
-def u24_of(h: int) -> int:
+def u24_of(h: U64) -> U64:
     """The top 24 bits of ``h``: a uniform integer in ``[0, 2**24)`` (backoff jitter)."""
     return h >> 40
 
 
 @register_jitable
-def unit_of(h: int) -> float:
+def unit_of(h: U64) -> Any:
     """The top 53 bits of ``h`` as a double in ``[0, 1)`` (as numpy's ``random()`` maps its
     64-bit outputs)."""
     return (h >> 11) * (1.0 / 9007199254740992.0)
