@@ -356,3 +356,40 @@ def test_retry_storm_honouring_retry_after_keeps_attempts_near_one() -> None:
     # near 1 where immediate retries multiply: by the factor the bounds give
     assert immediate / retry_after >= floor_immediate / (1 + math.floor(deadline_s))
     assert ra.totals["user_requests"] == runs["backoff"].totals["user_requests"] == offered
+
+
+def test_retries_under_latency_spikes_same_run_on_both_engines() -> None:
+    """A spike applies to a retry by its own arrival time (its draws are made one by one, not
+    by whole attempt levels): both runners agree, and a retry inside the spike is slower."""
+    from ratesim.model.latency import SpikeSpec
+    from ratesim.policy import GcraSpec
+
+    layer = LayerSpec(
+        name="g",
+        algorithm=GcraSpec(max_burst=2, count_per_period=50, period_s=1.0),
+        scope="global",
+        key="{user}",
+        timeout_ms=200.0,
+    )
+    sc = make_scenario(
+        [layer],
+        nodes=3,
+        duration_s=2.0,
+        rate_per_s=400.0,
+        latency_ms=0.5,
+        topology={"load_balancer": "random"},
+        network={"spikes": [SpikeSpec(start_s=0.5, end_s=1.0, factor=10.0)]},
+    )
+    data = sc.model_dump()
+    data["clients"] = {"on_reject": {"kind": "backoff", "base_ms": 20, "cap_ms": 300}}
+    sc = Scenario.model_validate(data)
+    a, b = (simulate(sc, engine=e) for e in ("event", "fast"))
+    assert a.totals["retries"] > 50
+    for f in ("node", "outcomes", "remaining", "decided_us", "rejected_by", "attempt", "origin"):
+        np.testing.assert_array_equal(getattr(a.data, f), getattr(b.data, f), err_msg=f)
+    req = a.requests
+    lat = req["latency_us"]
+    retry = req["attempt"] > 1
+    inside = (req["time_us"] >= 500_000) & (req["time_us"] < 1_000_000)
+    # constant 0.5 ms each way: 1 ms a decision outside the spike, 10 ms inside
+    assert (lat[retry & inside] == 10_000).all() and (lat[retry & ~inside] == 1000).all()

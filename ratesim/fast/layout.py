@@ -61,6 +61,9 @@ class World(NamedTuple):
     PEND: Any  # (n, 3): per user request, its pending retry: arrival, attempt, draws filled
     PLAT: Any  # (g, 3, n): the pending retry's latencies and service times (as LAT)
     PBK: Any  # (n,): the pending retry's backend base service time
+    LIDX: Any  # (max attempts + 1,): attempt k's draws for every user request are LPLAT[LIDX[k]]
+    LPLAT: Any  # (levels, g, 3, n): whole attempt levels drawn at once (as PLAT); -1 in LIDX: none
+    LPBK: Any  # (levels, n): the same for the backend base service time
     NK: Any  # (L,): each layer's key count (a node-side slot is node * NK + key)
 
 

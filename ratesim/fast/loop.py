@@ -757,7 +757,8 @@ def run(limit: int, world: World) -> int:
                 if pos >= 0 and C[C_CLIENTS]:
                     client_refused(
                         i, x, pos, R, OUT, LY, world.CL, world.FIRST_T, world.T_OFF, world.SENT,
-                        world.SEED, world.PEND, H, C,
+                        world.SEED, world.PEND, H, C, world.PLAT, world.PBK, world.LIDX,
+                        world.LPLAT, world.LPBK,
                     )  # fmt: skip
                 if R[i, R_CONN] == 1:
                     R[i, R_CONN] = 3

@@ -296,6 +296,7 @@ def _drive(
     ``retry_inputs``: (scenario, seed, user codes) for the retries' draws."""
     C, BOUNDS = world.C, world.BOUNDS
     bar = None
+    returns: dict[int, int] = {}  # ST_RETRY returns by attempt (fast.retries.fill_and_grow)
     if progress and not run.signatures:
         print(COMPILING_MESSAGE, file=sys.stderr, flush=True)
     limit = chunk_us if progress else 2**62
@@ -311,7 +312,7 @@ def _drive(
             if status == ST_FINISHED:
                 return world
             if status == ST_RETRY:
-                world = fill_and_grow(world, *retry_inputs)
+                world = fill_and_grow(world, *retry_inputs, returns)
                 C = world.C
                 continue
             if status == ST_GROW:
