@@ -292,6 +292,7 @@ def format_summary(result: Any, wall_s: float | None = None, scale: float | None
     lat = [totals.get(k, float("nan")) for k in ("latency_p50_us", "latency_p99_us")]
     lat.append(totals.get("latency_p999_us", float("nan")))
     lines.append(f"Decision latency: p50 {_ms(lat[0])}, p99 {_ms(lat[1])}, p99.9 {_ms(lat[2])}")
+    lines += _client_lines(totals)
     lines += _oracle_lines(result)
     from .results import Result
 
@@ -300,6 +301,21 @@ def format_summary(result: Any, wall_s: float | None = None, scale: float | None
 
         lines += [f"Warning: {w}" for w in run_warnings(result)]
     return "\n".join(lines)
+
+
+def _client_lines(totals: dict[str, Any]) -> list[str]:
+    """With clients that retry: user requests, retries, goodput and what the users waited."""
+    if not totals.get("retries"):
+        return []
+    users, goodput = int(totals["user_requests"]), int(totals["goodput"])
+    lat = [totals[f"user_latency_{q}_us"] for q in ("p50", "p99", "p999")]
+    return [
+        f"Clients: {users:,} user requests, {int(totals['retries']):,} retries "
+        f"({totals['attempts_per_request']:.2f} attempts per request), goodput {goodput:,} "
+        f"({_pct(goodput, users)})",
+        f"User latency (first attempt to final outcome): p50 {_ms(lat[0])}, p99 {_ms(lat[1])}, "
+        f"p99.9 {_ms(lat[2])}",
+    ]
 
 
 # --------------------------------------------------------------------------- outputs

@@ -393,3 +393,21 @@ def test_retries_under_latency_spikes_same_run_on_both_engines() -> None:
     inside = (req["time_us"] >= 500_000) & (req["time_us"] < 1_000_000)
     # constant 0.5 ms each way: 1 ms a decision outside the spike, 10 ms inside
     assert (lat[retry & inside] == 10_000).all() and (lat[retry & ~inside] == 1000).all()
+
+
+def test_the_cli_summary_reports_the_clients() -> None:
+    from ratesim.cli import format_summary
+
+    sc = with_clients(
+        make_scenario([bucket()]), on_reject={"kind": "fixed", "delay_ms": 300}, max_attempts=3
+    )
+    text = format_summary(run(sc, [0, 1000], "event"))
+    # 2 user requests, 2 retries (4 attempts: 2.00 per request), 1 finally admitted
+    assert (
+        "Clients: 2 user requests, 2 retries (2.00 attempts per request), goodput 1 (50.00%)" in text
+    )
+    assert "User latency (first attempt to final outcome)" in text
+    plain = format_summary(
+        run(make_scenario([bucket()]).model_copy(update={"redis": None}), [0], "event")
+    )
+    assert "Clients:" not in plain
