@@ -404,10 +404,32 @@ def test_the_cli_summary_reports_the_clients() -> None:
     text = format_summary(run(sc, [0, 1000], "event"))
     # 2 user requests, 2 retries (4 attempts: 2.00 per request), 1 finally admitted
     assert (
-        "Clients: 2 user requests, 2 retries (2.00 attempts per request), goodput 1 (50.00%)" in text
+        "Clients: 2 user requests, 2 retries (2.00 attempts per request), goodput 1 (50.00%)"
+        in text
     )
     assert "User latency (first attempt to final outcome)" in text
     plain = format_summary(
         run(make_scenario([bucket()]).model_copy(update={"redis": None}), [0], "event")
     )
     assert "Clients:" not in plain
+
+
+def test_first_attempts_keep_their_draws_whatever_the_clients_do() -> None:
+    """A random balancer's node is a draw: first attempts get the same nodes with no clients,
+    immediate retries or backoff; the retries' oracle covers every attempt, row for row."""
+    sc = make_scenario(
+        [bucket(rate=20.0, burst=2)],
+        nodes=5,
+        rate_per_s=200.0,
+        topology={"load_balancer": "random"},
+    )
+    plain = simulate(sc.model_copy(update={"redis": None}), engine="event")
+    nodes = plain.requests["node"].to_numpy()
+    for reaction in ({"kind": "immediate"}, {"kind": "backoff", "base_ms": 5, "cap_ms": 50}):
+        r = simulate(with_clients(sc, on_reject=reaction, max_attempts=4), engine="fast")
+        req = r.requests
+        assert r.totals["retries"] > 0
+        np.testing.assert_array_equal(req.loc[req["attempt"] == 1, "node"].to_numpy(), nodes)
+        oracle = r.oracle
+        assert oracle is not None and len(oracle.requests) == len(req)
+        np.testing.assert_array_equal(oracle.requests["time_us"], req["time_us"])
