@@ -433,3 +433,18 @@ def test_first_attempts_keep_their_draws_whatever_the_clients_do() -> None:
         oracle = r.oracle
         assert oracle is not None and len(oracle.requests) == len(req)
         np.testing.assert_array_equal(oracle.requests["time_us"], req["time_us"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_retry_arrives_after_the_instants_own_arrivals(engine: str) -> None:
+    sc = with_clients(
+        make_scenario([bucket()]), on_reject={"kind": "fixed", "delay_ms": 1000}, max_attempts=2
+    )
+    # request 1 is rejected at 1 ms and retried at 1.001 s, the instant request 2 arrives; the
+    # bucket then holds 1.001 tokens: request 2 (the instant's own arrival) comes first and takes
+    # the token, the retry finds none
+    r = run(sc, [0, 1000, 1_001_000], engine)
+    req = r.requests
+    assert req["time_us"].tolist() == [0, 1000, 1_001_000, 1_001_000]
+    assert req["attempt"].tolist() == [1, 1, 1, 2]
+    assert req["admitted"].tolist() == [True, False, True, False]

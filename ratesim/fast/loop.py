@@ -368,7 +368,13 @@ def run(limit: int, world: World) -> int:
     nxt = 0  # the next arrival of the batch in hand (requests nxt .. end - 1 left)
     end = 0
     cur = 0
+    rnxt = 0  # clients: the retries that arrive right after the batch in hand (rnxt .. rend - 1)
+    rend = 0
     while True:
+        if nxt >= end and rnxt < rend:
+            nxt = rnxt
+            end = rend
+            rnxt = rend
         if nxt < end:
             # the batch's next arrival walks through its layers at once, in arrival order
             i = nxt
@@ -399,9 +405,11 @@ def run(limit: int, world: World) -> int:
             if at >= limit:
                 return ST_LIMIT
             width = BOUNDS[b + 1] - BOUNDS[b] if take_arrival else 1
-            retry = not take_arrival and H[0, H_KIND] == K_RETRY
-            if retry:  # clients: the instant's retries arrive as a batch
-                width = C[C_PENDING]
+            # clients: the instant's retries (the only heap events at PRIO_ARRIVAL) arrive as a
+            # batch, right after the instant's scenario arrivals when it has some
+            retry = hn > 0 and H[0, H_AT] == at and H[0, H_KIND] == K_RETRY
+            if retry:
+                width += C[C_PENDING]
                 if C[C_UNFILLED] or C[C_ROWS] + C[C_PENDING] > R.shape[0]:
                     return ST_RETRY  # their draws, or rows for them, first (fast.retries)
             if H.shape[0] - hn < room(C, width):
@@ -411,6 +419,10 @@ def run(limit: int, world: World) -> int:
                 C[C_BATCH] = b + 1
                 nxt = BOUNDS[b]
                 end = BOUNDS[b + 1]
+                if retry:
+                    rnxt = C[C_ROWS]
+                    retry_arrivals(cur, world)
+                    rend = C[C_ROWS]
                 continue
             if retry:
                 nxt = C[C_ROWS]
