@@ -288,7 +288,11 @@ COMPILING_MESSAGE = (
 
 
 def _drive(
-    world: World, n: int, progress: bool, chunk_us: int, retry_inputs: tuple[Any, ...]
+    world: World,
+    n: int,
+    progress: bool,
+    chunk_us: int,
+    retry_inputs: tuple[Scenario, int, np.ndarray],
 ) -> World:
     """Call the loop until the run is over: one time chunk a call while a progress bar is
     shown, a larger event heap whenever the loop asks for one, and (clients that retry) the
@@ -312,7 +316,8 @@ def _drive(
             if status == ST_FINISHED:
                 return world
             if status == ST_RETRY:
-                world = fill_and_grow(world, *retry_inputs, returns)
+                scenario, seed, user = retry_inputs
+                world = fill_and_grow(world, scenario, seed, user, returns)
                 C = world.C
                 continue
             if status == ST_GROW:
