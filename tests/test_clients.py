@@ -448,3 +448,31 @@ def test_a_retry_arrives_after_the_instants_own_arrivals(engine: str) -> None:
     assert req["time_us"].tolist() == [0, 1000, 1_001_000, 1_001_000]
     assert req["attempt"].tolist() == [1, 1, 1, 2]
     assert req["admitted"].tolist() == [True, False, True, False]
+
+
+def test_the_run_size_check_counts_every_attempt() -> None:
+    from ratesim.budget import estimate_run_size
+
+    sc = make_scenario([bucket()], duration_s=10.0, rate_per_s=1000.0).model_copy(
+        update={"redis": None}
+    )
+    base = estimate_run_size(sc)
+    retrying = estimate_run_size(
+        with_clients(sc, on_reject={"kind": "fixed", "delay_ms": 2000}, max_attempts=4)
+    )
+    assert retrying.requests == pytest.approx(4 * base.requests)
+    # each of the 3 retries waits at most 2 s, then makes the whole path again
+    assert retrying.horizon_us >= base.horizon_us + 3 * 2_000_000
+    never = estimate_run_size(with_clients(sc, on_reject={"kind": "none"}, max_attempts=4))
+    assert never.requests == base.requests
+
+
+def test_progress_bar_runs_with_retries(capsys: pytest.CaptureFixture[str]) -> None:
+    sc = with_clients(
+        make_scenario([bucket(rate=50.0, burst=2)], duration_s=2.0, rate_per_s=300.0),
+        on_reject={"kind": "immediate"},
+    )
+    a = simulate(sc, engine="fast", progress=True)
+    b = simulate(sc, engine="event", progress=True)
+    np.testing.assert_array_equal(a.data.decided_us, b.data.decided_us)
+    assert a.totals["retries"] > 0

@@ -328,10 +328,14 @@ def _drive(
                 world = world._replace(H=grown)
                 continue
             if bar is not None:
+                if C[C_CLIENTS]:  # retries are requests too: the total grows with them
+                    bar.total = max(bar.total, int(C[C_ROWS]))
                 bar.update(int(C[C_DONE]) - bar.n)
             limit += chunk_us
     finally:
         if bar is not None:
+            if C[C_CLIENTS]:
+                bar.total = max(bar.total, int(C[C_ROWS]))
             bar.update(int(C[C_DONE]) - bar.n)
             bar.close()
 
