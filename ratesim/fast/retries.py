@@ -36,11 +36,14 @@ from ..outcomes import FAIL_CLOSED
 from .heaps import less, pop, swap
 from .kernels import clock_read
 from .layout import (
+    C_CLIENTS,
     C_HEAP,
     C_LB,
     C_PENDING,
+    C_PRE,
     C_ROWS,
     C_UNFILLED,
+    C_USERS,
     G_RATE,
     H_AT,
     H_CNOW,
@@ -241,6 +244,15 @@ def retry_arrivals(cur: int, world: World) -> None:
 
 
 # --- Python side: the tables, their growth, the draws ---------------------------------------
+
+
+def client_counters(C: np.ndarray, lb: int, users: int) -> None:
+    """Set the clients' counters of a run of ``users`` user requests, load balancer ``lb``."""
+    C[C_CLIENTS] = 1
+    C[C_PRE] = 0  # retries walk the leading node layers in the loop, in time order
+    C[C_ROWS] = users
+    C[C_USERS] = users
+    C[C_LB] = lb
 
 
 def client_tables(scenario: Scenario, compiled: Any, n: int, g: int, layers: Any) -> dict[str, Any]:

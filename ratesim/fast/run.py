@@ -29,13 +29,11 @@ from .layout import (
     C_COLS,
     C_DONE,
     C_LAYERS,
-    C_LB,
     C_POOL_SIZE,
     C_POOL_WAIT,
     C_PRE,
     C_ROWS,
     C_SHARDS,
-    C_USERS,
     G_BREAKER,
     G_CONCURRENCY,
     G_RATE,
@@ -78,7 +76,7 @@ from .layout import (
     World,
 )
 from .loop import prefix, run
-from .retries import client_tables, fill_and_grow
+from .retries import client_counters, client_tables, fill_and_grow
 from .support import unsupported
 
 if TYPE_CHECKING:
@@ -200,11 +198,7 @@ def _world(
     faults = fault_tables(scenario)
     H, C = _heap_and_counters(scenario, layers, failovers, heap_size)
     if clients is not None:
-        C[C_CLIENTS] = 1
-        C[C_PRE] = 0  # retries walk the leading node layers in the loop, in time order
-        C[C_ROWS] = users
-        C[C_USERS] = users
-        C[C_LB] = LB_CODES[scenario.topology.load_balancer]
+        client_counters(C, LB_CODES[scenario.topology.load_balancer], users)
     n = users
     if n:
         instants, starts = np.unique(arrivals.time_us, return_index=True)
@@ -329,13 +323,13 @@ def _drive(
                 continue
             if bar is not None:
                 if C[C_CLIENTS]:  # retries are requests too: the total grows with them
-                    bar.total = max(bar.total, int(C[C_ROWS]))
+                    bar.total = max(int(bar.total or 0), int(C[C_ROWS]))
                 bar.update(int(C[C_DONE]) - bar.n)
             limit += chunk_us
     finally:
         if bar is not None:
             if C[C_CLIENTS]:
-                bar.total = max(bar.total, int(C[C_ROWS]))
+                bar.total = max(int(bar.total or 0), int(C[C_ROWS]))
             bar.update(int(C[C_DONE]) - bar.n)
             bar.close()
 
@@ -403,6 +397,30 @@ def _applies(cl: CompiledLayer, n: int) -> np.ndarray:
     return np.ones(n, dtype=bool) if cl.applies_np is None else cl.applies_np.astype(bool)
 
 
+def _request_columns(
+    cl: CompiledLayer,
+    pos: int,
+    node: np.ndarray,
+    grid: int,
+    KEYS: np.ndarray,
+    LKEYS: np.ndarray,
+    APPLIES: np.ndarray,
+) -> int:
+    """Layer ``pos``'s columns of the user requests (the first ``len(node)``) in ``KEYS``,
+    ``LKEYS`` and ``APPLIES``; returns its node-side table's slot count (0: none)."""
+    users = len(node)
+    is_node = cl.spec.scope == "node"
+    entries = 0
+    if is_node or cl.local_algs:
+        slots, entries = _node_slots(cl, node, grid)
+        (KEYS if is_node else LKEYS)[pos, :users] = slots
+    if not is_node:
+        KEYS[pos, :users] = cl.keys
+    if cl.applies_np is not None:
+        APPLIES[pos, :users] = cl.applies_np
+    return entries
+
+
 def _layer_tables(
     layers: list[CompiledLayer],
     node: np.ndarray,
@@ -437,14 +455,8 @@ def _layer_tables(
     for pos, cl in enumerate(layers):
         spec = cl.spec
         is_node = spec.scope == "node"
-        entries = 0  # slots of the node-side table (the layer's own, or its local fallback's)
-        if is_node or cl.local_algs:
-            slots, entries = _node_slots(cl, node[:users], grid)
-            (KEYS if is_node else LKEYS)[pos, :users] = slots
-        if not is_node:
-            KEYS[pos, :users] = cl.keys
-        if cl.applies_np is not None:
-            APPLIES[pos, :users] = cl.applies_np
+        # slots of the node-side table (the layer's own, or its local fallback's)
+        entries = _request_columns(cl, pos, node[:users], grid, KEYS, LKEYS, APPLIES)
         size = max(a.state_size for a in cl.algs)
         l_size = max(a.state_size for a in cl.local_algs) if cl.local_algs else 0
         gk = guard_kind.get(spec.algorithm.kind, G_RATE)
