@@ -3,6 +3,9 @@
     ratesim run [SCENARIO.yaml | built-in name] [--seed N] [--scale S] [--duration SECONDS]
                 [--out DIR] [--no-progress] [--no-plots]
     ratesim scenarios
+    ratesim import KIND FILE [-o POLICY.yaml]             (ratesim.importers.cli)
+    ratesim validate POLICY [--suite SUITE.yaml] [--from KIND] [--redis URL] [--report DIR]
+                                                         (ratesim.validate.cli)
 
 Bad input (an unreadable or invalid scenario, an unknown built-in name, an impossible topology)
 is reported as one paragraph on stderr with exit status 2, never as a traceback; anything else
@@ -443,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .importers.cli import register as register_import  # ratesim import (issue 12)
 
     register_import(sub)
+    from .validate.cli import register as register_validate  # ratesim validate (issue 12)
+
+    register_validate(sub)
     from ratesim.experiments.cli import add_sweep_parser  # ratesim sweep: issue 11
 
     add_sweep_parser(sub)

@@ -1,5 +1,8 @@
 """Comparison assertions of a validation suite: ``<metric> <op> <number>``.
 
+``<metric>`` is a metric column (``over_admitted_pct``, a per-layer ``rejected:<layer>``), an
+alias (:data:`ALIASES`) or ``first_trip(<layer>)``.
+
 An assertion holds on the confidence bound, not on one seed: for ``<`` / ``<=`` the upper
 bound of the mean's confidence interval over replications must satisfy it, for ``>`` / ``>=``
 the lower bound; ``==`` / ``!=`` compare the mean. A metric that is NaN (e.g. a layer that
@@ -29,7 +32,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _PATTERN = re.compile(
-    r"^\s*(?P<metric>[A-Za-z_][\w.\-]*(?:\([\w.\-]+\))?)\s*(?P<op><=|>=|==|!=|<|>)"
+    r"^\s*(?P<metric>[A-Za-z_][\w.\-]*(?::[\w.\-]+|\([\w.\-]+\))?)\s*(?P<op><=|>=|==|!=|<|>)"
     r"\s*(?P<bound>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
 
