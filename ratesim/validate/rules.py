@@ -7,7 +7,7 @@ Three forms, each written as an item of an ``assertions`` list:
   confidence bound of the mean over replications: the upper bound for ``<``/``<=``, the lower
   for ``>``/``>=``. Replications where a ``first_trip`` layer never trips are left out of its
   mean (all never: NaN, which passes ``>`` and ``>=`` only).
-* ``never_engages: [layer, ...]``: per layer, ``trips:<layer> <= 0`` on the upper bound, i.e.
+* ``never_engages: [layer, ...]`` (a mapping, or the same as one string): per layer, ``trips:<layer> <= 0`` on the upper bound, i.e.
   the layer's limit says no to no request in any replication.
 * ``degradation_order == [a, b, ...]`` (or ``degradation_order: [a, b]``): the layers that give
   way (trip: reject, shadow-reject or reject locally) are exactly these, and each trips after
@@ -45,6 +45,7 @@ __all__ = [
 
 _NAME = re.compile(r"^[\w.\-]+$")
 _ORDER = re.compile(r"^\s*degradation_order\s*==\s*\[(?P<body>[^\[\]]*)\]\s*$")
+_NEVER = re.compile(r"^\s*never_engages\s*:\s*\[(?P<body>[^\[\]]*)\]\s*$")
 
 
 class RuleSyntaxError(ValueError):
@@ -224,6 +225,9 @@ def parse_rule(item: Any) -> Rule:
         )
     if not isinstance(item, str):
         raise RuleSyntaxError(f"assertion {item!r}: expected a string or a one-key mapping")
+    match = _NEVER.match(item)  # the mapping form, quoted as one string
+    if match:
+        return NeverEngages(item.strip(), _layer_list(match["body"], "never_engages"))
     match = _ORDER.match(item)
     if match:
         return DegradationOrder(item.strip(), _layer_list(match["body"], "degradation_order"))
