@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import pandas as pd
-import yaml
+import pytest
 
 from ratesim import gallery
 
 
 def test_every_incident_loads_and_suite_parses() -> None:
+    from ratesim.validate import load_suite
+
     assert len(gallery.names()) >= 3
     for name in gallery.names():
         broken, fixed, suite = gallery.load(name)
         assert broken.policy.layers and fixed.policy.layers
-        data = yaml.safe_load(suite.read_text())
-        assert data["replications"] >= 1 and 0 < data["confidence"] < 1
-        assert data["scenarios"] and all("builtin" in s or "file" in s for s in data["scenarios"])
-        assert all(isinstance(a, str) for a in data["assertions"])
+        loaded = load_suite(suite)  # the validate suite contract, checked
+        assert loaded.spec.replications >= 1 and 0 < loaded.spec.confidence < 1
+        assert loaded.entries and all(e.rules for e in loaded.entries)
 
 
 def _admitted(spec: object, times_us: list[int], stores: int = 1) -> int:
@@ -64,3 +65,39 @@ def test_nginx_rpm_small_burst_rejects_a_page_load() -> None:
     # excess > burst*1000, so an idle key admits burst + 1 at once.
     assert _admitted(broken.policy.layers[0].algorithm, times) == 5 + 1
     assert _admitted(fixed.policy.layers[0].algorithm, times) == 29 + 1
+
+
+def test_each_incident_suite_fails_broken_and_passes_fixed() -> None:
+    """`ratesim validate` on each incident's suite tells the configs apart: the broken config
+    fails at least one assertion, the fixed one passes every one."""
+    import ratesim
+
+    for name in gallery.names():
+        broken, fixed, suite = gallery.load(name)
+        bad = ratesim.validate(broken, suite, progress=False)
+        good = ratesim.validate(fixed, suite, progress=False)
+        assert not bad.passed, f"{name}: the broken config passes\n{bad.format_table()}"
+        assert good.passed, f"{name}: the fixed config fails\n{good.format_table()}"
+
+
+def test_nginx_page_loads_rejected_share_is_the_burst_arithmetic() -> None:
+    """The page-load trace: 20 clients x 2 page loads x 30 calls from an idle key; nginx admits
+    burst + 1 of each, so broken (burst 5) rejects 24 of 30 = 80%, fixed (burst 29) none."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("nginx-rpm-small-burst")
+    table = ratesim.validate(broken, suite, progress=False).table
+    assert table["mean"].iloc[0] == pytest.approx(100 * (30 - (5 + 1)) / 30)
+    table = ratesim.validate(fixed, suite, progress=False).table
+    assert table["mean"].iloc[0] == 0
+
+
+def test_traefik_six_at_once_admitted_share_is_one_in_six() -> None:
+    """Six at once every 61 s: burst 1 admits 1 of 6 (16.7%); the fixed burst 6 admits all."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("traefik-period-burst")
+    rows = ratesim.validate(broken, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["admitted_pct > 99", "mean"] == pytest.approx(100 / 6)
+    rows = ratesim.validate(fixed, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["admitted_pct > 99", "mean"] == 100

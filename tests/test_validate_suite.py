@@ -120,7 +120,9 @@ def test_cli_bad_suite_exits_2_with_file_line_field(tmp_path: Path, capsys) -> N
 
 def test_cli_bad_policy_exits_2_naming_its_line(tmp_path: Path, capsys) -> None:
     policy = _write(
-        tmp_path, "policy.yaml", "policy:\n  layers:\n    - name: x\n      algorithm: {kind: nope}\n"
+        tmp_path,
+        "policy.yaml",
+        "policy:\n  layers:\n    - name: x\n      algorithm: {kind: nope}\n",
     )
     code = main(["validate", str(policy), "--no-progress"])
     err = capsys.readouterr().err

@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..importers import Imported
 from ..importers import load as import_config
 from ..policy import PolicySpec
-from ..scenario import Scenario, ScenarioError, _parse_yaml, _YamlRefused, format_errors, load_scenario
+from ..scenario import (
+    Scenario,
+    ScenarioError,
+    _parse_yaml,
+    _YamlRefused,
+    format_errors,
+    load_scenario,
+)
 
 __all__ = ["PolicyUnderTest", "build_scenario", "load_policy"]
 
@@ -117,9 +124,7 @@ def fit_policy(policy: PolicySpec, scenario: Scenario) -> tuple[PolicySpec, list
     return PolicySpec(layers=layers), notes
 
 
-def build_scenario(
-    entry: Any, policy: PolicySpec | None, error: Any
-) -> tuple[Scenario, list[str]]:
+def build_scenario(entry: Any, policy: PolicySpec | None, error: Any) -> tuple[Scenario, list[str]]:
     """A suite entry's scenario (module docstring) and its notes; ``error(loc, reason)`` makes
     the exception for a problem at the entry's field ``loc``."""
     from .. import scenarios
@@ -150,7 +155,9 @@ def build_scenario(
         sc = Scenario.model_validate(data)
     except ValidationError as exc:
         reason = format_errors(exc, "the scenario", None).split(":\n", 1)[-1]
-        raise error(("policy",), "the policy cannot run here: " + " ".join(reason.split())) from None
+        raise error(
+            ("policy",), "the policy cannot run here: " + " ".join(reason.split())
+        ) from None
     if spec.set:
         try:
             sc = apply(sc, dict(spec.set))

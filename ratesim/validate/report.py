@@ -197,11 +197,12 @@ class Report:
             if result is None:  # the first replication again: same scenario, same seed
                 result = simulate(scenario, seed=seed, progress=False)
             for kind, draw in (("timeline", plots.timeline), ("oracle-gap", plots.oracle_gap)):
-                ax = draw(result)
+                fig, ax = plt.subplots(figsize=(9, 4))
+                draw(result, ax=ax)
                 ax.set_title(f"{label}: {kind} (seed {seed})")
                 path = out / f"{safe_dir_name(label)}-{kind}.png"
-                ax.figure.savefig(path, dpi=100, bbox_inches="tight")
-                plt.close(ax.figure)
+                fig.savefig(path, dpi=100, bbox_inches="tight")
+                plt.close(fig)
                 files[f"{label}/{kind}"] = path
         return files
 

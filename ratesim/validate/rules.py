@@ -220,9 +220,7 @@ def parse_rule(item: Any) -> Rule:
         if key == "degradation_order":
             layers = _layer_list(value, "degradation_order")
             return DegradationOrder(f"degradation_order == [{', '.join(layers)}]", layers)
-        raise RuleSyntaxError(
-            f"assertion key {key!r}: expected never_engages or degradation_order"
-        )
+        raise RuleSyntaxError(f"assertion key {key!r}: expected never_engages or degradation_order")
     if not isinstance(item, str):
         raise RuleSyntaxError(f"assertion {item!r}: expected a string or a one-key mapping")
     match = _NEVER.match(item)  # the mapping form, quoted as one string

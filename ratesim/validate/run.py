@@ -166,12 +166,20 @@ def run_suite(
             )
             bar.update(spec.replications)
             parity = None
-            first_seed = int(runs["seed"].iat[0])
+            first_seed = int(runs["seed"].to_numpy()[0])
             if redis_url is not None:
                 result = simulate(p.scenario, seed=first_seed, engine=engine)
                 report.results[p.entry.label] = result
                 parity = redis_parity(result, redis_url)
-            report.add(p.entry.label, p.scenario, first_seed, runs, _outcomes(p, runs, spec.confidence), p.notes, parity)
+            report.add(
+                p.entry.label,
+                p.scenario,
+                first_seed,
+                runs,
+                _outcomes(p, runs, spec.confidence),
+                p.notes,
+                parity,
+            )
     finally:
         bar.close()
     return report

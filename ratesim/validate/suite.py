@@ -154,7 +154,9 @@ def _read(path: Path) -> tuple[Any, yaml.Node | None]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise SuiteError(f"{path}{line}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+        raise SuiteError(
+            f"{path}{line}: not valid YAML: {' '.join(str(exc).split())[:300]}"
+        ) from None
 
 
 def load_suite(suite: str | Path | Mapping[str, Any] | None) -> Suite:
