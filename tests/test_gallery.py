@@ -101,3 +101,48 @@ def test_traefik_six_at_once_admitted_share_is_one_in_six() -> None:
     assert rows.loc["admitted_pct > 99", "mean"] == pytest.approx(100 / 6)
     rows = ratesim.validate(fixed, suite, progress=False).table.set_index("assertion")
     assert rows.loc["admitted_pct > 99", "mean"] == 100
+
+
+def _flash_crowd_arrivals(base: float, peak: float, duration: float, ramp: float,
+                          plateau: float, decay: float) -> float:  # fmt: skip
+    """Expected arrivals of a linear-ramp flash crowd: base rate outside, peak x base on the
+    plateau, linear ramps up and down (trapezoids)."""
+    top = base * peak
+    rest = duration - ramp - plateau - decay
+    return base * rest + ramp * (base + top) / 2 + plateau * top + decay * (top + base) / 2
+
+
+def test_envoy_ratelimit_fails_open_for_the_outage_share_of_traffic() -> None:
+    """Redis black-holed 12-16 s, inside the surge's plateau (10-20 s at 17.3 x 200/s): every
+    request of those 4 s is a failure-mode admission of the broken config, none of the fixed
+    one, and the broken one waits Envoy's 20 ms filter timeout on each."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("envoy-ratelimit-redis-outage")
+    base, peak = 2000 * 0.1, 17.3
+    total = _flash_crowd_arrivals(base, peak, 30, 2, 10, 4)
+    expected = 100 * 4 * base * peak / total
+    rows = ratesim.validate(broken, suite, progress=False).table.set_index("assertion")
+    # Poisson noise on ~14k of ~48k arrivals: well under half a percentage point
+    assert rows.loc["fail_open_pct < 1", "mean"] == pytest.approx(expected, abs=0.5)
+    assert rows.loc["p99_decision_latency_ms < 5", "mean"] == pytest.approx(20.0, abs=0.5)
+    rows = ratesim.validate(fixed, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["fail_open_pct < 1", "mean"] == 0
+
+
+def test_sentinel_fallback_admits_the_whole_ticker_peak_while_the_server_is_down() -> None:
+    """Token server refused 12-16 s: broken falls back to count 1000 per node (4000/s), above
+    the ticker's peak of 0.6 x 3460/s, so each outage second admits ~2076 against the ideal
+    1000; fixed falls back to 250 per node, 1000 for the cluster."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("sentinel-cluster-fallback")
+    (b,), (f,) = broken.policy.layers, fixed.policy.layers
+    assert b.local_share == 1.0 and b.algorithm.limit == 1000  # thresholdType 1: global count
+    assert f.local_share == 0.25 and f.algorithm.limit == 250 * 4  # 0: count x 4 clients
+    ticker_peak = 0.6 * 2000 * 0.1 * 17.3
+    rows = ratesim.validate(broken, suite, progress=False).table.set_index("assertion")
+    # at least one full outage second admits the whole peak: excess >= peak - 1000 (minus noise)
+    assert rows.loc["peak_excess < 750", "mean"] > 0.9 * (ticker_peak - 1000)
+    rows = ratesim.validate(fixed, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["peak_excess < 750", "mean"] < ticker_peak - 1000

@@ -69,9 +69,13 @@ def _policy_file(path: Path, data: dict[str, Any], root: Any) -> PolicySpec:
 
 
 def load_policy(
-    policy: PolicySpec | Imported | Scenario | str | os.PathLike[str], kind: str | None = None
+    policy: PolicySpec | Imported | Scenario | str | os.PathLike[str],
+    kind: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> PolicyUnderTest:
-    """The policy under test (see the module docstring)."""
+    """The policy under test (see the module docstring); ``options`` go to a gateway config's
+    importer (``nodes``, ``members``, ``refill``: :func:`ratesim.importers.load`)."""
+    options = dict(options or {})
     if isinstance(policy, PolicySpec):
         return PolicyUnderTest(policy, "the given PolicySpec")
     if isinstance(policy, Imported):
@@ -80,7 +84,7 @@ def load_policy(
         return PolicyUnderTest(policy.policy, f"the policy of scenario {policy.name!r}")
     path = Path(policy)
     if kind is not None:
-        imported = import_config(path, kind)
+        imported = import_config(path, kind, **options)
         return PolicyUnderTest(imported.policy, f"{kind} config {path}", imported.notes)
     if not path.is_file():
         raise ScenarioError(f"{path}: no such policy file")
@@ -95,7 +99,7 @@ def load_policy(
             return PolicyUnderTest(load_scenario(path).policy, f"the policy of scenario {path}")
         if isinstance(data, dict) and ("policy" in data or "layers" in data):
             return PolicyUnderTest(_policy_file(path, data, root), f"policy {path}")
-    imported = import_config(path)
+    imported = import_config(path, None, **options)
     return PolicyUnderTest(imported.policy, f"{imported.kind} config {path}", imported.notes)
 
 

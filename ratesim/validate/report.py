@@ -231,6 +231,7 @@ class Report:
         for label in self.scenarios:
             lines += ["", f"## {label}", ""]
             lines += [f"- note: {n}" for n in self.notes.get(label, [])]
+            lines += [""] if self.notes.get(label) else []
             for key, path in plots.items():
                 if key.startswith(f"{label}/"):
                     lines.append(f"![{key}]({path.name})")

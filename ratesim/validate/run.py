@@ -143,8 +143,9 @@ def run_suite(
     from ..engine import simulate
     from ..experiments import first_trip_metrics, sweep
 
-    put = None if policy is None else load_policy(policy, kind)
     loaded = load_suite(suite)
+    options: dict[str, Any] = dict(loaded.spec.importer)
+    put = None if policy is None else load_policy(policy, kind, options)
     planned = _plan(loaded, put)
     if redis_url is not None:
         _ping(redis_url)

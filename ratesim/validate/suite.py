@@ -5,6 +5,8 @@ A suite (``ratesim validate --suite SUITE.yaml``, or a dict for :func:`ratesim.v
     replications: 5          # runs per scenario, 1..MAX_REPLICATIONS (seeds spawned from `seed`)
     seed: 1                  # root seed; every scenario's replication r uses the same seed (CRN)
     confidence: 0.95         # of the Student-t interval each assertion is checked on
+    importer: {nodes: 4}     # optional: options for a gateway config's importer (nodes,
+                             # members, refill: what the config cannot say about the deployment)
     assertions: [...]        # optional: checked in every scenario
     scenarios:
       - builtin: exchange-surge        # or  file: world.yaml  (relative to the suite's file)
@@ -105,6 +107,7 @@ class SuiteSpec(_Spec):
     replications: Annotated[int, Field(ge=1, le=MAX_REPLICATIONS)] = 5
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 1
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    importer: dict[Literal["nodes", "members", "refill"], int | str] = Field(default_factory=dict)
     assertions: list[AssertionItem] = Field(default_factory=list, max_length=MAX_ASSERTIONS)
     scenarios: list[ScenarioEntrySpec] = Field(min_length=1, max_length=MAX_SCENARIOS)
 
