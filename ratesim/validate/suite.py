@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..scenario import (
     MAX_YAML_BYTES,
@@ -71,6 +71,8 @@ MAX_DURATION_S = 3600.0
 STANDARD_SUITE = Path(__file__).resolve().parent / "standard.yaml"
 
 AssertionItem = str | dict[str, list[str]]
+#: Options a suite may pass to a gateway config's importer (:func:`ratesim.importers.load`).
+IMPORTER_OPTIONS = ("nodes", "members", "refill")
 
 
 class SuiteError(ScenarioError):
@@ -107,9 +109,17 @@ class SuiteSpec(_Spec):
     replications: Annotated[int, Field(ge=1, le=MAX_REPLICATIONS)] = 5
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 1
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
-    importer: dict[Literal["nodes", "members", "refill"], int | str] = Field(default_factory=dict)
+    importer: dict[str, int | str] = Field(default_factory=dict, max_length=len(IMPORTER_OPTIONS))
     assertions: list[AssertionItem] = Field(default_factory=list, max_length=MAX_ASSERTIONS)
     scenarios: list[ScenarioEntrySpec] = Field(min_length=1, max_length=MAX_SCENARIOS)
+
+    @field_validator("importer")
+    @classmethod
+    def _known_options(cls, value: dict[str, int | str]) -> dict[str, int | str]:
+        unknown = sorted(set(value) - set(IMPORTER_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown importer option {unknown[0]!r}; known: {IMPORTER_OPTIONS}")
+        return value
 
 
 @dataclass
