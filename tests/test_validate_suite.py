@@ -274,3 +274,35 @@ def test_interval_matches_student_t() -> None:
     mean, low, high = _interval(x, 0.9)
     half = stats.t.ppf(0.95, 2) * x.std(ddof=1) / math.sqrt(3)
     assert (mean, low, high) == pytest.approx((x.mean(), x.mean() - half, x.mean() + half))
+
+
+def test_from_kind_and_a_scenario_file_as_policy(tmp_path: Path, capsys) -> None:
+    """--from names the importer; a scenario YAML stands for its own policy."""
+    from ratesim import gallery
+
+    d = gallery.path("nginx-rpm-small-burst")
+    code = main(["validate", str(d / "fixed.conf"), "--from", "nginx", "--suite",
+                 str(d / "suite.yaml"), "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    # the same file read as another gateway's config is bad input naming the file
+    code = main(["validate", str(d / "fixed.conf"), "--from", "kong", "--suite",
+                 str(d / "suite.yaml"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and str(d / "fixed.conf") in err and "Traceback" not in err
+    scenario = tmp_path / "skew.yaml"
+    scenarios.get("clock-skew").to_yaml(scenario)
+    # the file's world at scale 1 (3000/s against its 1000/s GCRA), its policy dropped in
+    suite = {"replications": 2, "scenarios": [{"builtin": "clock-skew", "duration_s": 5,
+             "assertions": ["over_admitted_pct < 2"]}]}  # fmt: skip
+    report = ratesim.validate(scenario, suite, progress=False)
+    assert report.policy == f"the policy of scenario {scenario}"
+    # clocks 250 ms apart on a client-time GCRA: far more than 2% over the ideal
+    assert not report.passed
+
+
+def test_a_run_too_large_is_refused_at_its_scenario(tmp_path: Path) -> None:
+    suite = _write(tmp_path, "suite.yaml", "scenarios:\n  - builtin: exchange-surge\n"
+                   "    scale: 10\n    duration_s: 3600\n    policy: own\n"
+                   "    assertions: [admitted > 0]\n")  # fmt: skip
+    with pytest.raises(SuiteError, match=rf"{suite}:2: scenarios\[0\]: .*too large to run"):
+        ratesim.validate(None, suite, progress=False)

@@ -132,6 +132,7 @@ def build_scenario(entry: Any, policy: PolicySpec | None, error: Any) -> tuple[S
     """A suite entry's scenario (module docstring) and its notes; ``error(loc, reason)`` makes
     the exception for a problem at the entry's field ``loc``."""
     from .. import scenarios
+    from ..budget import check_run_size
     from ..experiments.paths import ParameterError, apply
     from ..scenario_scale import scale_file_scenario
 
@@ -158,13 +159,17 @@ def build_scenario(entry: Any, policy: PolicySpec | None, error: Any) -> tuple[S
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as exc:
-        reason = format_errors(exc, "the scenario", None).split(":\n", 1)[-1]
-        raise error(
-            ("policy",), "the policy cannot run here: " + " ".join(reason.split())
-        ) from None
+        reason = " ".join(format_errors(exc, "the scenario", None).split(":\n", 1)[-1].split())
+        if spec.policy == "under-test" and policy is not None:
+            raise error(("policy",), f"the policy under test cannot run here: {reason}") from None
+        raise error(("duration_s",), f"the scenario cannot run so: {reason}") from None
     if spec.set:
         try:
             sc = apply(sc, dict(spec.set))
         except ParameterError as exc:
             raise error(("set",), str(exc)) from None
+    try:
+        check_run_size(sc)  # refused before any run, as `ratesim run` does
+    except ValueError as exc:
+        raise error((), " ".join(str(exc).split())) from None
     return sc, notes
