@@ -306,3 +306,23 @@ def test_a_run_too_large_is_refused_at_its_scenario(tmp_path: Path) -> None:
                    "    assertions: [admitted > 0]\n")  # fmt: skip
     with pytest.raises(SuiteError, match=rf"{suite}:2: scenarios\[0\]: .*too large to run"):
         ratesim.validate(None, suite, progress=False)
+
+
+def test_available_metrics_are_the_columns_a_run_has() -> None:
+    """The names checked before any run are exactly the metric keys of a real run."""
+    from ratesim.experiments import first_trip_metrics, standard_metric_names, standard_metrics
+    from ratesim.validate.metrics import available, validate_metrics
+
+    sc = scenarios.get("exchange-surge", scale=0.02)
+    result = ratesim.simulate(sc.model_copy(update={"duration_s": 2.0}), seed=3)
+    layers = result.layer_names
+    assert standard_metric_names(layers) == list(standard_metrics(result))
+    got = {**standard_metrics(result), **first_trip_metrics(result), **validate_metrics(result)}
+    assert sorted(available(layers)) == sorted(got)
+    # trips: every request a layer's limit said no to, here only shadow rejections and rejections
+    summary = result.summary.set_index("layer")
+    for name in layers:
+        assert got[f"trips:{name}"] == (
+            summary.loc[name, "rejected"] + summary.loc[name, "shadow_rejected"]
+            + summary.loc[name, "local_rejected"]
+        )  # fmt: skip
