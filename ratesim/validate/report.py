@@ -137,7 +137,8 @@ class Report:
         return t[~t["passed"].astype(bool)].reset_index(drop=True)
 
     def format_table(self) -> str:
-        """The pass/fail table as text (what ``ratesim validate`` prints)."""
+        """The pass/fail table as text (what ``ratesim validate`` prints), then a line per
+        failure with its detail, then the verdict."""
         t = self.table
         shown = pd.DataFrame(
             {
@@ -161,7 +162,13 @@ class Report:
         if self.parity_rows and not all(p["identical"] for p in self.parity_rows):
             verdict += "; the Redis replay differs from the oracle"
         body = shown.to_string(index=False)
-        return f"{head}\n{body}\n{verdict}"
+        why = [f"FAIL {r.scenario}: {r.assertion}: {r.detail}" for r in self.failed.itertuples()]
+        why += [
+            f"FAIL {p['scenario']}: Redis replay: {p['first']}"
+            for p in self.parity_rows
+            if not p["identical"]
+        ]
+        return "\n".join([head, body, *why, verdict])
 
     def write(self, out_dir: str | os.PathLike[str]) -> list[Path]:
         """Write the report into ``out_dir`` (made if missing); returns the files written."""
