@@ -55,12 +55,12 @@ class Report:
     confidence: float
     seed: int
     policy_notes: list[str] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    run_frames: list[pd.DataFrame] = field(default_factory=list)
-    parity_rows: list[dict[str, Any]] = field(default_factory=list)
-    notes: dict[str, list[str]] = field(default_factory=dict)
-    scenarios: dict[str, tuple[Any, int]] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    run_frames: list[pd.DataFrame] = field(repr=False, default_factory=list)
+    parity_rows: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    notes: dict[str, list[str]] = field(repr=False, default_factory=dict)
+    scenarios: dict[str, tuple[Any, int]] = field(repr=False, default_factory=dict)
+    results: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @classmethod
     def start(cls, suite: Any, put: Any) -> Report:
@@ -105,6 +105,12 @@ class Report:
             )
         if parity is not None:
             self.parity_rows.append({"scenario": label, **parity})
+
+    def __repr__(self) -> str:
+        return (
+            f"Report(passed={self.passed}, scenarios={len(self.scenarios)}, "
+            f"rows={len(self.rows)}, failed={len(self.failed)}, suite={self.source!r})"
+        )
 
     @property
     def table(self) -> pd.DataFrame:
