@@ -213,7 +213,8 @@ class Gateway:
         """Node rate layer ``pos`` on request ``i`` at ``x`` (== now): False if rejected."""
         req = self.requests
         node = self.nodes[req.node[i]]
-        ok = self._run_kernel(i, pos, node.tables[pos], self._algorithm(i, pos), node.time(x))
+        alg = self.layers[pos].node_algorithm(req.tier[i], x)  # a follow layer: by epoch at x
+        ok = self._run_kernel(i, pos, node.tables[pos], alg, node.time(x))
         if ok:
             req.outcome[pos][i] = ALLOWED
             return True

@@ -19,7 +19,8 @@ from ..compile import CompiledLayer, Draws, compile_policy, draw_requests
 from ..conservation import check_conservation
 from ..model.clock import NodeClock, redis_clock
 from ..model.faults import fault_tables
-from ..model.node import hash_user_node
+from ..model.node import assign_nodes_live, hash_user_node
+from ..model.topology import slot_table
 from ..model.redis_server import queue_depths
 from ..ordering import PRIO_TICK
 from ..policy import BACKEND_KINDS
@@ -152,12 +153,34 @@ class World:
         """How ``Gateway.handle`` places a request that the scenario did not generate."""
         topo = self.scenario.topology
         n = topo.nodes
+        if topo.changes:
+            return self._live_balancer(seed)
         if topo.load_balancer == "random":
             rng = Streams(seed).get("client:nodes")
             return lambda req: int(rng.integers(0, n))
         if topo.load_balancer == "hash_user":
             return lambda req: int(hash_user_node(np.array([req.user]), n)[0])
         return lambda req: len(self.requests) % n
+
+    def _live_balancer(self, seed: int) -> Callable[[Request], int]:
+        """:meth:`_load_balancer` over the nodes live now (``topology.changes``), as
+        :func:`ratesim.model.node.assign_nodes_live` places the scenario's requests."""
+        topo = self.scenario.topology
+        at_us, counts = topo.change_tables()
+        rng = Streams(seed).get("client:nodes")
+
+        def pick(req: Request) -> int:
+            t = np.array([now_us(self.env)], dtype=np.int64)
+            if topo.load_balancer == "round_robin":
+                # the rotation over the live nodes, counted over every request so far
+                e = int(np.searchsorted(at_us, t[0], side="right"))
+                live = int(np.concatenate([[topo.nodes], counts])[e])
+                slot_of, _ = slot_table(topo.nodes, counts)
+                return int(slot_of[e, len(self.requests) % live])
+            user = np.array([req.user], dtype=np.int64)
+            return int(assign_nodes_live(topo.load_balancer, user, t, topo.nodes, at_us, counts, rng)[0])
+
+        return pick
 
     # --- running ----------------------------------------------------------------------------
 

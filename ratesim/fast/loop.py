@@ -31,6 +31,7 @@ from .kernels import (
     conc_acquire,
     conc_cancel,
     conc_complete,
+    epoch_at,
     outage,
     partitioned,
     rate_kernel,
@@ -77,6 +78,7 @@ from .layout import (
     K_WAIT_TIMEOUT,
     L_CLIENT_TIME,
     L_CLOSED,
+    L_FOLLOW,
     L_GIDX,
     L_GUARD,
     L_GUARD_KIND,
@@ -140,6 +142,16 @@ def _local(NV: Any, CK: Any, JUMPS: Any, SLEWS: Any, nd: int, t: int) -> int:
 def _p0(PP: Any, row: int, tr: int) -> int:
     """Where row ``row``'s parameters for tier ``tr`` start in ``PP`` flattened (``PF``)."""
     return (row * PP.shape[1] + tr) * PP.shape[2]
+
+
+@numba.njit(cache=True, inline="always")
+def _rate_row(LY: Any, TOPO_AT: Any, pos: int, t: int) -> int:
+    """The KK / PP row of node rate layer ``pos`` at true time ``t`` (µs): ``pos``, or for a
+    ``local_share: follow`` layer its row in the node schedule's epoch at ``t``."""
+    if not LY[pos, L_FOLLOW]:
+        return pos
+    n_layers = LY.shape[0]
+    return (2 + epoch_at(t, TOPO_AT)) * n_layers + pos
 
 
 @numba.njit(cache=True)
@@ -262,6 +274,7 @@ def prefix(
     PF: Any,
     STATE: Any,
     n_pre: int,
+    TOPO_AT: Any,
 ) -> None:
     """Leading node rate layers, each over all requests in arrival order (as the engine's
     ``prefix_layer``)."""
@@ -275,8 +288,9 @@ def prefix(
                 continue
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
+            row = _rate_row(LY, TOPO_AT, pos, R[i, R_T])
             ok, rem, _, _ = rate_kernel(
-                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
+                KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
             )
             REM[pos, i] = rem
             if ok:
@@ -351,6 +365,7 @@ def run(limit: int, world: World) -> int:
     OUT_SHARDS = world.OUT_SHARDS
     PARTS = world.PARTS
     PART_NODES = world.PART_NODES
+    TOPO_AT = world.TOPO_AT
     n_layers = LY.shape[0]
     n_batches = INST.shape[0]
     n_pre = C[C_PRE]
@@ -600,7 +615,8 @@ def run(limit: int, world: World) -> int:
                         R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
                     )
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
-                    ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE)
+                    row = _rate_row(LY, TOPO_AT, pos, x)
+                    ok, rem = _node_kernel(row, s0, i, local_now, R, KK, PP, PF, STATE)
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = ALLOWED

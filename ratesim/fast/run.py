@@ -121,11 +121,11 @@ def run_fast(
     R, C, CMD = world.R, world.C, world.CMD
     prefix(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
-        int(C[C_PRE]),
+        int(C[C_PRE]), world.TOPO_AT,
     )  # fmt: skip
     _drive(world, len(arrivals), progress, chunk_us)
 
-    _check_conservation(R, world.NV, C, T, scenario.topology.nodes)
+    _check_conservation(R, world.NV, C, T, scenario.topology.slots)
     n_cmd = int(C[C_CMD])
     depth_t = CMD[0, :n_cmd].copy()
     shard_arr = CMD[2, :n_cmd].copy() if world.BUSY.shape[0] > 1 else None
@@ -216,6 +216,7 @@ def _world(
             [backend.load_factor, backend.servers] if backend is not None else [0.0, 1.0],
             dtype=np.float64,
         ),
+        TOPO_AT=scenario.topology.change_tables()[0],
     )
     return world, T
 
@@ -346,9 +347,11 @@ def _layer_tables(
     LY = np.zeros((n_layers, LY_COLS), dtype=np.int64)
     every_alg = [a for cl in layers for a in (*cl.algs, *(cl.local_algs or ()))]
     max_p = max((len(a.params) for a in every_alg), default=1)
-    # row pos: layer pos's algorithm per tier; row n_layers + pos: its local fallback's
-    KK = np.zeros((2 * n_layers, n_tiers), dtype=np.int64)
-    PP = np.zeros((2 * n_layers, n_tiers, max_p), dtype=np.int64)
+    # row pos: layer pos's algorithm per tier; row n_layers + pos: its local fallback's;
+    # rows 2 * n_layers + e * n_layers + pos: a follow layer's in epoch e (L_FOLLOW)
+    epochs = max((len(cl.follow) for cl in layers if cl.follow), default=0)
+    KK = np.zeros(((2 + epochs) * n_layers, n_tiers), dtype=np.int64)
+    PP = np.zeros(((2 + epochs) * n_layers, n_tiers, max_p), dtype=np.int64)
     SHARD = np.zeros((max(g_count, 1), n), dtype=np.int64)
     off = 0  # node-side tables (node layers, local fallbacks) in STATE
     g_off = 0  # Redis-side tables (global layers) in GSTATE
@@ -386,6 +389,7 @@ def _layer_tables(
             l_size,
             gk,
             q_off,
+            cl.follow is not None,
         )
         if gk != G_RATE:
             initial.append((off, entries, list(cl.algs[0].new_state())))
@@ -398,6 +402,9 @@ def _layer_tables(
         off += entries * l_size
         fill_tier_rows(KK[pos], PP[pos], cl.algs, rate=gk == G_RATE)
         fill_tier_rows(KK[n_layers + pos], PP[n_layers + pos], cl.local_algs or [])
+        for e, epoch_algs in enumerate(cl.follow or ()):
+            row = (2 + e) * n_layers + pos
+            fill_tier_rows(KK[row], PP[row], epoch_algs)
         if cl.shard is not None:
             SHARD[cl.gidx] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
