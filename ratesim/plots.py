@@ -219,7 +219,7 @@ def _shade_scale_events(ax: Axes, scenario: Any) -> None:
     changes = list(getattr(topo, "changes", None) or ())
     if not changes:
         return
-    base = topo.nodes
+    base = int(getattr(topo, "nodes", 1))
     ends = [c.at_s for c in changes[1:]] + [float(scenario.duration_s)]
     seen: set[str] = set()
     for c, end in zip(changes, ends, strict=True):

@@ -43,7 +43,6 @@ from .algorithms import (
     UniformPacer,
     WarmUpBucket,
 )
-from .model.topology import FOLLOW_CONTINUOUS_UNIT
 from .bounds import (
     MAX_BUCKETS,
     MAX_LAYERS,
@@ -53,6 +52,7 @@ from .bounds import (
     DelayS,
     Text,
 )
+from .model.topology import FOLLOW_CONTINUOUS_UNIT
 from .traffic.specs import MAX_ROUTES, MAX_TIERS
 
 KEY_FIELDS = ("user", "tier", "route")

@@ -67,9 +67,7 @@ class TopologySpec(_Spec):
     clocks: ClockSpec | Annotated[list[ClockSpec], Field(max_length=MAX_NODES)] = Field(
         default_factory=ClockSpec
     )
-    changes: Annotated[list[ScaleChange], Field(max_length=MAX_LIST)] = Field(
-        default_factory=list
-    )
+    changes: Annotated[list[ScaleChange], Field(max_length=MAX_LIST)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _clock_count(self) -> TopologySpec:

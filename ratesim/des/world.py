@@ -20,8 +20,8 @@ from ..conservation import check_conservation
 from ..model.clock import NodeClock, redis_clock
 from ..model.faults import fault_tables
 from ..model.node import assign_nodes_live, hash_user_node
-from ..model.topology import slot_table
 from ..model.redis_server import queue_depths
+from ..model.topology import slot_table
 from ..ordering import PRIO_TICK
 from ..policy import BACKEND_KINDS
 from ..results import RunData
@@ -178,7 +178,9 @@ class World:
                 slot_of, _ = slot_table(topo.nodes, counts)
                 return int(slot_of[e, len(self.requests) % live])
             user = np.array([req.user], dtype=np.int64)
-            return int(assign_nodes_live(topo.load_balancer, user, t, topo.nodes, at_us, counts, rng)[0])
+            return int(
+                assign_nodes_live(topo.load_balancer, user, t, topo.nodes, at_us, counts, rng)[0]
+            )
 
         return pick
 

@@ -82,9 +82,7 @@ def follow_share(tokens_per_fill: int, members: int) -> int:
     return -(-tokens_per_fill // m)
 
 
-def follow_params(
-    params: tuple[int, ...], rate_per_s: float, members: int
-) -> tuple[int, ...]:
+def follow_params(params: tuple[int, ...], rate_per_s: float, members: int) -> tuple[int, ...]:
     """A token bucket's kernel parameters (``ratesim.algorithms.token_bucket``) with its
     refill shared over ``members`` nodes as Envoy's ``local_cluster_rate_limit`` does.
 
