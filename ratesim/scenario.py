@@ -224,10 +224,15 @@ class Scenario(_Spec):
                 )
         for j, part in enumerate(self.network.partitions):
             for node in part.nodes:
-                if node >= self.topology.nodes:
+                if node >= self.topology.slots:
                     raise ValueError(
                         f"network.partitions.{j}.nodes: node {node} does not exist "
-                        f"(topology.nodes = {self.topology.nodes})"
+                        f"(topology.nodes = {self.topology.nodes}"
+                        + (
+                            f", {self.topology.slots} with topology.changes)"
+                            if self.topology.changes
+                            else ")"
+                        )
                     )
         return self
 

@@ -157,17 +157,45 @@ CLOCKS = st.builds(
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     nodes = draw(st.integers(1, 3))
+    # nodes that come and go (topology.changes): none, a scale-out, out then in
+    changes = draw(
+        st.sampled_from(
+            [[], [], [{"at_s": 0.1, "nodes": nodes + 1}],
+             [{"at_s": 0.06, "nodes": nodes + 2}, {"at_s": 0.16, "nodes": 1}]]
+        )
+    )  # fmt: skip
     layers = []
     if draw(st.booleans()):
         layers.append(
             LayerSpec(
                 name="node_tb",
-                algorithm=TokenBucketSpec(rate=400.0, burst=5),
+                algorithm=draw(
+                    st.sampled_from(
+                        [
+                            TokenBucketSpec(rate=400.0, burst=5),
+                            TokenBucketSpec(
+                                rate=400.0, burst=5, refill="ticker", fill_interval_s=0.01
+                            ),
+                        ]
+                    )
+                ),
                 key=draw(st.sampled_from(["*", "{user}"])),
                 mode=draw(st.sampled_from(["enforce", "shadow"])),
+                local_share=draw(st.sampled_from([None, "follow"])),
             )
         )
     layers += [draw(global_layers(k)) for k in range(draw(st.integers(1, 3)))]
+    if draw(st.booleans()):  # a follow layer after the global ones (decides by its epoch)
+        layers.append(
+            LayerSpec(
+                name="node_share",
+                algorithm=TokenBucketSpec(
+                    rate=900.0, burst=3, refill="ticker", fill_interval_s=0.01
+                ),
+                key=draw(st.sampled_from(["*", "{user}"])),
+                local_share="follow",
+            )
+        )
     if draw(st.booleans()):  # a node layer after the global ones
         layers.append(
             LayerSpec(
@@ -248,7 +276,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         rate_per_s=draw(st.sampled_from([400.0, 2500.0])),
         topology={
             "load_balancer": draw(st.sampled_from(["round_robin", "random", "hash_user"])),
-            "clocks": [draw(CLOCKS) for _ in range(nodes)],
+            "clocks": draw(CLOCKS) if changes else [draw(CLOCKS) for _ in range(nodes)],
+            "changes": changes,
         },
         network={
             "latency": latency,
