@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .algorithms import Algorithm
+from .algorithms import Algorithm, shapes
 from .model.cluster import shard_of
 from .model.latency import apply_spikes, sample_us
 from .model.node import assign_nodes, assign_nodes_live
@@ -133,6 +133,11 @@ class CompiledLayer:
     gidx: int
     follow: list[list[Algorithm]] | None = None
     follow_at_us: np.ndarray | None = None
+    #: per tier code: the layer holds a request its algorithm admits with a delay (an
+    #: enforcing layer whose algorithm shapes, ``ratesim.algorithms.shaping``); ``local_holds``
+    #: the same for its local fallback
+    holds: list[bool] = field(default_factory=list)
+    local_holds: list[bool] = field(default_factory=list)
 
     def node_algorithm(self, tier: int, t_us: int) -> Algorithm:
         """The algorithm a node layer runs for ``tier`` at true time ``t_us`` (µs)."""
@@ -182,8 +187,17 @@ def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer
         )
         if layer.local_share == "follow":
             _follow(cl, scenario, tier_names)
+        enforce = layer.mode == "enforce"
+        cl.holds = [enforce and shapes(a) for a in algs]
+        cl.local_holds = [enforce and shapes(a) for a in local or ()]
         out.append(cl)
     return out
+
+
+def can_hold(layers: list[CompiledLayer]) -> bool:
+    """Whether a layer of the run can hold a request (shaping, :attr:`CompiledLayer.holds`):
+    then the runners report ``RunData.held_us``."""
+    return any(any(cl.holds) or any(cl.local_holds) for cl in layers)
 
 
 def _follow(cl: CompiledLayer, scenario: Scenario, tier_names: tuple[str, ...]) -> None:

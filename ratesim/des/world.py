@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from ..compile import CompiledLayer, Draws, compile_policy, draw_requests
+from ..compile import CompiledLayer, Draws, can_hold, compile_policy, draw_requests
 from ..conservation import check_conservation
 from ..model.clock import NodeClock, redis_clock
 from ..model.faults import fault_tables
@@ -240,6 +240,7 @@ class World:
             depth_t_us=depth_t,
             depth=queue_depths(depth_t, fin, shards),
             backend_done_us=rows(self.backend.done_us, np.int64) if self.backend else None,
+            held_us=rows(req.held, np.int64) if can_hold(self.layers) else None,
         )
 
     def data_rows(self, table_rows: list[int] | np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from ..algorithms.gcra import gcra_kernel
 from ..algorithms.nginx_leaky import nginx_leaky_kernel
 from ..algorithms.pacer import pacer_kernel
 from ..algorithms.reserve_bucket import reserve_bucket_kernel
+from ..algorithms.shaping import hold_us
 from ..algorithms.sliding_log import sliding_log_kernel
 from ..algorithms.token_bucket import token_bucket_kernel
 from ..algorithms.warm_up import warm_up_kernel
@@ -109,6 +110,8 @@ outage = numba.njit(cache=True)(outage_kind)
 partitioned = numba.njit(cache=True)(is_partitioned)
 #: :func:`ratesim.model.backend.slowed_service_us`, compiled.
 slowed = numba.njit(cache=True)(slowed_service_us)
+#: :func:`ratesim.algorithms.shaping.hold_us`, compiled.
+hold = numba.njit(cache=True)(hold_us)
 #: :func:`ratesim.model.topology.epoch_at`, compiled.
 epoch_at = numba.njit(cache=True)(_topology.epoch_at)
 

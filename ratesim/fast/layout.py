@@ -54,6 +54,7 @@ class World(NamedTuple):
     STACK: Any  # (entries, 4): the continuation stack of slot hand-offs
     BKF: Any  # (2,) float64: backend load_factor, servers
     TOPO_AT: Any  # (changes,): topology.changes instants (µs), for local_share: follow layers
+    SHP: Any  # (rows of KK, tiers): 1 where the row's algorithm holds what it admits (shaping)
 
 
 # per-request columns of R
@@ -76,8 +77,10 @@ class World(NamedTuple):
     R_HOLDS,
     R_BK,
     R_BK_DONE,
-) = range(18)
-R_COLS = 18
+    R_HELD,
+) = range(19)
+R_COLS = 19
+# R_HELD: µs the request was held by shaping layers (ratesim.algorithms.shaping)
 # per-layer columns of LY (L_NKEYS: the entries of the layer's table, a global layer's keys or a
 # node layer's (node, key) slots; L_OFF / L_LOFF / L_QOFF: where its tables start)
 (

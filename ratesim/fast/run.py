@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..algorithms.concurrency import IN_FLIGHT, QUEUED
+from ..compile import can_hold
 from ..conservation import check_conservation
 from ..model.clock import NodeClock, clock_tables, redis_clock
 from ..model.faults import fault_tables
@@ -56,6 +57,7 @@ from .layout import (
     R_COST,
     R_CWAIT,
     R_DECIDED,
+    R_HELD,
     R_HOLDS,
     R_NODE,
     R_POOL_WAIT,
@@ -93,6 +95,7 @@ class _Tables:
     STATE: np.ndarray
     GSTATE: np.ndarray
     SNAP: np.ndarray
+    SHP: np.ndarray
     PRL: np.ndarray
     CQ: np.ndarray
     STACK: np.ndarray
@@ -121,7 +124,7 @@ def run_fast(
     R, C, CMD = world.R, world.C, world.CMD
     prefix(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
-        int(C[C_PRE]), world.TOPO_AT,
+        int(C[C_PRE]), world.TOPO_AT, T.SHP,
     )  # fmt: skip
     _drive(world, len(arrivals), progress, chunk_us)
 
@@ -140,6 +143,7 @@ def run_fast(
         depth_t_us=depth_t,
         depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
         backend_done_us=R[:, R_BK_DONE].copy() if scenario.backend is not None else None,
+        held_us=R[:, R_HELD].copy() if can_hold(layers) else None,
     )
 
 
@@ -217,6 +221,7 @@ def _world(
             dtype=np.float64,
         ),
         TOPO_AT=scenario.topology.change_tables()[0],
+        SHP=T.SHP,
     )
     return world, T
 
@@ -308,7 +313,8 @@ def _request_table(arrivals: Arrivals, draws: Draws, clocks: list[NodeClock]) ->
 
 
 def _prefix_length(layers: list[CompiledLayer]) -> int:
-    """How many leading node rate layers (not guards) there are: they run up front."""
+    """How many leading node rate layers (not guards) there are: they run up front. The first
+    that can hold a request (shaping) ends them: the layers after it see the request later."""
     n_pre = 0
     while (
         n_pre < len(layers)
@@ -316,6 +322,8 @@ def _prefix_length(layers: list[CompiledLayer]) -> int:
         and layers[n_pre].spec.algorithm.kind not in BACKEND_KINDS
     ):
         n_pre += 1
+        if any(layers[n_pre - 1].holds):
+            break
     return n_pre
 
 
@@ -352,6 +360,7 @@ def _layer_tables(
     epochs = max((len(cl.follow) for cl in layers if cl.follow), default=0)
     KK = np.zeros(((2 + epochs) * n_layers, n_tiers), dtype=np.int64)
     PP = np.zeros(((2 + epochs) * n_layers, n_tiers, max_p), dtype=np.int64)
+    SHP = np.zeros(((2 + epochs) * n_layers, n_tiers), dtype=np.int64)
     SHARD = np.zeros((max(g_count, 1), n), dtype=np.int64)
     off = 0  # node-side tables (node layers, local fallbacks) in STATE
     g_off = 0  # Redis-side tables (global layers) in GSTATE
@@ -402,6 +411,8 @@ def _layer_tables(
         off += entries * l_size
         fill_tier_rows(KK[pos], PP[pos], cl.algs, rate=gk == G_RATE)
         fill_tier_rows(KK[n_layers + pos], PP[n_layers + pos], cl.local_algs or [])
+        SHP[pos, : len(cl.holds)] = cl.holds[:n_tiers]
+        SHP[n_layers + pos, : len(cl.local_holds)] = cl.local_holds[:n_tiers]
         for e, epoch_algs in enumerate(cl.follow or ()):
             row = (2 + e) * n_layers + pos
             fill_tier_rows(KK[row], PP[row], epoch_algs)
@@ -423,6 +434,7 @@ def _layer_tables(
         STATE=STATE,
         GSTATE=np.zeros(g_off, dtype=np.int64),
         SNAP=np.zeros((failovers, g_off), dtype=np.int64),
+        SHP=SHP,
         PRL=np.zeros((3, n, n_layers) if n_guards else (3, 1, 1), dtype=np.int64),
         CQ=np.full((2, max(q_off, 1)), -1, dtype=np.int64),
         STACK=np.zeros((n * n_guards + 1, 4), dtype=np.int64),
