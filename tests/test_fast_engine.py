@@ -32,6 +32,9 @@ from ratesim.policy import (
     FixedWindowSpec,
     GcraSpec,
     LayerSpec,
+    NginxLeakySpec,
+    PacerSpec,
+    ReserveBucketSpec,
     SlidingCounterSpec,
     SlidingLogSpec,
     TokenBucketSpec,
@@ -66,7 +69,10 @@ def both(sc: Scenario, seed: int, **fast_kw: Any) -> tuple[RunData, RunData]:
 
 
 def assert_same(a: RunData, b: RunData) -> None:
-    for f in FIELDS:
+    for f in (*FIELDS, "held_us"):
+        if f == "held_us" and a.held_us is None:
+            assert b.held_us is None
+            continue
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
         assert getattr(a, f).dtype == getattr(b, f).dtype, f
 
@@ -97,6 +103,10 @@ ALGORITHMS = st.sampled_from(
         SlidingCounterSpec(limit=6, window_s=0.01),
         BucketedWindowSpec(limit=6, window_s=0.02, buckets=4),
         DoubleBufferedSpec(limit=6, window_s=0.02, buckets=4, swap_interval_s=0.005),
+        # shaping: admitted requests held (nginx without nodelay, Sentinel pacing, Traefik)
+        NginxLeakySpec(rate=300, burst=3),
+        PacerSpec(count=500, max_queue_ms=8),
+        ReserveBucketSpec(rate=400.0, burst=2, max_delay_s=0.004),
     ]
 )
 
@@ -166,22 +176,24 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     )  # fmt: skip
     layers = []
     if draw(st.booleans()):
+        first = draw(
+            st.sampled_from(
+                [
+                    TokenBucketSpec(rate=400.0, burst=5),
+                    TokenBucketSpec(rate=400.0, burst=5, refill="ticker", fill_interval_s=0.01),
+                    NginxLeakySpec(rate=400, burst=4),
+                ]
+            )
+        )
+        bucket = isinstance(first, TokenBucketSpec)
         layers.append(
             LayerSpec(
                 name="node_tb",
-                algorithm=draw(
-                    st.sampled_from(
-                        [
-                            TokenBucketSpec(rate=400.0, burst=5),
-                            TokenBucketSpec(
-                                rate=400.0, burst=5, refill="ticker", fill_interval_s=0.01
-                            ),
-                        ]
-                    )
-                ),
+                # a token bucket (its refill shared or not), or nginx, which holds
+                algorithm=first,
                 key=draw(st.sampled_from(["*", "{user}"])),
                 mode=draw(st.sampled_from(["enforce", "shadow"])),
-                local_share=draw(st.sampled_from([None, "follow"])),
+                local_share=draw(st.sampled_from([None, "follow"])) if bucket else None,
             )
         )
     layers += [draw(global_layers(k)) for k in range(draw(st.integers(1, 3)))]
