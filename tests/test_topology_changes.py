@@ -8,6 +8,9 @@ hand-made arrivals dense enough that every token is used as soon as it is there.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import numpy as np
 import pytest
 from test_engine_helpers import make_arrivals, make_scenario
@@ -297,3 +300,37 @@ def test_autoscale_builtin_over_admits_after_the_scale_out() -> None:
     share = (ts["arrivals"] - ts["shadow_rejected:node_share"]).to_numpy()
     assert all(abs(share[16:22] - 300) <= 3)
     assert all(abs(share[10:12] - 300) <= 3)
+
+
+@pytest.mark.parametrize("balancer", ["round_robin", "random", "hash_user"])
+def test_a_simpy_clients_requests_go_to_the_nodes_live_when_they_arrive(balancer: str) -> None:
+    """A user process driving the components: requests it sends after a scale-out reach the
+    new nodes too, never a node that is not live (round robin over every row so far)."""
+    import simpy
+
+    from ratesim.des import Request, World
+    from ratesim.traffic import Arrivals
+
+    sc = make_scenario(
+        [node_bucket(100, 100)],
+        nodes=1,
+        duration_s=2.0,
+        topology={"load_balancer": balancer, "changes": [{"at_s": 0.5, "nodes": 3}]},
+    )
+    world = World.build(sc, arrivals=Arrivals.empty(("",), ("",)))
+    env, gw = world.env, world.gateway
+
+    def client() -> Generator[simpy.Event, Any, None]:
+        for _ in range(2):
+            yield gw.handle(Request(user=7))
+        yield env.timeout(600_000)
+        for u in range(60):
+            yield gw.handle(Request(user=u))
+
+    env.process(client())
+    world.run()
+    node = world.data().node
+    assert node[:2].tolist() == [0, 0]
+    assert set(node[2:].tolist()) == {0, 1, 2}
+    if balancer == "round_robin":
+        assert node[2:5].tolist() == [2, 0, 1]  # rows 2, 3, 4 at positions row % 3
