@@ -14,7 +14,8 @@ demand (each is computed once, then cached):
   time): ``arrivals``, ``admitted``, ``rejected:<layer>``, ``shadow_rejected:<layer>``,
   ``remaining:<layer>`` (last value reported in the bin, NaN if none), ``redis_queue_depth``
   (max commands ahead of an arriving command in the bin), ``pool_wait_p99_us``,
-  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``;
+  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``, and with ``topology.changes``
+  ``live_nodes`` (the nodes live at the bin's start);
 * ``summary`` - one row per layer: ``layer``, ``scope``, ``mode``, ``algorithm``, then counts
   of the requests that ``reached`` it by outcome, which add up to ``reached``: ``allowed``,
   ``limited`` (its limiter said no), ``shadow_rejected``, ``fail_open``, ``fail_closed``,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from .scenario import Scenario
     from .traffic import Arrivals
 
+from .model.topology import epoch_counts
 from .outcomes import (
     ALLOWED,
     FAIL_CLOSED,
@@ -269,6 +271,10 @@ class Result:
             cols[f"latency_{label}_us"] = (
                 lat[q].to_numpy(dtype=float) if q in lat else np.full(n_bins, np.nan)
             )
+        if sc.topology.changes:  # nodes that come and go: the live count at each bin's start
+            at_us, counts = sc.topology.change_tables()
+            epoch = np.searchsorted(at_us, np.arange(n_bins, dtype=np.int64) * iv, side="right")
+            cols["live_nodes"] = epoch_counts(sc.topology.nodes, counts)[epoch]
         index = pd.Index(np.arange(n_bins) * sc.interval_s, name="time_s")
         return pd.DataFrame(cols, index=index)
 

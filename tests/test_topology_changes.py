@@ -289,6 +289,7 @@ def test_autoscale_builtin_over_admits_after_the_scale_out() -> None:
     3 x 200 tokens; the follow twin (shadow) stays near 300/s."""
     res = simulate("autoscale", engine="fast")
     admitted = res.timeseries["admitted"].to_numpy()  # one bin a second
+    assert res.timeseries["live_nodes"].tolist() == [3] * 12 + [6] * 12 + [3] * 6
     # each saturated node admits its 100/s refill, give or take the token in flight at a bin
     # edge: 3 x 100 on the surge before the event, 6 x 100 once the new buckets are spent
     assert all(abs(admitted[10:12] - 300) <= 3)
