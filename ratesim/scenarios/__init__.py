@@ -302,11 +302,12 @@ def autoscale(scale: float = 1.0) -> Scenario:
         name="autoscale",
         description=(
             "Per-node token buckets (Envoy local_ratelimit: 200 tokens, 100/s per node) on 3 "
-            "nodes, meant as a 300/s site limit. A 4x surge from 8 s; the autoscaler adds 3 "
-            "nodes at 12 s, each starting with a full bucket (a 600-token burst at the scale "
-            "event) and doubling the admitted rate, and removes them at 24 s. The shadow layer "
-            "node_share is the same bucket with local_share: follow (local_cluster_rate_limit: "
-            "ceil(tokens_per_fill / members) per node), which keeps the refill at the site limit."
+            "nodes: the site admits 300/s (the oracle, one bucket for the site, 100/s). A 4x "
+            "surge from 8 s; the autoscaler adds 3 nodes at 12 s, each starting with a full "
+            "bucket (a 600-token burst at the scale event) and doubling the admitted rate to "
+            "600/s, and removes them at 24 s. The shadow layer node_share is a site budget of "
+            "300/s with local_share: follow (local_cluster_rate_limit: ceil(tokens_per_fill / "
+            "members) per node): its refill stays at 300/s on 3 nodes and on 6."
         ),
         duration_s=30.0,
         seed=13,
