@@ -141,3 +141,14 @@ def test_runs_without_shaping_report_no_holds() -> None:
     for res in run_both(make_scenario([layer]), [0, 1, 2]):
         assert res.data.held_us is None
         assert "held_us" not in res.requests
+
+
+def test_the_cli_summary_says_how_many_were_held_and_for_how_long() -> None:
+    from ratesim import cli
+
+    res = simulate(make_scenario([nginx()], duration_s=10.0), arrivals=make_arrivals([0] * 7))
+    text = cli.format_summary(res, wall_s=1.0)
+    # held 0, 1, ..., 5 s and one rejected (0): p99 by linear interpolation over the 7 values
+    p99_ms = np.percentile([0, 0, 1, 2, 3, 4, 5], 99) * 1000
+    assert f"hold p99 {p99_ms:.3f} ms" in text
+    assert "Held by shaping layers (in the latency): 5 requests (71.43%)" in text
