@@ -26,9 +26,9 @@ class World(NamedTuple):
     OUT: Any  # (L, n) int8: outcome codes
     REM: Any  # (L, n): remaining allowance reported (-1: none)
     LY: Any  # (L, LY_COLS): per-layer columns
-    KK: Any  # (2L [+ E*L], tiers): kernel code per tier (rows L ..: the local fallbacks;
-    # rows 2L + e*L + pos: follow layer pos in epoch e of the node schedule)
-    PP: Any  # (2L [+ E*L], tiers, params): integer parameters per tier
+    KK: Any  # (2L [+ E per follow layer], tiers): kernel code per tier (rows L ..: the local
+    # fallbacks; rows 2L ..: the follow layers, one per epoch of the node schedule: L_FOLLOW)
+    PP: Any  # (rows of KK, tiers, params): integer parameters per tier
     PF: Any  # PP flattened (the same memory): the rate kernels read it at an offset
     STATE: Any  # node-side state tables (node layers, local fallbacks), end to end
     GSTATE: Any  # Redis-side state tables (global layers), end to end
@@ -103,8 +103,8 @@ R_COLS = 19
     L_FOLLOW,
 ) = range(17)
 LY_COLS = 17
-# L_FOLLOW: 1 for a ``local_share: follow`` layer, whose kernel row in epoch e of the node
-# schedule is ``2L + e * L + pos`` of KK / PP (model.topology.epoch_at)
+# L_FOLLOW: 0, or for a ``local_share: follow`` layer the KK / PP row of its epoch 0; its row in
+# epoch e of the node schedule is ``LY[pos, L_FOLLOW] + e`` (model.topology.epoch_at)
 # per-node columns of NV
 # (rows 0 .. nodes-1: the gateway nodes; row ``nodes``: the Redis server's clock)
 N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_PERFECT, N_RELOAD = range(7)

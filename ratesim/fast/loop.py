@@ -152,8 +152,7 @@ def _rate_row(LY: Any, TOPO_AT: Any, pos: int, t: int) -> int:
     ``local_share: follow`` layer its row in the node schedule's epoch at ``t``."""
     if not LY[pos, L_FOLLOW]:
         return pos
-    n_layers = LY.shape[0]
-    return (2 + epoch_at(t, TOPO_AT)) * n_layers + pos
+    return LY[pos, L_FOLLOW] + epoch_at(t, TOPO_AT)
 
 
 @numba.njit(cache=True)

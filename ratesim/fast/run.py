@@ -356,11 +356,12 @@ def _layer_tables(
     every_alg = [a for cl in layers for a in (*cl.algs, *(cl.local_algs or ()))]
     max_p = max((len(a.params) for a in every_alg), default=1)
     # row pos: layer pos's algorithm per tier; row n_layers + pos: its local fallback's;
-    # rows 2 * n_layers + e * n_layers + pos: a follow layer's in epoch e (L_FOLLOW)
-    epochs = max((len(cl.follow) for cl in layers if cl.follow), default=0)
-    KK = np.zeros(((2 + epochs) * n_layers, n_tiers), dtype=np.int64)
-    PP = np.zeros(((2 + epochs) * n_layers, n_tiers, max_p), dtype=np.int64)
-    SHP = np.zeros(((2 + epochs) * n_layers, n_tiers), dtype=np.int64)
+    # then, per follow layer, one row per epoch of the node schedule (from LY[pos, L_FOLLOW])
+    rows = 2 * n_layers + sum(len(cl.follow) for cl in layers if cl.follow)
+    KK = np.zeros((rows, n_tiers), dtype=np.int64)
+    PP = np.zeros((rows, n_tiers, max_p), dtype=np.int64)
+    SHP = np.zeros((rows, n_tiers), dtype=np.int64)
+    follow_row = 2 * n_layers  # where the next follow layer's rows start
     SHARD = np.zeros((max(g_count, 1), n), dtype=np.int64)
     off = 0  # node-side tables (node layers, local fallbacks) in STATE
     g_off = 0  # Redis-side tables (global layers) in GSTATE
@@ -398,7 +399,7 @@ def _layer_tables(
             l_size,
             gk,
             q_off,
-            cl.follow is not None,
+            follow_row if cl.follow is not None else 0,
         )
         if gk != G_RATE:
             initial.append((off, entries, list(cl.algs[0].new_state())))
@@ -413,9 +414,9 @@ def _layer_tables(
         fill_tier_rows(KK[n_layers + pos], PP[n_layers + pos], cl.local_algs or [])
         SHP[pos, : len(cl.holds)] = cl.holds[:n_tiers]
         SHP[n_layers + pos, : len(cl.local_holds)] = cl.local_holds[:n_tiers]
-        for e, epoch_algs in enumerate(cl.follow or ()):
-            row = (2 + e) * n_layers + pos
-            fill_tier_rows(KK[row], PP[row], epoch_algs)
+        for epoch_algs in cl.follow or ():
+            fill_tier_rows(KK[follow_row], PP[follow_row], epoch_algs)
+            follow_row += 1
         if cl.shard is not None:
             SHARD[cl.gidx] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
