@@ -21,7 +21,7 @@ from ..model.clock import NodeClock, redis_clock
 from ..model.faults import fault_tables
 from ..model.node import assign_nodes_live, hash_user_node
 from ..model.redis_server import queue_depths
-from ..model.topology import slot_table
+from ..model.topology import epoch_counts, slots_at
 from ..ordering import PRIO_TICK
 from ..policy import BACKEND_KINDS
 from ..results import RunData
@@ -173,10 +173,10 @@ class World:
             t = np.array([now_us(self.env)], dtype=np.int64)
             if topo.load_balancer == "round_robin":
                 # the rotation over the live nodes, counted over every request so far
-                e = int(np.searchsorted(at_us, t[0], side="right"))
-                live = int(np.concatenate([[topo.nodes], counts])[e])
-                slot_of, _ = slot_table(topo.nodes, counts)
-                return int(slot_of[e, len(self.requests) % live])
+                e = np.searchsorted(at_us, t, side="right")
+                live = int(epoch_counts(topo.nodes, counts)[e[0]])
+                pos = np.array([len(self.requests) % live], dtype=np.int64)
+                return int(slots_at(e, pos, topo.nodes, counts)[0])
             user = np.array([req.user], dtype=np.int64)
             return int(
                 assign_nodes_live(topo.load_balancer, user, t, topo.nodes, at_us, counts, rng)[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .topology import epoch_counts, slot_table
+from .topology import epoch_counts, slots_at
 
 _GOLDEN64 = 0x9E3779B97F4A7C15
 
@@ -68,7 +68,6 @@ def assign_nodes_live(
     n = len(user)
     epoch = np.searchsorted(at_us, time_us, side="right")
     live = epoch_counts(base_nodes, nodes)[epoch]
-    slot_of, _ = slot_table(base_nodes, nodes)
     if load_balancer == "round_robin":
         pos = np.arange(n, dtype=np.int64) % live
     elif load_balancer == "random":
@@ -82,4 +81,4 @@ def assign_nodes_live(
         raise ValueError(
             f"load_balancer must be round_robin, random or hash_user, got {load_balancer!r}"
         )
-    return slot_of[epoch, pos].astype(np.int64)
+    return slots_at(epoch, pos, base_nodes, nodes)

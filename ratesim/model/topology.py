@@ -58,21 +58,54 @@ def epoch_counts(base_nodes: int, nodes: npt.NDArray[np.int64]) -> npt.NDArray[n
     return np.concatenate([[base_nodes], np.asarray(nodes, dtype=np.int64)]).astype(np.int64)
 
 
+def slot_fills(
+    base_nodes: int, nodes: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(keys, slot)``: each time a position gets a new node, ``keys = position * epochs +
+    epoch`` (sorted) and the slot it gets; one entry per slot, so the size is the number of
+    nodes the run starts, whatever the schedule (see the module docstring: new nodes take fresh
+    slots, a scale-in drops the newest first)."""
+    counts = epoch_counts(base_nodes, nodes)
+    n_epochs = len(counts)
+    keys = [p * n_epochs for p in range(base_nodes)]
+    live = base_nodes
+    for e in range(1, n_epochs):
+        n = int(counts[e])
+        keys += [p * n_epochs + e for p in range(live, n)]
+        live = n
+    k = np.array(keys, dtype=np.int64)
+    # slots are numbered in the order nodes start: by epoch, then position
+    start_order = np.lexsort((k // n_epochs, k % n_epochs))
+    slot = np.empty(len(k), dtype=np.int64)
+    slot[start_order] = np.arange(len(k), dtype=np.int64)
+    order = np.argsort(k, kind="stable")
+    return k[order], slot[order]
+
+
+def slots_at(
+    epoch: npt.NDArray[np.int64],
+    position: npt.NDArray[np.int64],
+    base_nodes: int,
+    nodes: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """The slot at each ``position`` (live, ``< the epoch's count``) in each ``epoch``: the last
+    node that position got at or before the epoch (:func:`slot_fills`)."""
+    keys, slot = slot_fills(base_nodes, nodes)
+    n_epochs = len(nodes) + 1
+    q = np.asarray(position, dtype=np.int64) * n_epochs + np.asarray(epoch, dtype=np.int64)
+    return slot[np.searchsorted(keys, q, side="right") - 1]
+
+
 def slot_table(base_nodes: int, nodes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], int]:
     """``(slot_of, slots)``: ``slot_of[e, p]`` is the slot at position ``p`` in epoch ``e``
-    (-1 past the epoch's live count) and ``slots`` the number of slots ever used (see the
-    module docstring: new nodes take fresh slots, a scale-in drops the newest first)."""
+    (-1 past the epoch's live count) and ``slots`` the number of slots ever used: the whole
+    table of :func:`slots_at`, for looking at a small schedule (it is epochs x nodes large)."""
     counts = epoch_counts(base_nodes, nodes)
-    live = list(range(base_nodes))
-    nxt = base_nodes
     out = np.full((len(counts), int(counts.max())), -1, dtype=np.int64)
     for e, n in enumerate(counts):
-        while len(live) < n:
-            live.append(nxt)
-            nxt += 1
-        del live[int(n) :]
-        out[e, : len(live)] = live
-    return out, nxt
+        pos = np.arange(int(n), dtype=np.int64)
+        out[e, : int(n)] = slots_at(np.full(int(n), e), pos, base_nodes, nodes)
+    return out, len(slot_fills(base_nodes, nodes)[0])
 
 
 def follow_share(tokens_per_fill: int, members: int) -> int:
