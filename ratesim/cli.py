@@ -295,6 +295,11 @@ def format_summary(result: Any, wall_s: float | None = None, scale: float | None
     lat = [totals.get(k, float("nan")) for k in ("latency_p50_us", "latency_p99_us")]
     lat.append(totals.get("latency_p999_us", float("nan")))
     lines.append(f"Decision latency: p50 {_ms(lat[0])}, p99 {_ms(lat[1])}, p99.9 {_ms(lat[2])}")
+    if "held" in totals:  # a shaping layer (nginx without nodelay, Traefik, Sentinel pacing)
+        lines.append(
+            f"Held by shaping layers (in the latency): {totals['held']:,} requests "
+            f"({_pct(totals['held'], arrivals)}), hold p99 {_ms(totals['held_p99_us'])}"
+        )
     lines += _oracle_lines(result)
     from .results import Result
 

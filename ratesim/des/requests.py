@@ -84,6 +84,7 @@ class RequestTable:
         self.decided: list[int] = [-1] * n
         self.rejected_by: list[int] = [-1] * n
         self.pool_wait: list[int] = [0] * n
+        self.held: list[int] = [0] * n  # µs held by shaping layers (ratesim.algorithms.shaping)
         self.retry_after: dict[int, int] = {}
         # what requests added during the run need: their own columns and key tables
         self.added: dict[str, list[Any]] = {"time_us": [], "user": [], "tier": [], "route": []}
@@ -116,6 +117,7 @@ class RequestTable:
         self.decided.append(-1)
         self.rejected_by.append(-1)
         self.pool_wait.append(0)
+        self.held.append(0)
         return i
 
     def _draw(self, now: int) -> None:

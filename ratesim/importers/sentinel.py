@@ -97,8 +97,8 @@ def _flow(b: Builder, r: LineDict, nodes: int | None) -> None:
         n = _whole(b, r, count)
         alg = {"kind": "pacer", "count": n, "max_queue_ms": q,
                "resolution_us": 1000 if n <= 1000 else 1}  # fmt: skip
-        b.note(f"{res}: throttling queues requests up to {q} ms; the simulation treats the "
-               "queueing delay as admission at decision time until the runners model it")  # fmt: skip
+        b.note(f"{res}: throttling queues requests up to {q} ms; the simulation holds each "
+               "queued request for its wait, then forwards it")  # fmt: skip
         if n > 1000:
             b.note(f"{res}: count {n} > 1000: paced in µs (Sentinel paces in ns)")
     else:
