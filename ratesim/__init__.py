@@ -51,8 +51,8 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # matplotlib is slow to import: load the plotting module only when it is asked for (and
-    # the experiments, which pull in the runners and scipy, likewise).
-    if name in ("plots", "experiments"):
+    # the experiments and validate, which pull in the runners and scipy, likewise).
+    if name in ("plots", "experiments", "validate"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

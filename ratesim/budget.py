@@ -174,7 +174,7 @@ def _keys(layer: LayerSpec, scenario: Scenario, requests: float) -> float:
 
 
 def _state_ints(scenario: Scenario, requests: float) -> float:
-    nodes = scenario.topology.nodes
+    nodes = scenario.topology.slots
     failovers = len(scenario.redis.failovers) if scenario.redis is not None else 0
     total = 0.0
     for layer in scenario.policy.layers:

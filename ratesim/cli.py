@@ -3,6 +3,9 @@
     ratesim run [SCENARIO.yaml | built-in name] [--seed N] [--scale S] [--duration SECONDS]
                 [--out DIR] [--no-progress] [--no-plots]
     ratesim scenarios
+    ratesim import KIND FILE [-o POLICY.yaml]             (ratesim.importers.cli)
+    ratesim validate POLICY [--suite SUITE.yaml] [--from KIND] [--redis URL] [--report DIR]
+                                                         (ratesim.validate.cli)
 
 Bad input (an unreadable or invalid scenario, an unknown built-in name, an impossible topology)
 is reported as one paragraph on stderr with exit status 2, never as a traceback; anything else
@@ -292,6 +295,11 @@ def format_summary(result: Any, wall_s: float | None = None, scale: float | None
     lat = [totals.get(k, float("nan")) for k in ("latency_p50_us", "latency_p99_us")]
     lat.append(totals.get("latency_p999_us", float("nan")))
     lines.append(f"Decision latency: p50 {_ms(lat[0])}, p99 {_ms(lat[1])}, p99.9 {_ms(lat[2])}")
+    if "held" in totals:  # a shaping layer (nginx without nodelay, Traefik, Sentinel pacing)
+        lines.append(
+            f"Held by shaping layers (in the latency): {totals['held']:,} requests "
+            f"({_pct(totals['held'], arrivals)}), hold p99 {_ms(totals['held_p99_us'])}"
+        )
     lines += _client_lines(totals)
     lines += _oracle_lines(result)
     from .results import Result
@@ -459,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .importers.cli import register as register_import  # ratesim import (issue 12)
 
     register_import(sub)
+    from .validate.cli import register as register_validate  # ratesim validate (issue 12)
+
+    register_validate(sub)
     from ratesim.experiments.cli import add_sweep_parser  # ratesim sweep: issue 11
 
     add_sweep_parser(sub)

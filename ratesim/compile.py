@@ -8,17 +8,19 @@ draw of a run beyond its arrivals, in the documented order (see :mod:`ratesim.en
 
 from __future__ import annotations
 
+import copy
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .algorithms import Algorithm
+from .algorithms import Algorithm, shapes
 from .model import counter, retry
 from .model.clock import ms_to_us
 from .model.cluster import shard_of
 from .model.latency import apply_spikes, draws_per_sample, sample_us, sample_us_from
-from .model.node import assign_nodes, hash_user_node
+from .model.node import assign_nodes, assign_nodes_live, hash_user_node
+from .model.topology import epoch_at, epoch_counts, follow_params
 from .policy import (
     LayerSpec,
     build_local_algorithms,
@@ -48,7 +50,13 @@ def draw_requests(scenario: Scenario, arrivals: Arrivals, streams: Streams) -> D
     n = len(arrivals)
     nodes = scenario.topology.nodes
     lb = scenario.topology.load_balancer
-    node = assign_nodes(lb, arrivals.user, nodes, streams.get("nodes"))
+    if scenario.topology.changes:
+        at_us, counts = scenario.topology.change_tables()
+        node = assign_nodes_live(
+            lb, arrivals.user, arrivals.time_us, nodes, at_us, counts, streams.get("nodes")
+        )
+    else:
+        node = assign_nodes(lb, arrivals.user, nodes, streams.get("nodes"))
     g = sum(1 for layer in scenario.policy.layers if layer.scope == "global")
     if g == 0 or scenario.redis is None:
         z = np.zeros((n, 0), dtype=np.int64)
@@ -238,6 +246,9 @@ class CompiledLayer:
     ``keys[i]`` (int64) is a dense key id in ``0 .. n_keys - 1`` (requests with the same id
     share state), so state tables can be lists (or array rows) indexed by id.
     ``applies_np[i]`` says whether the layer applies to request ``i`` (``None``: to all).
+    A ``local_share: follow`` layer has ``follow[e][tier]``: its algorithm in epoch ``e`` of
+    the node schedule (its refill shared over that epoch's live nodes), and ``follow_at_us``
+    the schedule's change instants (:func:`ratesim.model.topology.epoch_at`).
     """
 
     spec: LayerSpec
@@ -248,6 +259,20 @@ class CompiledLayer:
     applies_np: np.ndarray | None
     shard: array[int] | None
     gidx: int
+    follow: list[list[Algorithm]] | None = None
+    follow_at_us: np.ndarray | None = None
+    #: per tier code: the layer holds a request its algorithm admits with a delay (an
+    #: enforcing layer whose algorithm shapes, ``ratesim.algorithms.shaping``); ``local_holds``
+    #: the same for its local fallback
+    holds: list[bool] = field(default_factory=list)
+    local_holds: list[bool] = field(default_factory=list)
+
+    def node_algorithm(self, tier: int, t_us: int) -> Algorithm:
+        """The algorithm a node layer runs for ``tier`` at true time ``t_us`` (µs)."""
+        if self.follow is None:
+            return self.algs[tier]
+        assert self.follow_at_us is not None
+        return self.follow[epoch_at(t_us, self.follow_at_us)][tier]
 
 
 def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer]:
@@ -278,19 +303,46 @@ def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer
             gidx = g
             g += 1
         uniq, dense = np.unique(keys, return_inverse=True)
-        out.append(
-            CompiledLayer(
-                layer,
-                algs,
-                local,
-                dense.reshape(-1).astype(np.int64),
-                len(uniq),
-                applies_np,
-                shard,
-                gidx,
-            )
+        cl = CompiledLayer(
+            layer,
+            algs,
+            local,
+            dense.reshape(-1).astype(np.int64),
+            len(uniq),
+            applies_np,
+            shard,
+            gidx,
         )
+        if layer.local_share == "follow":
+            _follow(cl, scenario, tier_names)
+        enforce = layer.mode == "enforce"
+        cl.holds = [enforce and shapes(a) for a in algs]
+        cl.local_holds = [enforce and shapes(a) for a in local or ()]
+        out.append(cl)
     return out
+
+
+def can_hold(layers: list[CompiledLayer]) -> bool:
+    """Whether a layer of the run can hold a request (shaping, :attr:`CompiledLayer.holds`):
+    then the runners report ``RunData.held_us``."""
+    return any(any(cl.holds) or any(cl.local_holds) for cl in layers)
+
+
+def _follow(cl: CompiledLayer, scenario: Scenario, tier_names: tuple[str, ...]) -> None:
+    """Give a ``local_share: follow`` layer its algorithm per epoch and tier (the refill of
+    each shared over the epoch's live nodes, :func:`ratesim.model.topology.follow_params`)."""
+    at_us, counts = scenario.topology.change_tables()
+    rates = [float(cl.spec.algorithm_for(t).rate) for t in tier_names]  # type: ignore[attr-defined]
+    cl.follow = []
+    for members in epoch_counts(scenario.topology.nodes, counts):
+        row = []
+        for alg, rate in zip(cl.algs, rates, strict=True):
+            shared = copy.copy(alg)
+            # the same bucket with its refill shared: only the cached kernel parameters differ
+            shared._cache_params(follow_params(alg.params, rate, int(members)))  # type: ignore[attr-defined]
+            row.append(shared)
+        cl.follow.append(row)
+    cl.follow_at_us = at_us
 
 
 def _q(values: np.ndarray) -> array[int]:

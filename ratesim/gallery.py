@@ -8,6 +8,7 @@ directory next to the package, and :func:`names` is empty when it is absent (an 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .importers import Imported
 from .importers import load as _import
@@ -31,8 +32,13 @@ def path(name: str) -> Path:
 
 
 def load(name: str) -> tuple[Imported, Imported, Path]:
-    """``(broken, fixed, suite path)`` of incident ``name``, imported with ratesim.importers."""
+    """``(broken, fixed, suite path)`` of incident ``name``, imported with ratesim.importers
+    (with the suite's ``importer`` options: what the config cannot say about the deployment,
+    e.g. Sentinel's ``nodes``)."""
+    from .validate import load_suite
+
     d = path(name)
     broken = next(d.glob("broken.*"))
     fixed = next(d.glob("fixed.*"))
-    return _import(broken), _import(fixed), d / "suite.yaml"
+    options: dict[str, Any] = dict(load_suite(d / "suite.yaml").spec.importer)
+    return _import(broken, **options), _import(fixed, **options), d / "suite.yaml"

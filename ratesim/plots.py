@@ -133,7 +133,9 @@ def timeline(result: Any, ax: Axes | None = None) -> Axes:
     ``fail_closed``, ``local_allowed`` and ``local_rejected`` added up; the label says which).
     Layers that never shadow-reject or fail are left out: their line would be zero throughout.
     The scenario's faults are shaded behind the lines: Redis outages (refused, black hole),
-    network partitions and latency spikes as bands, failovers as vertical lines. Each point is
+    network partitions and latency spikes as bands, failovers as vertical lines, and the
+    spans where ``topology.changes`` scaled the gateway out or in as bands with a dashed line
+    and the live node count at each scale event. Each point is
     the average rate over one bin, drawn at the bin's middle; the rate axis starts at zero and
     the legend sits outside the data.
     """
@@ -207,6 +209,37 @@ def _shade_faults(ax: Axes, scenario: Any) -> None:
         seen.add(label)
     for k, f in enumerate(getattr(redis, "failovers", None) or ()):
         ax.axvline(f.at_s, color="tab:red", ls="-.", lw=1, label="failover" if k == 0 else None)
+    _shade_scale_events(ax, scenario)
+
+
+def _shade_scale_events(ax: Axes, scenario: Any) -> None:
+    """Shade the spans where ``topology.changes`` has more (teal) or fewer (grey) nodes live
+    than at the start, a dashed line at each scale event and its node count above it."""
+    topo = getattr(scenario, "topology", None)
+    changes = list(getattr(topo, "changes", None) or ())
+    if not changes:
+        return
+    base = int(getattr(topo, "nodes", 1))
+    ends = [c.at_s for c in changes[1:]] + [float(scenario.duration_s)]
+    seen: set[str] = set()
+    for c, end in zip(changes, ends, strict=True):
+        if c.nodes != base:
+            label = "scaled out" if c.nodes > base else "scaled in"
+            color = "tab:cyan" if c.nodes > base else "tab:gray"
+            ax.axvspan(
+                c.at_s, end, color=color, alpha=0.12, lw=0, label=None if label in seen else label
+            )
+            seen.add(label)
+        ax.axvline(c.at_s, color="tab:cyan", ls="--", lw=1)
+        ax.annotate(
+            f"{c.nodes} node{'s' if c.nodes != 1 else ''}",
+            (c.at_s, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize="small",
+            color="tab:cyan",
+        )
 
 
 def latency(result: Any, ax: Axes | None = None) -> Axes:

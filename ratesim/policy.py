@@ -52,6 +52,7 @@ from .bounds import (
     DelayS,
     Text,
 )
+from .model.topology import FOLLOW_CONTINUOUS_UNIT
 from .traffic.specs import MAX_ROUTES, MAX_TIERS
 
 KEY_FIELDS = ("user", "tier", "route")
@@ -400,7 +401,10 @@ class LayerSpec(_Spec):
 
     ``timeout_ms`` bounds the wait for a global layer's reply (the command may still execute on
     the server after the caller gave up). ``local_share`` is the fraction of the global limit a
-    node's fallback limiter gets under ``failure_mode="local"`` (``None``: ``1 / nodes``).
+    node's fallback limiter gets under ``failure_mode="local"`` (``None``: ``1 / nodes``); on a
+    node-scoped token bucket, ``local_share: follow`` shares its refill over the live nodes as
+    Envoy's ``local_cluster_rate_limit`` does (``ceil(tokens_per_fill / members)`` each, see
+    :func:`ratesim.model.topology.follow_params`), following ``topology.changes``.
     ``drift_guard_ms`` (client time only) makes the server refuse a call whose client timestamp
     differs from the Redis clock by more than this (the seed's error -3), which then goes to the
     failure mode.
@@ -415,7 +419,7 @@ class LayerSpec(_Spec):
     mode: Literal["enforce", "shadow"] = "enforce"
     timeout_ms: Annotated[DelayMs, Field(gt=0)] = 100.0
     failure_mode: Literal["open", "closed", "local"] = "open"
-    local_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    local_share: Annotated[float, Field(gt=0, le=1)] | Literal["follow"] | None = None
     time_source: Literal["client", "redis"] = "client"
     drift_guard_ms: Annotated[DelayMs, Field(gt=0)] | None = None
 
@@ -442,6 +446,30 @@ class LayerSpec(_Spec):
                 f"(it holds requests until the backend completes them), got scope "
                 f"{self.scope!r}, mode {self.mode!r}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_follow(self) -> LayerSpec:
+        if self.local_share != "follow":
+            return self
+        if self.scope != "node" or self.algorithm.kind != "token_bucket":
+            raise ValueError(
+                "local_share: 'follow' (Envoy's local_cluster_rate_limit) shares a node-scoped "
+                f"token_bucket's refill over the nodes; this layer is a {self.scope} "
+                f"{self.algorithm.kind}"
+            )
+        for tier in ["", *self.tiers]:
+            alg = self.algorithm_for(tier)
+            assert isinstance(alg, TokenBucketSpec)
+            label = f"tiers.{tier}" if tier else "algorithm"
+            if alg.refill == "continuous" and alg.rate != int(alg.rate):
+                raise ValueError(
+                    f"local_share: 'follow' on a continuous bucket shares whole tokens per "
+                    f"second; {label}.rate is {alg.rate:g} (use a whole number, or refill: "
+                    "ticker with fill_interval_s)"
+                )
+            if alg.refill == "continuous" and alg.burst * FOLLOW_CONTINUOUS_UNIT >= 2**53:
+                raise ValueError(f"local_share: 'follow': {label}.burst is too large")
         return self
 
     @model_validator(mode="after")
@@ -516,7 +544,7 @@ def build_local_algorithms(
 
     Each is the tier's algorithm scaled by ``local_share`` (default ``1 / nodes``).
     """
-    share = layer.local_share if layer.local_share is not None else 1.0 / nodes
+    share = 1.0 / nodes if layer.local_share in (None, "follow") else float(layer.local_share)
     return [layer.algorithm_for(t).scaled(share).build() for t in tier_names]
 
 

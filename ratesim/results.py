@@ -6,10 +6,12 @@ demand (each is computed once, then cached):
 * ``requests`` - one row per request: ``time_us``, ``node``, ``user``, ``tier``, ``route``
   (categories), ``abusive``, ``cost``, ``layer:<name>`` (category, one of :data:`OUTCOMES`),
   ``admitted``, ``rejected_by`` (layer name or ``None``), ``latency_us`` (decision latency: from
-  arrival to the final decision, pool and concurrency waits included), ``pool_wait_us``, with
-  a backend ``backend_rt_us`` (arrival to backend completion, -1 if not admitted), and
-  ``attempt`` (1 for a first try, ``k`` for the ``k - 1``-th retry of clients that retry) and
-  ``origin`` (the row of the user request the attempt belongs to: its first attempt's row);
+  arrival to the final decision, pool and concurrency waits and shaping holds included),
+  ``pool_wait_us``, with a shaping layer ``held_us`` (how long shaping layers held the request
+  before forwarding it, ``ratesim.algorithms.shaping``), with a backend ``backend_rt_us``
+  (arrival to backend completion, -1 if not admitted), and ``attempt`` (1 for a first try,
+  ``k`` for the ``k - 1``-th retry of clients that retry) and ``origin`` (the row of the user
+  request the attempt belongs to: its first attempt's row);
 * ``user_requests`` - one row per user request (a first attempt and its retries), indexed by
   its first attempt's row: ``time_us``, ``user``, ``tier``, ``attempts``, ``admitted`` (its
   final outcome: the last attempt was admitted), ``rejected_by`` (the last attempt's),
@@ -18,7 +20,8 @@ demand (each is computed once, then cached):
   time): ``arrivals``, ``admitted``, ``rejected:<layer>``, ``shadow_rejected:<layer>``,
   ``remaining:<layer>`` (last value reported in the bin, NaN if none), ``redis_queue_depth``
   (max commands ahead of an arriving command in the bin), ``pool_wait_p99_us``,
-  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``;
+  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``, and with ``topology.changes``
+  ``live_nodes`` (the nodes live at the bin's start);
 * ``summary`` - one row per layer: ``layer``, ``scope``, ``mode``, ``algorithm``, then counts
   of the requests that ``reached`` it by outcome, which add up to ``reached``: ``allowed``,
   ``limited`` (its limiter said no), ``shadow_rejected``, ``fail_open``, ``fail_closed``,
@@ -29,7 +32,8 @@ demand (each is computed once, then cached):
   ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us`` (per attempt), then
   ``user_requests``, ``attempts``, ``retries``, ``attempts_per_request``, ``goodput`` (user
   requests finally admitted) and ``user_latency_p50_us`` / ``_p99_us`` / ``_p999_us`` (first
-  attempt to final outcome); without retries every row is a user request;
+  attempt to final outcome; without retries every row is a user request); with a shaping layer
+  also ``held`` (requests held) and ``held_p99_us``;
 * ``oracle`` - the same arrivals through the intended policy, ideally executed (see
   :func:`ratesim.oracle.run_oracle`), as a Result;
 * ``vs_oracle`` - rows ``(group, key)`` for the total, each layer, each tier and the abusive
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
     from .scenario import Scenario
     from .traffic import Arrivals
 
+from .model.topology import epoch_counts
 from .outcomes import (
     ALLOWED,
     FAIL_CLOSED,
@@ -113,6 +118,9 @@ class RunData:
     depth_t_us: np.ndarray
     depth: np.ndarray
     backend_done_us: np.ndarray | None = None
+    #: µs each request was held by shaping layers (``ratesim.algorithms.shaping``), in its
+    #: decision latency; ``None`` when no layer of the run can hold a request
+    held_us: np.ndarray | None = None
     #: With clients that retry (else ``None``: every row a first try): each row's attempt
     #: (1 for a first try) and the row of the user request it belongs to (its first attempt).
     attempt: np.ndarray | None = None
@@ -225,6 +233,8 @@ class Result:
         cols["rejected_by"] = pd.Series(names[self.data.rejected_by.astype(np.int64)], dtype=object)
         cols["latency_us"] = self.latency_us
         cols["pool_wait_us"] = self.data.pool_wait_us
+        if self.data.held_us is not None:
+            cols["held_us"] = self.data.held_us
         if self.data.backend_done_us is not None:
             done = self.data.backend_done_us
             cols["backend_rt_us"] = np.where(done >= 0, done - a.time_us, -1)
@@ -319,6 +329,10 @@ class Result:
             cols[f"latency_{label}_us"] = (
                 lat[q].to_numpy(dtype=float) if q in lat else np.full(n_bins, np.nan)
             )
+        if sc.topology.changes:  # nodes that come and go: the live count at each bin's start
+            at_us, counts = sc.topology.change_tables()
+            epoch = np.searchsorted(at_us, np.arange(n_bins, dtype=np.int64) * iv, side="right")
+            cols["live_nodes"] = epoch_counts(sc.topology.nodes, counts)[epoch]
         index = pd.Index(np.arange(n_bins) * sc.interval_s, name="time_s")
         return pd.DataFrame(cols, index=index)
 
@@ -372,7 +386,7 @@ class Result:
         first, final, _ = self._finals()
         users = len(first)
         user_lat = self.data.decided_us[final] - self.data.arrivals.time_us[first]
-        return {
+        out: dict[str, Any] = {
             "arrivals": n,
             "admitted": adm,
             "rejected": n - adm,
@@ -388,6 +402,11 @@ class Result:
             "user_latency_p99_us": _pct(user_lat, 99),
             "user_latency_p999_us": _pct(user_lat, 99.9),
         }
+        held = self.data.held_us
+        if held is not None:
+            out["held"] = int((held > 0).sum())
+            out["held_p99_us"] = _pct(held, 99)
+        return out
 
     # --- oracle -----------------------------------------------------------------------------
 

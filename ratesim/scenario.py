@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,14 +48,27 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class ScaleChange(_Spec):
+    """One scale event: from ``at_s`` (s of the run) on, ``nodes`` gateway nodes are live."""
+
+    at_s: Annotated[RunS, Field(gt=0)]
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)]
+
+
 class TopologySpec(_Spec):
-    """Gateway nodes behind a load balancer; ``clocks`` is one spec for all or one per node."""
+    """Gateway nodes behind a load balancer; ``clocks`` is one spec for all or one per node.
+
+    ``changes`` scales the gateway out and in during the run (``ratesim.model.topology``): a
+    node that joins starts with fresh state (full local buckets), a scale-in removes the newest
+    nodes first, and the load balancer spreads each request over the nodes live at its arrival.
+    """
 
     nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
     load_balancer: Literal["round_robin", "random", "hash_user"] = "round_robin"
     clocks: ClockSpec | Annotated[list[ClockSpec], Field(max_length=MAX_NODES)] = Field(
         default_factory=ClockSpec
     )
+    changes: Annotated[list[ScaleChange], Field(max_length=MAX_LIST)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _clock_count(self) -> TopologySpec:
@@ -63,13 +77,44 @@ class TopologySpec(_Spec):
                 f"clocks: {len(self.clocks)} clock specs for {self.nodes} nodes "
                 "(give one spec for all nodes or exactly one per node)"
             )
+        if self.changes and isinstance(self.clocks, list):
+            raise ValueError(
+                "clocks: with topology.changes give one clock spec for all nodes (nodes that "
+                "join mid-run have no place in a per-node list)"
+            )
+        for j in range(1, len(self.changes)):
+            if self.changes[j].at_s <= self.changes[j - 1].at_s:
+                raise ValueError(
+                    f"changes.{j}.at_s: {self.changes[j].at_s:g} s is not after the previous "
+                    f"change ({self.changes[j - 1].at_s:g} s); list changes in increasing time"
+                )
+        if self.slots > MAX_NODES:
+            raise ValueError(
+                f"changes: the schedule starts {self.slots} nodes in all (every scale-out "
+                f"starts new ones), more than {MAX_NODES}"
+            )
         return self
 
+    @property
+    def slots(self) -> int:
+        """Gateway nodes started over the run: ``nodes`` plus every node a change adds (a
+        node is never restarted, see :mod:`ratesim.model.topology`)."""
+        total, live = self.nodes, self.nodes
+        for c in self.changes:
+            total += max(0, c.nodes - live)
+            live = c.nodes
+        return total
+
     def clock_specs(self) -> list[ClockSpec]:
-        """One clock spec per node."""
+        """One clock spec per node slot (``slots`` of them)."""
         if isinstance(self.clocks, list):
             return list(self.clocks)
-        return [self.clocks] * self.nodes
+        return [self.clocks] * self.slots
+
+    def change_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(at_us, nodes)``: the changes' instants (µs) and live counts, int64 arrays."""
+        at = np.array([round(c.at_s * 1_000_000) for c in self.changes], dtype=np.int64)
+        return at, np.array([c.nodes for c in self.changes], dtype=np.int64)
 
 
 class NetworkSpec(_Spec):
@@ -166,6 +211,11 @@ class Scenario(_Spec):
                         f"{where}.routes: layer {layer.name!r} names route {route!r}, which is "
                         f"not in population.routes {sorted(routes)}"
                     )
+        if self.clients is not None and self.clients.any_retries and self.topology.changes:
+            raise ValueError(
+                "clients: clients that retry are not modelled together with topology.changes "
+                "yet (a retry would need the live nodes of its own arrival); drop one of them"
+            )
         if self.clients is not None and not from_trace:
             for tier in self.clients.tiers:
                 if tier not in tiers:
@@ -180,12 +230,23 @@ class Scenario(_Spec):
                             f"redis.outages.{j}.shards: shard {shard} does not exist "
                             f"(redis.shards = {self.redis.shards})"
                         )
+        for j, change in enumerate(self.topology.changes):
+            if change.at_s >= self.duration_s:
+                raise ValueError(
+                    f"topology.changes.{j}.at_s: {change.at_s:g} s is not inside the run "
+                    f"(duration_s = {self.duration_s:g})"
+                )
         for j, part in enumerate(self.network.partitions):
             for node in part.nodes:
-                if node >= self.topology.nodes:
+                if node >= self.topology.slots:
                     raise ValueError(
                         f"network.partitions.{j}.nodes: node {node} does not exist "
-                        f"(topology.nodes = {self.topology.nodes})"
+                        f"(topology.nodes = {self.topology.nodes}"
+                        + (
+                            f", {self.topology.slots} with topology.changes)"
+                            if self.topology.changes
+                            else ")"
+                        )
                     )
         return self
 
@@ -227,7 +288,7 @@ def _check_local_fallback(where: str, layer: LayerSpec, nodes: int) -> None:
     algorithm scaled by ``local_share`` (default ``1 / nodes``), as the engines build them."""
     if layer.scope != "global" or layer.failure_mode != "local":
         return
-    share = layer.local_share if layer.local_share is not None else 1.0 / nodes
+    share = 1.0 / nodes if layer.local_share in (None, "follow") else float(layer.local_share)
     for tier in ["", *layer.tiers]:
         try:
             layer.algorithm_for(tier).scaled(share).build()

@@ -476,3 +476,13 @@ def test_progress_bar_runs_with_retries(capsys: pytest.CaptureFixture[str]) -> N
     b = simulate(sc, engine="event", progress=True)
     np.testing.assert_array_equal(a.data.decided_us, b.data.decided_us)
     assert a.totals["retries"] > 0
+
+
+def test_clients_that_retry_with_node_changes_are_refused_by_name() -> None:
+    base = make_scenario([bucket()]).model_dump()
+    base["topology"]["changes"] = [{"at_s": 0.5, "nodes": 2}]
+    base["clients"] = {"on_reject": {"kind": "immediate"}}
+    with pytest.raises(ScenarioError, match="clients: .*topology.changes"):
+        Scenario.from_dict(base)
+    base["clients"] = {"on_reject": {"kind": "none"}}  # nobody retries: nothing to refuse
+    assert Scenario.from_dict(base).clients is not None

@@ -34,7 +34,8 @@ EXECUTED_AT_LEAST = {
     "guides/redis.md": 2,
     "guides/simpy-components.md": 2,
     "guides/experiments.md": 11,
-    "guides/gallery.md": 1,
+    "guides/gallery.md": 2,
+    "guides/validate.md": 5,
 }
 
 

@@ -32,6 +32,9 @@ from ratesim.policy import (
     FixedWindowSpec,
     GcraSpec,
     LayerSpec,
+    NginxLeakySpec,
+    PacerSpec,
+    ReserveBucketSpec,
     SlidingCounterSpec,
     SlidingLogSpec,
     TokenBucketSpec,
@@ -66,7 +69,10 @@ def both(sc: Scenario, seed: int, **fast_kw: Any) -> tuple[RunData, RunData]:
 
 
 def assert_same(a: RunData, b: RunData) -> None:
-    for f in FIELDS:
+    for f in (*FIELDS, "held_us"):
+        if f == "held_us" and a.held_us is None:
+            assert b.held_us is None
+            continue
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
         assert getattr(a, f).dtype == getattr(b, f).dtype, f
 
@@ -97,6 +103,10 @@ ALGORITHMS = st.sampled_from(
         SlidingCounterSpec(limit=6, window_s=0.01),
         BucketedWindowSpec(limit=6, window_s=0.02, buckets=4),
         DoubleBufferedSpec(limit=6, window_s=0.02, buckets=4, swap_interval_s=0.005),
+        # shaping: admitted requests held (nginx without nodelay, Sentinel pacing, Traefik)
+        NginxLeakySpec(rate=300, burst=3),
+        PacerSpec(count=500, max_queue_ms=8),
+        ReserveBucketSpec(rate=400.0, burst=2, max_delay_s=0.004),
     ]
 )
 
@@ -157,17 +167,47 @@ CLOCKS = st.builds(
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     nodes = draw(st.integers(1, 3))
+    # nodes that come and go (topology.changes): none, a scale-out, out then in
+    changes = draw(
+        st.sampled_from(
+            [[], [], [{"at_s": 0.1, "nodes": nodes + 1}],
+             [{"at_s": 0.06, "nodes": nodes + 2}, {"at_s": 0.16, "nodes": 1}]]
+        )
+    )  # fmt: skip
     layers = []
     if draw(st.booleans()):
+        first = draw(
+            st.sampled_from(
+                [
+                    TokenBucketSpec(rate=400.0, burst=5),
+                    TokenBucketSpec(rate=400.0, burst=5, refill="ticker", fill_interval_s=0.01),
+                    NginxLeakySpec(rate=400, burst=4),
+                ]
+            )
+        )
+        bucket = isinstance(first, TokenBucketSpec)
         layers.append(
             LayerSpec(
                 name="node_tb",
-                algorithm=TokenBucketSpec(rate=400.0, burst=5),
+                # a token bucket (its refill shared or not), or nginx, which holds
+                algorithm=first,
                 key=draw(st.sampled_from(["*", "{user}"])),
                 mode=draw(st.sampled_from(["enforce", "shadow"])),
+                local_share=draw(st.sampled_from([None, "follow"])) if bucket else None,
             )
         )
     layers += [draw(global_layers(k)) for k in range(draw(st.integers(1, 3)))]
+    if draw(st.booleans()):  # a follow layer after the global ones (decides by its epoch)
+        layers.append(
+            LayerSpec(
+                name="node_share",
+                algorithm=TokenBucketSpec(
+                    rate=900.0, burst=3, refill="ticker", fill_interval_s=0.01
+                ),
+                key=draw(st.sampled_from(["*", "{user}"])),
+                local_share="follow",
+            )
+        )
     if draw(st.booleans()):  # a node layer after the global ones
         layers.append(
             LayerSpec(
@@ -248,7 +288,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         rate_per_s=draw(st.sampled_from([400.0, 2500.0])),
         topology={
             "load_balancer": draw(st.sampled_from(["round_robin", "random", "hash_user"])),
-            "clocks": [draw(CLOCKS) for _ in range(nodes)],
+            "clocks": draw(CLOCKS) if changes else [draw(CLOCKS) for _ in range(nodes)],
+            "changes": changes,
         },
         network={
             "latency": latency,
@@ -310,6 +351,7 @@ def scenarios_with_clients(draw: st.DrawFn) -> Scenario:
         clients["tiers"] = {"gold": draw(client_policies())}
     data = sc.model_dump()
     data["clients"] = clients
+    data["topology"]["changes"] = []  # not modelled with clients that retry (refused)
     return Scenario.model_validate(data)
 
 

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import pandas as pd
-import yaml
+import pytest
 
 from ratesim import gallery
 
 
 def test_every_incident_loads_and_suite_parses() -> None:
+    from ratesim.validate import load_suite
+
     assert len(gallery.names()) >= 3
     for name in gallery.names():
         broken, fixed, suite = gallery.load(name)
         assert broken.policy.layers and fixed.policy.layers
-        data = yaml.safe_load(suite.read_text())
-        assert data["replications"] >= 1 and 0 < data["confidence"] < 1
-        assert data["scenarios"] and all("builtin" in s or "file" in s for s in data["scenarios"])
-        assert all(isinstance(a, str) for a in data["assertions"])
+        loaded = load_suite(suite)  # the validate suite contract, checked
+        assert loaded.spec.replications >= 1 and 0 < loaded.spec.confidence < 1
+        assert loaded.entries and all(e.rules for e in loaded.entries)
 
 
 def _admitted(spec: object, times_us: list[int], stores: int = 1) -> int:
@@ -64,3 +65,84 @@ def test_nginx_rpm_small_burst_rejects_a_page_load() -> None:
     # excess > burst*1000, so an idle key admits burst + 1 at once.
     assert _admitted(broken.policy.layers[0].algorithm, times) == 5 + 1
     assert _admitted(fixed.policy.layers[0].algorithm, times) == 29 + 1
+
+
+def test_each_incident_suite_fails_broken_and_passes_fixed() -> None:
+    """`ratesim validate` on each incident's suite tells the configs apart: the broken config
+    fails at least one assertion, the fixed one passes every one."""
+    import ratesim
+
+    for name in gallery.names():
+        broken, fixed, suite = gallery.load(name)
+        bad = ratesim.validate(broken, suite, progress=False)
+        good = ratesim.validate(fixed, suite, progress=False)
+        assert not bad.passed, f"{name}: the broken config passes\n{bad.format_table()}"
+        assert good.passed, f"{name}: the fixed config fails\n{good.format_table()}"
+
+
+def test_nginx_page_loads_rejected_share_is_the_burst_arithmetic() -> None:
+    """The page-load trace: 20 clients x 2 page loads x 30 calls from an idle key; nginx admits
+    burst + 1 of each, so broken (burst 5) rejects 24 of 30 = 80%, fixed (burst 29) none."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("nginx-rpm-small-burst")
+    table = ratesim.validate(broken, suite, progress=False).table
+    assert table["mean"].iloc[0] == pytest.approx(100 * (30 - (5 + 1)) / 30)
+    table = ratesim.validate(fixed, suite, progress=False).table
+    assert table["mean"].iloc[0] == 0
+
+
+def test_traefik_six_at_once_admitted_share_is_one_in_six() -> None:
+    """Six at once every 61 s: burst 1 admits 1 of 6 (16.7%); the fixed burst 6 admits all."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("traefik-period-burst")
+    rows = ratesim.validate(broken, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["admitted_pct > 99", "mean"] == pytest.approx(100 / 6)
+    rows = ratesim.validate(fixed, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["admitted_pct > 99", "mean"] == 100
+
+
+def _flash_crowd_arrivals(base: float, peak: float, duration: float, ramp: float,
+                          plateau: float, decay: float) -> float:  # fmt: skip
+    """Expected arrivals of a linear-ramp flash crowd: base rate outside, peak x base on the
+    plateau, linear ramps up and down (trapezoids)."""
+    top = base * peak
+    rest = duration - ramp - plateau - decay
+    return base * rest + ramp * (base + top) / 2 + plateau * top + decay * (top + base) / 2
+
+
+def test_envoy_ratelimit_fails_open_for_the_outage_share_of_traffic() -> None:
+    """Redis black-holed 12-16 s, inside the surge's plateau (10-20 s at 17.3 x 200/s): every
+    request of those 4 s is a failure-mode admission of the broken config, none of the fixed
+    one, and the broken one waits Envoy's 20 ms filter timeout on each."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("envoy-ratelimit-redis-outage")
+    base, peak = 2000 * 0.1, 17.3
+    total = _flash_crowd_arrivals(base, peak, 30, 2, 10, 4)
+    expected = 100 * 4 * base * peak / total
+    rows = ratesim.validate(broken, suite, progress=False).table.set_index("assertion")
+    # Poisson noise on ~14k of ~48k arrivals: well under half a percentage point
+    assert rows.loc["fail_open_pct < 1", "mean"] == pytest.approx(expected, abs=0.5)
+    assert rows.loc["p99_decision_latency_ms < 5", "mean"] == pytest.approx(20.0, abs=0.5)
+    rows = ratesim.validate(fixed, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["fail_open_pct < 1", "mean"] == 0
+
+
+def test_sentinel_fallback_admits_the_whole_ticker_peak_while_the_server_is_down() -> None:
+    """Token server refused 12-16 s: broken falls back to count 1000 per node (4000/s), above
+    the ticker's peak of 0.6 x 3460/s, so each outage second admits ~2076 against the ideal
+    1000; fixed falls back to 250 per node, 1000 for the cluster."""
+    import ratesim
+
+    broken, fixed, suite = gallery.load("sentinel-cluster-fallback")
+    (b,), (f,) = broken.policy.layers, fixed.policy.layers
+    assert b.local_share == 1.0 and b.algorithm.limit == 1000  # thresholdType 1: global count
+    assert f.local_share == 0.25 and f.algorithm.limit == 250 * 4  # 0: count x 4 clients
+    ticker_peak = 0.6 * 2000 * 0.1 * 17.3
+    rows = ratesim.validate(broken, suite, progress=False).table.set_index("assertion")
+    # at least one full outage second admits the whole peak: excess >= peak - 1000 (minus noise)
+    assert rows.loc["peak_excess < 750", "mean"] > 0.9 * (ticker_peak - 1000)
+    rows = ratesim.validate(fixed, suite, progress=False).table.set_index("assertion")
+    assert rows.loc["peak_excess < 750", "mean"] < ticker_peak - 1000

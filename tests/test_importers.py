@@ -86,7 +86,7 @@ def test_nginx_conf_locations_and_inheritance() -> None:
     assert got["perserver"].key == "*"  # $server_name: one counter per server
     assert got["perip"].algorithm.nodelay and got["perip"].routes == ["/api/"]
     assert got["slow"].mode == "shadow" and got["slow"].algorithm.unit == "m"  # dry run
-    assert any("delay as admission at decision time" in n for n in imp.notes)
+    assert any("holds each such request for its delay" in n for n in imp.notes)
     assert imp.state_per["one"] == "nginx host"
 
 

@@ -4,6 +4,7 @@ from the gateway's documented behaviour, then runs the imported policy through
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -131,3 +132,16 @@ def test_sentinel_cluster_fallback_uses_the_full_count_on_every_node() -> None:
     layer = load(CONFIGS / "sentinel-flow.json").policy.layer("flow-GET_/orders")
     assert layer.failure_mode == "local" and layer.local_share == 1.0
     assert np.isclose(layer.algorithm.limit, 20)
+
+
+def test_sentinel_average_threshold_falls_back_to_one_clients_count(tmp_path: Path) -> None:
+    """thresholdType 0: the token server allows count x clients; the local fallback checks the
+    rule's own count, one client's share (local_share 1 / clients)."""
+    rule = [{"resource": "r", "grade": 1, "count": 250, "clusterMode": True,
+             "clusterConfig": {"thresholdType": 0, "fallbackToLocalWhenFail": True}}]  # fmt: skip
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(rule))
+    (layer,) = load(path, nodes=4).policy.layers
+    assert layer.algorithm.limit == 250 * 4
+    assert layer.failure_mode == "local" and layer.local_share == 1 / 4
+    assert layer.algorithm.scaled(layer.local_share).limit == 250

@@ -50,3 +50,13 @@ def test_lower_bound_decides_greater_than_and_nan_passes() -> None:
 
 def test_first_trip_names_the_experiments_column() -> None:
     assert parse_assertion("first_trip(per-user) > 9").metric == "first_trip_s:per-user"
+
+
+def test_bound_may_carry_the_metrics_unit() -> None:
+    assert parse_assertion("first_trip(site_orders) > 9s").bound == 9.0
+    assert parse_assertion("p99_decision_latency_ms < 12ms").metric == "latency_p99_ms"
+    assert parse_assertion("fail_open_pct < 5%").bound == 5.0
+    with pytest.raises(AssertionSyntaxError, match="in 'ms' but first_trip\\(x\\) is in 's'"):
+        parse_assertion("first_trip(x) > 9ms")
+    with pytest.raises(AssertionSyntaxError, match="admitted is a count"):
+        parse_assertion("admitted > 3s")

@@ -15,11 +15,13 @@ reset_after_us)`` and put the delay in a documented slot:
   decide, not when they forward it), so the *decisions* do not depend on how a runner models the
   hold: only the moment the request reaches the backend, and its decision latency, do.
 
-Runners that do not model holds yet read ``retry_after_us`` only for rejected requests, so they
-treat a shaped request as admitted at decision time (its delay is dropped). That is exact for
-every later decision and for the admitted/rejected counts; it understates latency and bunches
-the forwarded requests at the backend. :func:`shaping_delay_us` is the one place runners and
-stores read the delay from.
+Both runners (``ratesim.des``, ``ratesim.fast``) model the hold: a request an **enforcing**
+shaping layer admits with a delay ``d > 0`` waits ``d`` µs after the decision, then goes on to
+the next layer (or the backend) as if it arrived there then; its decision latency includes the
+hold, and ``RunData.held_us`` sums each request's holds. A shadow layer only counts, so it holds
+nothing (nginx's ``limit_req_dry_run`` delays no request). :func:`hold_us` is the one formula
+the runners read the delay with (compiled as it is by the compiled runner);
+:func:`shaping_delay_us` is the same on an algorithm object, for stores and callers.
 """
 
 from __future__ import annotations
@@ -32,14 +34,21 @@ def shapes(alg: Any) -> bool:
     return bool(getattr(alg, "shapes", False))
 
 
+def hold_us(shaping: int | bool, allowed: int | bool, retry_after_us: int) -> int:
+    """The hold of one decision in µs: ``-1`` when rejected, ``0`` when forwarded at once, the
+    kernel's ``retry_after_us`` slot (floored at 0) for a request a ``shaping`` algorithm
+    admitted (plain integers: numba-compatible)."""
+    if not allowed:
+        return -1
+    if not shaping or retry_after_us <= 0:
+        return 0
+    return retry_after_us
+
+
 def shaping_delay_us(alg: Any, allowed: int | bool, retry_after_us: int) -> int:
     """The hold of one decision in µs: ``-1`` when rejected, ``0`` when forwarded at once.
 
     ``allowed`` and ``retry_after_us`` are the kernel's first and third outputs (or a
     :class:`~ratesim.algorithms.base.Decision`'s fields).
     """
-    if not allowed:
-        return -1
-    if not shapes(alg):
-        return 0
-    return max(int(retry_after_us), 0)
+    return hold_us(shapes(alg), allowed, int(retry_after_us))

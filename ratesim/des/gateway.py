@@ -27,6 +27,7 @@ from collections.abc import Callable
 import simpy
 
 from ..algorithms import Algorithm
+from ..algorithms.shaping import hold_us
 from ..compile import CompiledLayer
 from ..model.faults import OUTAGE_BLACKHOLE, OUTAGE_REFUSED
 from ..ordering import PRIO_BACKEND, request_priority
@@ -150,10 +151,18 @@ class Gateway:
             if ap is not None and not ap[i]:
                 pos += 1
                 continue
+            if self.is_node[pos] and not self.is_guard[pos]:
+                hold = self._node_layer(i, pos, x)
+                if hold < 0:
+                    self.finish(i, x, pos)
+                    return
+                if hold > 0:
+                    self.hold(i, pos, x, hold)
+                    return
+                pos += 1
+                continue
             if self.is_node[pos]:
-                verdict = (
-                    self._guard(i, pos, x) if self.is_guard[pos] else self._node_layer(i, pos, x)
-                )
+                verdict = self._guard(i, pos, x)
                 if verdict == WAIT:
                     return
                 if not verdict:
@@ -219,22 +228,26 @@ class Gateway:
     def _algorithm(self, i: int, pos: int) -> Algorithm:
         return self.layers[pos].algs[self.requests.tier[i]]
 
-    def _node_layer(self, i: int, pos: int, x: int) -> bool:
-        """Node rate layer ``pos`` on request ``i`` at ``x`` (== now): False if rejected."""
+    def _node_layer(self, i: int, pos: int, x: int) -> int:
+        """Node rate layer ``pos`` on request ``i`` at ``x`` (== now): -1 if rejected, else the
+        µs to hold it before it goes on (0: at once; see :meth:`hold`)."""
         req = self.requests
         node = self.nodes[req.node[i]]
-        ok = self._run_kernel(i, pos, node.tables[pos], self._algorithm(i, pos), node.time(x))
+        tier = req.tier[i]
+        alg = self.layers[pos].node_algorithm(tier, x)  # a follow layer: by epoch at x
+        ok, retry = self._run_kernel(i, pos, node.tables[pos], alg, node.time(x))
         if ok:
             req.outcome[pos][i] = ALLOWED
-            return True
+            return hold_us(self.layers[pos].holds[tier], ok, retry)
         req.outcome[pos][i] = SHADOW_REJECTED if self.shadow[pos] else REJECTED
-        return self.shadow[pos]
+        return 0 if self.shadow[pos] else -1
 
     def _run_kernel(
         self, i: int, pos: int, table: dict[int, list[int]], alg: Algorithm, now: int
-    ) -> int:
+    ) -> tuple[int, int]:
         """``alg``'s kernel for request ``i`` on ``table`` at clock reading ``now``; records the
-        remaining figure (and the retry-after of a refusal) and returns ``allowed``."""
+        remaining figure (and the retry-after of a refusal) and returns ``(allowed,
+        retry_after_us)`` (a shaping algorithm's hold, when it admitted)."""
         req = self.requests
         k = req.keys[pos][i]
         st = table.get(k)
@@ -244,7 +257,13 @@ class Gateway:
         req.remaining[pos][i] = rem
         if not ok:
             req.retry_after[i] = retry
-        return ok
+        return ok, retry
+
+    def hold(self, i: int, pos: int, y: int, d: int) -> None:
+        """Shaping: layer ``pos`` admitted request ``i`` at ``y`` (µs, ``>= now``) with a delay
+        ``d > 0`` (µs): it waits, then goes on from the next layer at ``y + d``."""
+        self.requests.held[i] += d
+        self.resume(i, pos + 1, y + d)
 
     def _guard(self, i: int, pos: int, x: int) -> int:
         """Guard layer ``pos`` at ``x`` (== now): PASS (1), REJECT (0) or WAIT (2)."""
@@ -386,6 +405,10 @@ class Gateway:
         req.remaining[pos][i] = rem
         if ok:
             req.outcome[pos][i] = ALLOWED
+            d = hold_us(self.layers[pos].holds[req.tier[i]], ok, retry)
+            if d > 0:
+                self.hold(i, pos, reply_us, d)
+                return
         elif self.shadow[pos]:
             req.outcome[pos][i] = SHADOW_REJECTED
         else:
@@ -419,9 +442,13 @@ class Gateway:
         local = self.layers[pos].local_algs
         assert local is not None
         alg = local[req.tier[i]]
-        ok = self._run_kernel(i, pos, node.local_tables[pos], alg, node.time(now))
+        ok, retry = self._run_kernel(i, pos, node.local_tables[pos], alg, node.time(now))
         if ok:
             req.outcome[pos][i] = LOCAL_ALLOWED
+            d = hold_us(self.layers[pos].local_holds[req.tier[i]], ok, retry)
+            if d > 0:
+                self.hold(i, pos, now, d)
+                return
         else:
             req.outcome[pos][i] = LOCAL_REJECTED
             if not self.shadow[pos]:

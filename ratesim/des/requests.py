@@ -86,6 +86,7 @@ class RequestTable:
         self.decided: list[int] = [-1] * n
         self.rejected_by: list[int] = [-1] * n
         self.pool_wait: list[int] = [0] * n
+        self.held: list[int] = [0] * n  # µs held by shaping layers (ratesim.algorithms.shaping)
         self.retry_after: dict[int, int] = {}
         #: Each row's attempt (1: a first try) and the row of the user request it retries
         #: (its own row for a first try).
@@ -182,6 +183,7 @@ class RequestTable:
         self.decided.append(-1)
         self.rejected_by.append(-1)
         self.pool_wait.append(0)
+        self.held.append(0)
 
     def _draw(self, now: int) -> None:
         sc = self.scenario

@@ -15,12 +15,20 @@ from typing import Any
 import numpy as np
 import simpy
 
-from ..compile import CompiledLayer, Draws, compile_clients, compile_policy, draw_requests
+from ..compile import (
+    CompiledLayer,
+    Draws,
+    can_hold,
+    compile_clients,
+    compile_policy,
+    draw_requests,
+)
 from ..conservation import check_attempts, check_conservation
 from ..model.clock import NodeClock, redis_clock
 from ..model.faults import fault_tables
-from ..model.node import hash_user_node
+from ..model.node import assign_nodes_live, hash_user_node
 from ..model.redis_server import queue_depths
+from ..model.topology import epoch_counts, slots_at
 from ..ordering import PRIO_TICK
 from ..policy import BACKEND_KINDS
 from ..results import RunData
@@ -166,12 +174,36 @@ class World:
         """How ``Gateway.handle`` places a request that the scenario did not generate."""
         topo = self.scenario.topology
         n = topo.nodes
+        if topo.changes:
+            return self._live_balancer(seed)
         if topo.load_balancer == "random":
             rng = Streams(seed).get("client:nodes")
             return lambda req: int(rng.integers(0, n))
         if topo.load_balancer == "hash_user":
             return lambda req: int(hash_user_node(np.array([req.user]), n)[0])
         return lambda req: len(self.requests) % n
+
+    def _live_balancer(self, seed: int) -> Callable[[Request], int]:
+        """:meth:`_load_balancer` over the nodes live now (``topology.changes``), as
+        :func:`ratesim.model.node.assign_nodes_live` places the scenario's requests."""
+        topo = self.scenario.topology
+        at_us, counts = topo.change_tables()
+        rng = Streams(seed).get("client:nodes")
+
+        def pick(req: Request) -> int:
+            t = np.array([now_us(self.env)], dtype=np.int64)
+            if topo.load_balancer == "round_robin":
+                # the rotation over the live nodes, counted over every request so far
+                e = np.searchsorted(at_us, t, side="right")
+                live = int(epoch_counts(topo.nodes, counts)[e[0]])
+                pos = np.array([len(self.requests) % live], dtype=np.int64)
+                return int(slots_at(e, pos, topo.nodes, counts)[0])
+            user = np.array([req.user], dtype=np.int64)
+            return int(
+                assign_nodes_live(topo.load_balancer, user, t, topo.nodes, at_us, counts, rng)[0]
+            )
+
+        return pick
 
     # --- running ----------------------------------------------------------------------------
 
@@ -233,6 +265,7 @@ class World:
             depth_t_us=depth_t,
             depth=queue_depths(depth_t, fin, shards),
             backend_done_us=rows(self._backend_done(n), np.int64) if self.backend else None,
+            held_us=rows(req.held, np.int64) if can_hold(self.layers) else None,
             attempt=attempt,
             origin=origin,
         )

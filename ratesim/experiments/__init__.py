@@ -21,7 +21,7 @@ import importlib
 from .analysis import coupling_map, degradation_order, first_trip, isolate_layers
 from .cache import RunCache
 from .designs import grid_points, latin_hypercube
-from .metrics import first_trip_metrics, standard_metrics
+from .metrics import first_trip_metrics, standard_metric_names, standard_metrics
 from .paths import ParameterError, apply, resolve
 from .stats import summarize
 from .sweep import sweep
@@ -38,6 +38,7 @@ __all__ = [
     "isolate_layers",
     "latin_hypercube",
     "resolve",
+    "standard_metric_names",
     "standard_metrics",
     "summarize",
     "sweep",

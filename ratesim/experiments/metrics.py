@@ -41,6 +41,7 @@ __all__ = [
     "first_trip_metrics",
     "first_trip_times",
     "layer_metric_names",
+    "standard_metric_names",
     "standard_metrics",
 ]
 
@@ -66,6 +67,26 @@ _PCT_OF = (
 def layer_metric_names(layers: list[str]) -> list[str]:
     """The per-layer count columns, in the order :func:`standard_metrics` writes them."""
     return [f"{kind}:{name}" for kind in _LAYER_COUNTS for name in layers]
+
+
+def standard_metric_names(layers: list[str]) -> list[str]:
+    """The keys :func:`standard_metrics` returns for a policy with these layer names, in order
+    (so a metric can be checked before any run)."""
+    gap = ["over_admitted", "wrongly_rejected", "peak_excess", "legit_rejected"]
+    return [
+        "arrivals",
+        "admitted",
+        "rejected",
+        *layer_metric_names(layers),
+        *gap,
+        "legit_wrongly_rejected",
+        *(f"{name}_pct" for name in _PCT_OF),
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "latency_p999_ms",
+        "pool_wait_p99_ms",
+        "redis_queue_peak",
+    ]
 
 
 def _pct(part: float, whole: int) -> float:

@@ -25,11 +25,13 @@ from ..algorithms.gcra import gcra_kernel
 from ..algorithms.nginx_leaky import nginx_leaky_kernel
 from ..algorithms.pacer import pacer_kernel
 from ..algorithms.reserve_bucket import reserve_bucket_kernel
+from ..algorithms.shaping import hold_us
 from ..algorithms.sliding_log import sliding_log_kernel
 from ..algorithms.token_bucket import token_bucket_kernel
 from ..algorithms.warm_up import warm_up_kernel
 from ..algorithms.window_counter import fixed_window_kernel, sliding_counter_kernel
 from ..model import clock as _clock
+from ..model import topology as _topology
 from ..model.backend import slowed_service_us
 from ..model.faults import is_partitioned, outage_kind
 
@@ -108,6 +110,10 @@ outage = numba.njit(cache=True)(outage_kind)
 partitioned = numba.njit(cache=True)(is_partitioned)
 #: :func:`ratesim.model.backend.slowed_service_us`, compiled.
 slowed = numba.njit(cache=True)(slowed_service_us)
+#: :func:`ratesim.algorithms.shaping.hold_us`, compiled.
+hold = numba.njit(cache=True)(hold_us)
+#: :func:`ratesim.model.topology.epoch_at`, compiled.
+epoch_at = numba.njit(cache=True)(_topology.epoch_at)
 
 
 def kernel_code(kernel: object) -> int:

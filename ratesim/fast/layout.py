@@ -26,8 +26,9 @@ class World(NamedTuple):
     OUT: Any  # (L, n) int8: outcome codes
     REM: Any  # (L, n): remaining allowance reported (-1: none)
     LY: Any  # (L, LY_COLS): per-layer columns
-    KK: Any  # (2L, tiers): kernel code per tier (rows L ..: the local fallbacks)
-    PP: Any  # (2L, tiers, params): integer parameters per tier
+    KK: Any  # (2L [+ E per follow layer], tiers): kernel code per tier (rows L ..: the local
+    # fallbacks; rows 2L ..: the follow layers, one per epoch of the node schedule: L_FOLLOW)
+    PP: Any  # (rows of KK, tiers, params): integer parameters per tier
     PF: Any  # PP flattened (the same memory): the rate kernels read it at an offset
     STATE: Any  # node-side state tables (node layers, local fallbacks), end to end
     GSTATE: Any  # Redis-side state tables (global layers), end to end
@@ -52,6 +53,8 @@ class World(NamedTuple):
     CQ: Any  # (2, queues): head and tail of each concurrency wait queue
     STACK: Any  # (entries, 4): the continuation stack of slot hand-offs
     BKF: Any  # (2,) float64: backend load_factor, servers
+    TOPO_AT: Any  # (changes,): topology.changes instants (µs), for local_share: follow layers
+    SHP: Any  # (rows of KK, tiers): 1 where the row's algorithm holds what it admits (shaping)
     # clients that retry (ratesim.fast.retries; tiny placeholders in a run without them)
     CL: Any  # (tiers, CL_COLS): each tier's compiled client policy (model.retry.CL_*)
     FIRST_T: Any  # (n,): the user requests' arrival times, by tier (CompiledClients.first_t)
@@ -87,11 +90,13 @@ class World(NamedTuple):
     R_HOLDS,
     R_BK,
     R_BK_DONE,
+    R_HELD,
     R_ATTEMPT,
     R_ORIGIN,
     R_RETRY,
-) = range(21)
-R_COLS = 21
+) = range(22)
+R_COLS = 22
+# R_HELD: µs the request was held by shaping layers (ratesim.algorithms.shaping)
 # (R_ATTEMPT: 1 for a first try; R_ORIGIN: the row of the user request; R_RETRY: the wait the
 # rejecting layer's limiter gave, -1 none - clients that retry only)
 # per-layer columns of LY (L_NKEYS: the entries of the layer's table, a global layer's keys or a
@@ -113,8 +118,11 @@ R_COLS = 21
     L_LSIZE,
     L_GUARD_KIND,
     L_QOFF,
-) = range(16)
-LY_COLS = 16
+    L_FOLLOW,
+) = range(17)
+LY_COLS = 17
+# L_FOLLOW: 0, or for a ``local_share: follow`` layer the KK / PP row of its epoch 0; its row in
+# epoch e of the node schedule is ``LY[pos, L_FOLLOW] + e`` (model.topology.epoch_at)
 # per-node columns of NV
 # (rows 0 .. nodes-1: the gateway nodes; row ``nodes``: the Redis server's clock)
 N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_PERFECT, N_RELOAD = range(7)

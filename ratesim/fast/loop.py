@@ -31,6 +31,8 @@ from .kernels import (
     conc_acquire,
     conc_cancel,
     conc_complete,
+    epoch_at,
+    hold,
     outage,
     partitioned,
     rate_kernel,
@@ -82,6 +84,7 @@ from .layout import (
     K_WAIT_TIMEOUT,
     L_CLIENT_TIME,
     L_CLOSED,
+    L_FOLLOW,
     L_GIDX,
     L_GUARD,
     L_GUARD_KIND,
@@ -115,6 +118,7 @@ from .layout import (
     R_COST,
     R_CWAIT,
     R_DECIDED,
+    R_HELD,
     R_HOLDS,
     R_NODE,
     R_POOL_WAIT,
@@ -150,6 +154,15 @@ def _p0(PP: Any, row: int, tr: int) -> int:
     return (row * PP.shape[1] + tr) * PP.shape[2]
 
 
+@numba.njit(cache=True, inline="always")
+def _rate_row(LY: Any, TOPO_AT: Any, pos: int, t: int) -> int:
+    """The KK / PP row of node rate layer ``pos`` at true time ``t`` (µs): ``pos``, or for a
+    ``local_share: follow`` layer its row in the node schedule's epoch at ``t``."""
+    if not LY[pos, L_FOLLOW]:
+        return pos
+    return LY[pos, L_FOLLOW] + epoch_at(t, TOPO_AT)
+
+
 @numba.njit(cache=True)
 def _node_kernel(
     row: int,
@@ -165,10 +178,10 @@ def _node_kernel(
     """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
     for its local fallback) on request ``i``'s state at ``STATE[s0:]``, at local time ``now``
     (µs); ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset). Returns
-    ``(allowed, remaining, retry wait)``."""
+    ``(allowed, remaining, retry_after_us)``."""
     tr = R[i, R_TIER]
-    ok, rem, wait, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
-    return ok, rem, wait
+    ok, rem, rt, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
+    return ok, rem, rt
 
 
 @numba.njit(cache=True)
@@ -271,9 +284,11 @@ def prefix(
     PF: Any,
     STATE: Any,
     n_pre: int,
+    TOPO_AT: Any,
+    SHP: Any,
 ) -> None:
     """Leading node rate layers, each over all requests in arrival order (as the engine's
-    ``prefix_layer``)."""
+    ``prefix_layer``); only the last can hold (shaping): ``R_HELD`` says how long."""
     n = R.shape[0]
     for pos in range(n_pre):
         off = LY[pos, L_OFF]
@@ -284,12 +299,14 @@ def prefix(
                 continue
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
-            ok, rem, _, _ = rate_kernel(
-                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
+            row = _rate_row(LY, TOPO_AT, pos, R[i, R_T])
+            ok, rem, rt, _ = rate_kernel(
+                KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
             )
             REM[pos, i] = rem
             if ok:
                 OUT[pos, i] = ALLOWED
+                R[i, R_HELD] += hold(SHP[row, tr], ok, rt)
             elif shadow:
                 OUT[pos, i] = SHADOW_REJECTED
             else:
@@ -360,6 +377,8 @@ def run(limit: int, world: World) -> int:
     OUT_SHARDS = world.OUT_SHARDS
     PARTS = world.PARTS
     PART_NODES = world.PART_NODES
+    TOPO_AT = world.TOPO_AT
+    SHP = world.SHP
     n_layers = LY.shape[0]
     n_batches = INST.shape[0]
     n_pre = C[C_PRE]
@@ -385,6 +404,9 @@ def run(limit: int, world: World) -> int:
             if rej < 0:
                 op = OP_PROCEED
                 pos = n_pre
+                if R[i, R_HELD]:  # shaping: held by the last leading layer, then on
+                    op = OP_RESUME
+                    x = cur + R[i, R_HELD]
             else:
                 op = OP_FINISH
                 pos = rej
@@ -462,7 +484,7 @@ def run(limit: int, world: World) -> int:
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                     tr = R[i, R_TIER]
                     now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
-                    ok, rem, wait, _ = rate_kernel(
+                    ok, rem, rt, _ = rate_kernel(
                         KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, now_k, R[i, R_COST]
                     )
                     if late:
@@ -476,6 +498,9 @@ def run(limit: int, world: World) -> int:
                         if ok:
                             OUT[pos, i] = ALLOWED
                             op = OP_RESUME
+                            d = hold(SHP[pos, tr], ok, rt)  # shaping: held, then on
+                            R[i, R_HELD] += d
+                            x += d
                             pos += 1
                         elif LY[pos, L_SHADOW]:
                             OUT[pos, i] = SHADOW_REJECTED
@@ -483,7 +508,7 @@ def run(limit: int, world: World) -> int:
                             pos += 1
                         else:
                             OUT[pos, i] = REJECTED
-                            R[i, R_RETRY] = wait  # clients: the Retry-After
+                            R[i, R_RETRY] = rt  # clients: the Retry-After
                             op = OP_FINISH
             elif kind == K_RELEASE:
                 nd = i
@@ -541,10 +566,11 @@ def run(limit: int, world: World) -> int:
                 if completed:
                     C[C_BK_INFLIGHT] -= 1
                     R[i, R_BK_DONE] = cur
-                _release_held(
-                    i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, CK, JUMPS, SLEWS, PRL, CQ,
-                    STACK, C,
-                )  # fmt: skip
+                if R[i, R_HOLDS]:  # else nothing to give back (and no PRL rows: no guards)
+                    _release_held(
+                        i, cur, completed, R, KEYS, OUT, REM, LY, PP, STATE, NV, CK, JUMPS, SLEWS, PRL,
+                        CQ, STACK, C,
+                    )  # fmt: skip
             if op == OP_DONE and C[C_STACK] == 0:
                 continue
         # the continuation of request i (op at x, layer pos): the engine's proceed /
@@ -632,17 +658,23 @@ def run(limit: int, world: World) -> int:
                         R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
                     )
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
-                    ok, rem, wait = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE)
+                    row = _rate_row(LY, TOPO_AT, pos, x)
+                    ok, rem, rt = _node_kernel(row, s0, i, local_now, R, KK, PP, PF, STATE)
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = ALLOWED
                         pos += 1
+                        d = hold(SHP[row, R[i, R_TIER]], ok, rt)
+                        if d:  # shaping: held, then on from the next layer
+                            R[i, R_HELD] += d
+                            op = OP_RESUME
+                            x += d
                     elif LY[pos, L_SHADOW]:
                         OUT[pos, i] = SHADOW_REJECTED
                         pos += 1
                     else:
                         OUT[pos, i] = REJECTED
-                        R[i, R_RETRY] = wait  # clients: the Retry-After
+                        R[i, R_RETRY] = rt  # clients: the Retry-After
                         op = OP_FINISH
                     continue
                 # a global layer: borrow a connection first (the engine's ``acquire``)
@@ -735,17 +767,19 @@ def run(limit: int, world: World) -> int:
                     # the node-local fallback limiter decides (the engine's ``fail_local``)
                     local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
                     s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
-                    ok, rem, wait = _node_kernel(
-                        n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE
-                    )
+                    row = n_layers + pos
+                    ok, rem, rt = _node_kernel(row, s0, i, local_now, R, KK, PP, PF, STATE)
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = LOCAL_ALLOWED
                         op = OP_RESUME
+                        d = hold(SHP[row, R[i, R_TIER]], ok, rt)  # shaping: held, then on
+                        R[i, R_HELD] += d
+                        x += d
                         pos += 1
                     else:
                         OUT[pos, i] = LOCAL_REJECTED
-                        R[i, R_RETRY] = wait  # clients: the Retry-After
+                        R[i, R_RETRY] = rt  # clients: the Retry-After
                         if LY[pos, L_SHADOW]:
                             op = OP_RESUME
                             pos += 1

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..algorithms.concurrency import IN_FLIGHT, QUEUED
-from ..compile import LB_CODES, compile_clients
+from ..compile import LB_CODES, can_hold, compile_clients
 from ..conservation import check_conservation
 from ..model.clock import NodeClock, clock_tables, redis_clock
 from ..model.faults import fault_tables
@@ -60,6 +60,7 @@ from .layout import (
     R_COST,
     R_CWAIT,
     R_DECIDED,
+    R_HELD,
     R_HOLDS,
     R_NODE,
     R_ORIGIN,
@@ -101,6 +102,7 @@ class _Tables:
     STATE: np.ndarray
     GSTATE: np.ndarray
     SNAP: np.ndarray
+    SHP: np.ndarray
     PRL: np.ndarray
     CQ: np.ndarray
     STACK: np.ndarray
@@ -134,14 +136,14 @@ def run_fast(
     R, C = world.R, world.C
     prefix(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
-        int(C[C_PRE]),
+        int(C[C_PRE]), world.TOPO_AT, T.SHP,
     )  # fmt: skip
     world = _drive(world, len(arrivals), progress, chunk_us, (scenario, seed, arrivals.user))
     if clients is not None:
-        return _client_run_data(world, T, scenario, arrivals)
+        return _client_run_data(world, T, scenario, arrivals, can_hold(layers))
     R, CMD = world.R, world.CMD
 
-    _check_conservation(R, world.NV, C, T, scenario.topology.nodes)
+    _check_conservation(R, world.NV, C, T, scenario.topology.slots)
     n_cmd = int(C[C_CMD])
     depth_t = CMD[0, :n_cmd].copy()
     shard_arr = CMD[2, :n_cmd].copy() if world.BUSY.shape[0] > 1 else None
@@ -156,6 +158,7 @@ def run_fast(
         depth_t_us=depth_t,
         depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
         backend_done_us=R[:, R_BK_DONE].copy() if scenario.backend is not None else None,
+        held_us=R[:, R_HELD].copy() if can_hold(layers) else None,
     )
 
 
@@ -246,6 +249,8 @@ def _world(
             [backend.load_factor, backend.servers] if backend is not None else [0.0, 1.0],
             dtype=np.float64,
         ),
+        TOPO_AT=scenario.topology.change_tables()[0],
+        SHP=T.SHP,
         **client_tables(scenario, clients, users, g_count, layers),
     )
     return world, T
@@ -363,7 +368,8 @@ def _request_table(
 
 
 def _prefix_length(layers: list[CompiledLayer]) -> int:
-    """How many leading node rate layers (not guards) there are: they run up front."""
+    """How many leading node rate layers (not guards) there are: they run up front. The first
+    that can hold a request (shaping) ends them: the layers after it see the request later."""
     n_pre = 0
     while (
         n_pre < len(layers)
@@ -371,6 +377,8 @@ def _prefix_length(layers: list[CompiledLayer]) -> int:
         and layers[n_pre].spec.algorithm.kind not in BACKEND_KINDS
     ):
         n_pre += 1
+        if any(layers[n_pre - 1].holds):
+            break
     return n_pre
 
 
@@ -443,9 +451,13 @@ def _layer_tables(
     LY = np.zeros((n_layers, LY_COLS), dtype=np.int64)
     every_alg = [a for cl in layers for a in (*cl.algs, *(cl.local_algs or ()))]
     max_p = max((len(a.params) for a in every_alg), default=1)
-    # row pos: layer pos's algorithm per tier; row n_layers + pos: its local fallback's
-    KK = np.zeros((2 * n_layers, n_tiers), dtype=np.int64)
-    PP = np.zeros((2 * n_layers, n_tiers, max_p), dtype=np.int64)
+    # row pos: layer pos's algorithm per tier; row n_layers + pos: its local fallback's;
+    # then, per follow layer, one row per epoch of the node schedule (from LY[pos, L_FOLLOW])
+    rows = 2 * n_layers + sum(len(cl.follow) for cl in layers if cl.follow)
+    KK = np.zeros((rows, n_tiers), dtype=np.int64)
+    PP = np.zeros((rows, n_tiers, max_p), dtype=np.int64)
+    SHP = np.zeros((rows, n_tiers), dtype=np.int64)
+    follow_row = 2 * n_layers  # where the next follow layer's rows start
     SHARD = np.zeros((max(g_count, 1), n), dtype=np.int64)
     off = 0  # node-side tables (node layers, local fallbacks) in STATE
     g_off = 0  # Redis-side tables (global layers) in GSTATE
@@ -477,6 +489,7 @@ def _layer_tables(
             l_size,
             gk,
             q_off,
+            follow_row if cl.follow is not None else 0,
         )
         if gk != G_RATE:
             initial.append((off, entries, list(cl.algs[0].new_state())))
@@ -489,6 +502,11 @@ def _layer_tables(
         off += entries * l_size
         fill_tier_rows(KK[pos], PP[pos], cl.algs, rate=gk == G_RATE)
         fill_tier_rows(KK[n_layers + pos], PP[n_layers + pos], cl.local_algs or [])
+        SHP[pos, : len(cl.holds)] = cl.holds[:n_tiers]
+        SHP[n_layers + pos, : len(cl.local_holds)] = cl.local_holds[:n_tiers]
+        for epoch_algs in cl.follow or ():
+            fill_tier_rows(KK[follow_row], PP[follow_row], epoch_algs)
+            follow_row += 1
         if cl.shard is not None:
             SHARD[cl.gidx, :users] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
@@ -507,6 +525,7 @@ def _layer_tables(
         STATE=STATE,
         GSTATE=np.zeros(g_off, dtype=np.int64),
         SNAP=np.zeros((failovers, g_off), dtype=np.int64),
+        SHP=SHP,
         PRL=np.zeros((3, n, n_layers) if n_guards else (3, 1, 1), dtype=np.int64),
         CQ=np.full((2, max(q_off, 1)), -1, dtype=np.int64),
         STACK=np.zeros((n * n_guards + 1, 4), dtype=np.int64),
@@ -550,7 +569,9 @@ def _check_conservation(
     )
 
 
-def _client_run_data(world: World, T: _Tables, scenario: Scenario, arrivals: Arrivals) -> RunData:
+def _client_run_data(
+    world: World, T: _Tables, scenario: Scenario, arrivals: Arrivals, holds: bool
+) -> RunData:
     """The :class:`RunData` of a run with clients that retry: its rows (the user requests,
     then the retries as they arrived) checked for conservation, then sorted by arrival (stable,
     as the event runner's ``RequestTable.all_arrivals``), origins renumbered to match."""
@@ -605,6 +626,7 @@ def _client_run_data(world: World, T: _Tables, scenario: Scenario, arrivals: Arr
         depth_t_us=depth_t,
         depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
         backend_done_us=rows_of(R[:, R_BK_DONE]).copy() if scenario.backend is not None else None,
+        held_us=rows_of(R[:, R_HELD]).copy() if holds else None,
         attempt=attempt,
         origin=new_origin,
     )

@@ -222,7 +222,7 @@ def _emit(b: Builder, uses: list[tuple[_Ctx, list[Directive]]], zones: dict[str,
                    "ratesim keeps it per host")  # fmt: skip
         if not nodelay and delay < burst:
             b.note(f"zone {zone_name}: admitted excess is delayed (no nodelay); the simulation "
-                   "treats the delay as admission at decision time until the runners model it")  # fmt: skip
+                   "holds each such request for its delay, then forwards it")  # fmt: skip
         fields = [f for v in re.findall(r"\$(\w+)", z.key) if (f := _var_field(v))]
         b.add(d.line, f"limit_req zone={zone_name}", "nginx host", name=zone_name,
               algorithm={"kind": "nginx_leaky", "rate": z.rate, "unit": z.unit, "burst": burst,

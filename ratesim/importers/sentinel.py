@@ -12,8 +12,9 @@ ratesim models as the route of that name. Flow rules (``grade: 1``, QPS):
 
 ``clusterMode``: one threshold for the cluster (``thresholdType: 1``; ``0`` is ``count`` per
 connected client, ``nodes=`` option) in the token server (global scope, 20 ms client timeout);
-``fallbackToLocalWhenFail`` (default true) then limits locally with the **same** ``count`` on
-every node (``failure_mode: local``, ``local_share: 1``). Degrade rules become circuit breakers
+``fallbackToLocalWhenFail`` (default true) then limits locally with the rule's ``count`` on
+every node (``failure_mode: local``): the whole cluster threshold with ``thresholdType: 1``
+(``local_share: 1``), one client's share with ``thresholdType: 0`` (``local_share: 1/nodes``). Degrade rules become circuit breakers
 (slow ratio, error ratio, error count) after the flow rules, as Sentinel's slot chain runs them.
 """
 
@@ -96,8 +97,8 @@ def _flow(b: Builder, r: LineDict, nodes: int | None) -> None:
         n = _whole(b, r, count)
         alg = {"kind": "pacer", "count": n, "max_queue_ms": q,
                "resolution_us": 1000 if n <= 1000 else 1}  # fmt: skip
-        b.note(f"{res}: throttling queues requests up to {q} ms; the simulation treats the "
-               "queueing delay as admission at decision time until the runners model it")  # fmt: skip
+        b.note(f"{res}: throttling queues requests up to {q} ms; the simulation holds each "
+               "queued request for its wait, then forwards it")  # fmt: skip
         if n > 1000:
             b.note(f"{res}: count {n} > 1000: paced in µs (Sentinel paces in ns)")
     else:
@@ -127,7 +128,12 @@ def _cluster(b: Builder, r: LineDict, res: str, nodes: int | None,
                 alg[k] *= n
     fallback = cc.get("fallbackToLocalWhenFail", True)
     layer: dict[str, Any] = {"scope": "global", "timeout_ms": 20.0, "time_source": "client"}
-    if fallback:
+    if fallback and threshold == 0:
+        # The fallback checks the rule's own `count` locally: with thresholdType 0 that is
+        # one client's share of the cluster threshold (count x clients).
+        layer.update(failure_mode="local", local_share=1.0 / (nodes or 1))
+        b.note(f"{res}: fallbackToLocalWhenFail: every node falls back to count = {r['count']}")
+    elif fallback:
         layer.update(failure_mode="local", local_share=1.0)
         b.note(f"{res}: fallbackToLocalWhenFail: every node falls back to the full count")
     else:

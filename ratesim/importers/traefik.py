@@ -101,8 +101,7 @@ def _add(b: Builder, name: str, cfg: Any, text: str) -> None:
     max_delay = 0.5 if rate < 1 else (10**9 // (2 * int(rate))) // 1000 / 1e6
     b.note(f"{name}: {average:g} per {period:g} s is {rate:g}/s with a bucket of {burst}; a "
            f"request is held up to {max_delay * 1000:g} ms (Traefik's maxDelay) instead of "
-           "rejected, which the simulation treats as admission at decision time until the "
-           "runners model the delay")  # fmt: skip
+           "rejected, and the simulation holds it as long before forwarding it")  # fmt: skip
     crit = cfg.get("sourceCriterion") or {}
     key = "{user}"
     if isinstance(crit, dict) and crit.get("requestHost"):

@@ -152,7 +152,7 @@ def fault_tables(scenario: Any) -> FaultTables:
     """The :class:`FaultTables` of ``scenario`` (a ``Scenario``), outages in listed order (the
     first listed covering one wins)."""
     redis = scenario.redis
-    nodes = scenario.topology.nodes
+    nodes = scenario.topology.slots  # every node the run starts (topology.changes)
     n_shards = redis.shards if redis is not None else 1
     outages_list = list(redis.outages) if redis is not None else []
     outages = np.zeros((len(outages_list), 3), dtype=np.int64)

@@ -13,6 +13,8 @@ whatever the traffic, which is the point the flagship scenario makes as it grows
   client-supplied time.
 * ``redis-saturation`` - traffic that pushes a single Redis past 1 / service time.
 * ``redis-outage`` - a refused outage and a black hole, with the local fallback.
+* ``autoscale`` - per-node buckets while nodes are added mid-surge (new nodes start full), and
+  a ``local_share: follow`` twin in shadow that shares the refill over the live nodes.
 * ``retry-storm`` - clients that retry (issue 13): a one-second surge at 3x a site-wide limit,
   the clients retrying every rejection immediately (up to 10 attempts in a 1.5 s deadline).
   :func:`retry_storm` builds the other variants: ``reaction="retry_after"`` (honour
@@ -30,7 +32,14 @@ from ..model.clock import ClockSpec
 from ..model.faults import OutageSpec
 from ..model.latency import ConstantLatency, LognormalLatency, SpikeSpec
 from ..policy import GcraSpec, LayerSpec, PolicySpec, SlidingLogSpec, TokenBucketSpec
-from ..scenario import NetworkSpec, RedisSpec, Scenario, ScenarioError, TopologySpec
+from ..scenario import (
+    NetworkSpec,
+    RedisSpec,
+    ScaleChange,
+    Scenario,
+    ScenarioError,
+    TopologySpec,
+)
 from ..traffic import (
     FlashCrowdTraffic,
     PiecewiseTraffic,
@@ -293,6 +302,61 @@ def redis_outage(scale: float = 1.0) -> Scenario:
     )
 
 
+def autoscale(scale: float = 1.0) -> Scenario:
+    """Per-node buckets through a surge that an autoscaler answers with more nodes (3 -> 6 at
+    12 s, back to 3 at 24 s); a shadow twin shares its refill over the live nodes."""
+    return Scenario(
+        name="autoscale",
+        description=(
+            "Per-node token buckets (Envoy local_ratelimit: 200 tokens, 100/s per node) on 3 "
+            "nodes: the site admits 300/s (the oracle, one bucket for the site, 100/s). A 4x "
+            "surge from 8 s; the autoscaler adds 3 nodes at 12 s, each starting with a full "
+            "bucket (a 600-token burst at the scale event) and doubling the admitted rate to "
+            "600/s, and removes them at 24 s. The shadow layer node_share is a site budget of "
+            "300/s with local_share: follow (local_cluster_rate_limit: ceil(tokens_per_fill / "
+            "members) per node): its refill stays at 300/s on 3 nodes and on 6."
+        ),
+        duration_s=30.0,
+        seed=13,
+        topology=TopologySpec(
+            nodes=3,
+            load_balancer="round_robin",
+            changes=[ScaleChange(at_s=12.0, nodes=6), ScaleChange(at_s=24.0, nodes=3)],
+        ),
+        redis=None,
+        policy=PolicySpec(
+            layers=[
+                LayerSpec(
+                    name="node_share",
+                    algorithm=TokenBucketSpec(
+                        rate=float(_n(300 * scale)),
+                        burst=_n(200 * scale),
+                        refill="ticker",
+                        fill_interval_s=1.0,
+                    ),
+                    key="*",
+                    mode="shadow",
+                    local_share="follow",
+                ),
+                LayerSpec(
+                    name="node_bucket",
+                    algorithm=TokenBucketSpec(rate=float(_n(100 * scale)), burst=_n(200 * scale)),
+                    key="*",
+                ),
+            ]
+        ),
+        traffic=FlashCrowdTraffic(
+            base_rate_per_s=250.0 * scale,
+            peak_factor=4.0,
+            start_s=8.0,
+            ramp_s=2.0,
+            plateau_s=12.0,
+            decay_s=4.0,
+        ),
+        population=PopulationSpec(users=_n(500 * scale)),
+    )
+
+
 #: The client reactions :func:`retry_storm` runs (``ratesim.clients`` policies).
 RETRY_STORM_REACTIONS: dict[str, dict[str, Any]] = {
     "immediate": {"kind": "immediate"},
@@ -361,6 +425,7 @@ _BUILTINS: dict[str, Callable[[float], Scenario]] = {
     "clock-skew": clock_skew,
     "redis-saturation": redis_saturation,
     "redis-outage": redis_outage,
+    "autoscale": autoscale,
     "retry-storm": retry_storm,
 }
 

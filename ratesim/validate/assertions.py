@@ -1,5 +1,10 @@
 """Comparison assertions of a validation suite: ``<metric> <op> <number>``.
 
+``<metric>`` is a metric column (``over_admitted_pct``, a per-layer ``rejected:<layer>``), an
+alias (:data:`ALIASES`) or ``first_trip(<layer>)``. The number may carry the metric's unit
+(``first_trip(site_orders) > 9s``, ``p99_decision_latency_ms < 12ms``, ``fail_open_pct < 5%``);
+a unit that is not the metric's is a syntax error.
+
 An assertion holds on the confidence bound, not on one seed: for ``<`` / ``<=`` the upper
 bound of the mean's confidence interval over replications must satisfy it, for ``>`` / ``>=``
 the lower bound; ``==`` / ``!=`` compare the mean. A metric that is NaN (e.g. a layer that
@@ -29,8 +34,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _PATTERN = re.compile(
-    r"^\s*(?P<metric>[A-Za-z_][\w.\-]*(?:\([\w.\-]+\))?)\s*(?P<op><=|>=|==|!=|<|>)"
-    r"\s*(?P<bound>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+    r"^\s*(?P<metric>[A-Za-z_][\w.\-]*(?::[\w.\-]+|\([\w.\-]+\))?)\s*(?P<op><=|>=|==|!=|<|>)"
+    r"\s*(?P<bound>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?\s*$"
 )
 
 
@@ -68,7 +73,23 @@ def parse_assertion(text: str) -> Assertion:
             f"assertion {text!r}: expected '<metric> <op> <number>' with op one of "
             + " ".join(_OPS)
         )
-    return Assertion(text, _metric_column(match["metric"]), match["op"], float(match["bound"]))
+    metric = _metric_column(match["metric"])
+    unit = match["unit"]
+    if unit is not None and unit != _unit_of(metric):
+        raise AssertionSyntaxError(
+            f"assertion {text!r}: the bound is in {unit!r} but {match['metric']} is "
+            + (f"in {_unit_of(metric)!r}" if _unit_of(metric) else "a count (no unit)")
+        )
+    return Assertion(text, metric, match["op"], float(match["bound"]))
+
+
+def _unit_of(column: str) -> str | None:
+    """The unit a bound of this metric column may be written with: ``ms``, ``s`` or ``%``."""
+    base = column.split(":", 1)[0]
+    for suffix, unit in (("_ms", "ms"), ("_s", "s"), ("_pct", "%")):
+        if base.endswith(suffix):
+            return unit
+    return None
 
 
 def check(assertion: Assertion, mean: float, ci_low: float, ci_high: float) -> bool:
