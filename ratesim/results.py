@@ -20,8 +20,9 @@ demand (each is computed once, then cached):
   time): ``arrivals``, ``admitted``, ``rejected:<layer>``, ``shadow_rejected:<layer>``,
   ``remaining:<layer>`` (last value reported in the bin, NaN if none), ``redis_queue_depth``
   (max commands ahead of an arriving command in the bin), ``pool_wait_p99_us``,
-  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``, and with ``topology.changes``
-  ``live_nodes`` (the nodes live at the bin's start);
+  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us``, with ``topology.changes``
+  ``live_nodes`` (the nodes live at the bin's start), and with clients that retry ``retries``
+  (the bin's arrivals that are retries: ``arrivals`` counts every attempt);
 * ``summary`` - one row per layer: ``layer``, ``scope``, ``mode``, ``algorithm``, then counts
   of the requests that ``reached`` it by outcome, which add up to ``reached``: ``allowed``,
   ``limited`` (its limiter said no), ``shadow_rejected``, ``fail_open``, ``fail_closed``,
@@ -333,6 +334,10 @@ class Result:
             at_us, counts = sc.topology.change_tables()
             epoch = np.searchsorted(at_us, np.arange(n_bins, dtype=np.int64) * iv, side="right")
             cols["live_nodes"] = epoch_counts(sc.topology.nodes, counts)[epoch]
+        if self.data.attempt is not None:  # clients that retry: the bin's arrivals that retry
+            cols["retries"] = np.bincount(
+                b, weights=self.data.attempt > 1, minlength=n_bins
+            ).astype(np.int64)
         index = pd.Index(np.arange(n_bins) * sc.interval_s, name="time_s")
         return pd.DataFrame(cols, index=index)
 

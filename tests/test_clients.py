@@ -486,3 +486,21 @@ def test_clients_that_retry_with_node_changes_are_refused_by_name() -> None:
         Scenario.from_dict(base)
     base["clients"] = {"on_reject": {"kind": "none"}}  # nobody retries: nothing to refuse
     assert Scenario.from_dict(base).clients is not None
+
+
+def test_timeseries_counts_the_retries_by_bin() -> None:
+    sc = with_clients(
+        make_scenario([bucket()], duration_s=2.0),
+        on_reject={"kind": "fixed", "delay_ms": 300},
+        max_attempts=3,
+    )
+    # the retries arrive at 0.301 s and 0.601 s: both in the first 1 s bin
+    ts = run(sc, [0, 1000], "event").timeseries
+    assert ts["retries"].tolist() == [2, 0]
+    assert ts["arrivals"].tolist() == [4, 0]
+    assert (
+        "retries"
+        not in run(
+            make_scenario([bucket()]).model_copy(update={"redis": None}), [0], "event"
+        ).timeseries
+    )
