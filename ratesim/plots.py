@@ -126,7 +126,8 @@ def _shadow_layers(result: Any) -> set[str]:
 def timeline(result: Any, ax: Axes | None = None) -> Axes:
     """Arrivals, admissions and rejections per layer over time, as rates (requests/s).
 
-    One line for ``arrivals``, one for ``admitted``, one per enforcing layer (``rejected:<layer>``;
+    One line for ``arrivals`` (with clients that retry, a dashed one for the retries among them),
+    one for ``admitted``, one per enforcing layer (``rejected:<layer>``;
     layers that ``result.summary`` marks as shadow are left out, they never reject), a dashed
     one in the layer's colour per layer with shadow rejections (``shadow_rejected:<layer>``),
     and a dotted one per layer whose failure mode decided requests (``fail_open``,
@@ -148,6 +149,9 @@ def timeline(result: Any, ax: Axes | None = None) -> Axes:
         t, ts["arrivals"].to_numpy(dtype=float) * per_s, color="black", lw=1.5, label="arrivals"
     )
     ax.plot(t, ts["admitted"].to_numpy(dtype=float) * per_s, color="tab:green", label="admitted")
+    if "retries" in ts and ts["retries"].sum() > 0:  # clients that retry: part of the arrivals
+        retries = ts["retries"].to_numpy(dtype=float) * per_s
+        ax.plot(t, retries, color="black", ls="--", lw=1, label="of which retries")
     colors: dict[str, str] = {}
     shadow = _shadow_layers(result)
     for pos, (col, layer) in enumerate(_columns(ts, "rejected")):

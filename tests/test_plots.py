@@ -272,3 +272,12 @@ def test_the_experiment_plots_are_reachable_from_ratesim_plots() -> None:
         assert getattr(plots, name) is getattr(experiment_plots, name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         plots.nope  # noqa: B018
+
+
+def test_timeline_draws_the_retries_among_the_arrivals() -> None:
+    result = make_result()
+    result.timeseries["retries"] = [0, 5, 30, 0]  # with clients that retry (a count per bin)
+    ax = plots.timeline(result)
+    assert labels(ax)[:3] == ["arrivals", "admitted", "of which retries"]
+    np.testing.assert_allclose(line(ax, "of which retries"), [0, 10, 60, 0])  # per 0.5 s bin
+    assert "of which retries" not in labels(plots.timeline(make_result()))

@@ -581,7 +581,7 @@ def _client_run_data(
     C = world.C
     rows = int(C[C_ROWS])
     R = world.R[:rows]
-    _check_conservation(R, world.NV, C, T, scenario.topology.nodes)
+    _check_conservation(R, world.NV, C, T, scenario.topology.slots)
     origin = R[:, R_ORIGIN]
     t = R[:, R_T]
     order = None if rows == len(arrivals) else np.argsort(t, kind="stable")
