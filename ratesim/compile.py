@@ -19,8 +19,8 @@ from .model import counter, retry
 from .model.clock import ms_to_us
 from .model.cluster import shard_of
 from .model.latency import apply_spikes, draws_per_sample, sample_us, sample_us_from
-from .model.node import assign_nodes, assign_nodes_live, hash_user_node
-from .model.topology import epoch_at, epoch_counts, follow_params
+from .model.node import assign_nodes, assign_nodes_live, user_hash
+from .model.topology import epoch_at, epoch_counts, follow_params, slot_fills, slot_of
 from .policy import (
     LayerSpec,
     build_local_algorithms,
@@ -91,9 +91,8 @@ def draw_retries(
     stream, k), so it is the same whatever else retried and in whichever order the retries
     were made; the first attempts keep :func:`draw_requests`' draws. Per retry:
 
-    * node: :func:`ratesim.model.retry.retry_node` (``round_robin``: ``row % N``;
-      ``random``: ``floor(u * N)``, ``u`` = number 0 of ``STREAM_NODE``; ``hash_user``: the
-      user's node);
+    * node: :func:`_retry_nodes` (a position among the nodes live at the retry's arrival,
+      then the node there);
     * latencies: ``STREAM_LATENCY``, sample ``j = 2 * g + d`` (global layer ``g`` in policy
       order, ``d`` 0 out / 1 back) from numbers ``j * k .. j * k + k - 1`` (``k`` the spec's
       uniforms per sample), spikes applied by the retry's arrival time;
@@ -101,17 +100,7 @@ def draw_retries(
     * backend base service time: ``STREAM_BACKEND``, numbers ``0 .. k - 1``.
     """
     m = len(origin)
-    nodes = scenario.topology.nodes
-    lb = LB_CODES[scenario.topology.load_balancer]
-    u = counter.uniforms(seed, origin, attempt, counter.STREAM_NODE, 0)
-    origin_node = hash_user_node(np.asarray(user, dtype=np.int64), nodes)
-    node = np.array(
-        [
-            retry.retry_node(lb, int(row[j]), int(origin_node[j]), float(u[j]), nodes)
-            for j in range(m)
-        ],
-        dtype=np.int64,
-    )
+    node = _retry_nodes(scenario, seed, origin, attempt, time_us, row, user)
 
     def samples(spec: object, stream: int, count: int) -> np.ndarray:
         k = draws_per_sample(spec)  # type: ignore[arg-type]
@@ -140,7 +129,44 @@ def draw_retries(
     return Draws(node, out, back, svc, backend)
 
 
-#: The load balancers' codes (:func:`ratesim.model.retry.retry_node`).
+def _retry_nodes(
+    scenario: Scenario,
+    seed: int,
+    origin: np.ndarray,
+    attempt: np.ndarray,
+    time_us: np.ndarray,
+    row: np.ndarray,
+    user: np.ndarray,
+) -> np.ndarray:
+    """The node (slot) each retry arrives on: :func:`ratesim.model.retry.retry_position` among
+    the nodes live at its arrival (``round_robin``: ``row % live``; ``random``:
+    ``floor(u * live)``, ``u`` = number 0 of ``STREAM_NODE``; ``hash_user``: the user's hash
+    mod ``live``), then :func:`ratesim.model.topology.slot_of` (the compiled runner does the
+    same, from :func:`retry_node_tables`)."""
+    lb = LB_CODES[scenario.topology.load_balancer]
+    at_us, live, keys, slot = retry_node_tables(scenario)
+    u = counter.uniforms(seed, origin, attempt, counter.STREAM_NODE, 0)
+    hashes = user_hash(np.asarray(user, dtype=np.int64))
+    out = np.empty(len(origin), dtype=np.int64)
+    for j in range(len(origin)):
+        e = epoch_at(int(time_us[j]), at_us)
+        p = retry.retry_position(lb, int(row[j]), int(hashes[j]), float(u[j]), int(live[e]))
+        out[j] = slot_of(keys, slot, len(live), e, p)
+    return out
+
+
+def retry_node_tables(
+    scenario: Scenario,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(at_us, live, keys, slot)``: the node schedule's change instants, each epoch's live
+    count and :func:`ratesim.model.topology.slot_fills`' tables (one epoch without changes)."""
+    topo = scenario.topology
+    at_us, counts = topo.change_tables()
+    keys, slot = slot_fills(topo.nodes, counts)
+    return at_us, epoch_counts(topo.nodes, counts), keys, slot
+
+
+#: The load balancers' codes (:func:`ratesim.model.retry.retry_position`).
 LB_CODES = {
     "round_robin": retry.LB_ROUND_ROBIN,
     "random": retry.LB_RANDOM,

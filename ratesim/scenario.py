@@ -211,11 +211,6 @@ class Scenario(_Spec):
                         f"{where}.routes: layer {layer.name!r} names route {route!r}, which is "
                         f"not in population.routes {sorted(routes)}"
                     )
-        if self.clients is not None and self.clients.any_retries and self.topology.changes:
-            raise ValueError(
-                "clients: clients that retry are not modelled together with topology.changes "
-                "yet (a retry would need the live nodes of its own arrival); drop one of them"
-            )
         if self.clients is not None and not from_trace:
             for tier in self.clients.tiers:
                 if tier not in tiers:

@@ -478,14 +478,27 @@ def test_progress_bar_runs_with_retries(capsys: pytest.CaptureFixture[str]) -> N
     assert a.totals["retries"] > 0
 
 
-def test_clients_that_retry_with_node_changes_are_refused_by_name() -> None:
-    base = make_scenario([bucket()]).model_dump()
-    base["topology"]["changes"] = [{"at_s": 0.5, "nodes": 2}]
-    base["clients"] = {"on_reject": {"kind": "immediate"}}
-    with pytest.raises(ScenarioError, match="clients: .*topology.changes"):
-        Scenario.from_dict(base)
-    base["clients"] = {"on_reject": {"kind": "none"}}  # nobody retries: nothing to refuse
-    assert Scenario.from_dict(base).clients is not None
+@pytest.mark.parametrize("lb", ["round_robin", "random", "hash_user"])
+def test_a_retry_goes_to_a_node_live_at_its_arrival(lb: str) -> None:
+    """Nodes 2 -> 4 at 0.5 s -> 1 at 1 s: every retry lands on a node slot live when it
+    arrives (slots 0-1 before 0.5 s, 0-3 until 1 s, then slot 0: the newest go first), and the
+    runners agree."""
+    sc = make_scenario(
+        [bucket(rate=5.0, burst=1)], nodes=2, duration_s=1.5, rate_per_s=200.0,
+        topology={"load_balancer": lb, "changes": [{"at_s": 0.5, "nodes": 4}, {"at_s": 1.0, "nodes": 1}]},
+    )  # fmt: skip
+    sc = with_clients(sc, on_reject={"kind": "backoff", "base_ms": 30, "cap_ms": 200})
+    a, b = (simulate(sc, engine=e) for e in ("event", "fast"))
+    for f in ("node", "outcomes", "decided_us", "rejected_by", "attempt", "origin"):
+        np.testing.assert_array_equal(getattr(a.data, f), getattr(b.data, f), err_msg=f)
+    req = a.requests
+    retry = req[req["attempt"] > 1]
+    assert len(retry) > 20
+    t = retry["time_us"]
+    live = np.where(t < 500_000, 2, np.where(t < 1_000_000, 4, 1))
+    assert (retry["node"] < live).all()
+    # retries after the scale-out reach the new nodes too
+    assert (retry.loc[(t >= 500_000) & (t < 1_000_000), "node"] >= 2).any()
 
 
 def test_timeseries_counts_the_retries_by_bin() -> None:

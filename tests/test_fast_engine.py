@@ -351,7 +351,6 @@ def scenarios_with_clients(draw: st.DrawFn) -> Scenario:
         clients["tiers"] = {"gold": draw(client_policies())}
     data = sc.model_dump()
     data["clients"] = clients
-    data["topology"]["changes"] = []  # not modelled with clients that retry (refused)
     return Scenario.model_validate(data)
 
 

@@ -68,6 +68,10 @@ class World(NamedTuple):
     LPLAT: Any  # (levels, g, 3, n): whole attempt levels drawn at once (as PLAT); -1 in LIDX: none
     LPBK: Any  # (levels, n): the same for the backend base service time
     NK: Any  # (L,): each layer's key count (a node-side slot is node * NK + key)
+    LIVE: Any  # (epochs,): the live node count of each epoch of the node schedule
+    SLOT_KEYS: Any  # model.topology.slot_fills' keys: where a retry's position's node is
+    SLOT_OF: Any  # ... and its slots
+    UHASH: Any  # (n,): each user request's user hash (model.node.user_hash; hash_user)
 
 
 # per-request columns of R

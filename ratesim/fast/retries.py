@@ -30,11 +30,12 @@ import numba
 import numpy as np
 
 from ..model.counter import STREAM_JITTER, STREAM_NODE, counter_u64, u24_of, unit_of
-from ..model.retry import CL_BUDGET, CL_MAX_ATTEMPTS, retry_at_us, retry_node
+from ..model.retry import CL_BUDGET, CL_MAX_ATTEMPTS, retry_at_us, retry_position
+from ..model.topology import slot_of
 from ..ordering import PRIO_ARRIVAL
 from ..outcomes import FAIL_CLOSED
 from .heaps import less, pop, swap
-from .kernels import clock_read
+from .kernels import clock_read, epoch_at
 from .layout import (
     C_CLIENTS,
     C_HEAP,
@@ -192,8 +193,8 @@ def retry_arrivals(cur: int, world: World) -> None:
         world.NK,
         world.LY,
     )
-    NV, SEED = world.NV, world.SEED
-    n_nodes = NV.shape[0] - 1
+    NV, SEED, LIVE = world.NV, world.SEED, world.LIVE
+    e = epoch_at(cur, world.TOPO_AT)  # the nodes live now
     any_local = LKEYS.shape[1] == R.shape[0]
     while C[C_HEAP] and H[0, H_AT] == cur and H[0, H_KIND] == K_RETRY:
         origin = H[0, H_I]
@@ -209,7 +210,8 @@ def retry_arrivals(cur: int, world: World) -> None:
                 SEED[0], np.uint64(origin), np.uint64(attempt), np.uint64(STREAM_NODE), np.uint64(0)
             )
         )
-        nd = retry_node(C[C_LB], r, onode, u, n_nodes)
+        p = retry_position(C[C_LB], r, world.UHASH[origin], u, LIVE[e])
+        nd = slot_of(world.SLOT_KEYS, world.SLOT_OF, LIVE.shape[0], e, p)
         for col in range(R_COLS):
             R[r, col] = 0
         R[r, R_T] = cur
@@ -255,9 +257,15 @@ def client_counters(C: np.ndarray, lb: int, users: int) -> None:
     C[C_LB] = lb
 
 
-def client_tables(scenario: Scenario, compiled: Any, n: int, g: int, layers: Any) -> dict[str, Any]:
-    """The clients' World fields for a run of ``n`` user requests and ``g`` global layers
-    (``compiled``: :class:`ratesim.compile.CompiledClients`, ``None``: placeholders)."""
+def client_tables(
+    scenario: Scenario, compiled: Any, n: int, g: int, layers: Any, user: np.ndarray
+) -> dict[str, Any]:
+    """The clients' World fields for a run of ``n`` user requests (users ``user``) and ``g``
+    global layers (``compiled``: :class:`ratesim.compile.CompiledClients`, ``None``:
+    placeholders)."""
+    from ..compile import retry_node_tables
+    from ..model.node import user_hash
+
     if compiled is None:
         return {
             "CL": np.zeros((1, 9), dtype=np.int64),
@@ -272,9 +280,14 @@ def client_tables(scenario: Scenario, compiled: Any, n: int, g: int, layers: Any
             "LIDX": np.full(2, -1, dtype=np.int64),
             "LPLAT": np.zeros((1, 1, 3, 1), dtype=np.int64),
             "LPBK": np.zeros((1, 1), dtype=np.int64),
+            "LIVE": np.ones(1, dtype=np.int64),
+            "SLOT_KEYS": np.zeros(1, dtype=np.int64),
+            "SLOT_OF": np.zeros(1, dtype=np.int64),
+            "UHASH": np.zeros(1, dtype=np.int64),
         }
     pend = np.zeros((n, 3), dtype=np.int64)
     pend[:, 0] = -1
+    _, live, keys, slot = retry_node_tables(scenario)
     return {
         "CL": compiled.table,
         "FIRST_T": compiled.first_t,
@@ -288,6 +301,10 @@ def client_tables(scenario: Scenario, compiled: Any, n: int, g: int, layers: Any
         "LIDX": np.full(int(compiled.table[:, CL_MAX_ATTEMPTS].max()) + 1, -1, dtype=np.int64),
         "LPLAT": np.zeros((0, max(g, 1), 3, n), dtype=np.int64),
         "LPBK": np.zeros((0, n), dtype=np.int64),
+        "LIVE": live,
+        "SLOT_KEYS": keys,
+        "SLOT_OF": slot,
+        "UHASH": user_hash(user),
     }
 
 

@@ -251,7 +251,7 @@ def _world(
         ),
         TOPO_AT=scenario.topology.change_tables()[0],
         SHP=T.SHP,
-        **client_tables(scenario, clients, users, g_count, layers),
+        **client_tables(scenario, clients, users, g_count, layers, arrivals.user),
     )
     return world, T
 

@@ -9,15 +9,22 @@ from .topology import epoch_counts, slots_at
 _GOLDEN64 = 0x9E3779B97F4A7C15
 
 
-def hash_user_node(user: np.ndarray, nodes: int) -> np.ndarray:
-    """The ``hash_user`` load balancer: ``((user * 0x9E3779B97F4A7C15 mod 2**64) >> 32) % N``.
-
-    A Fibonacci hash, so consecutive (Zipf-ranked) user codes spread over the nodes.
-    """
+def user_hash(user: np.ndarray) -> np.ndarray:
+    """The ``hash_user`` balancer's hash of each user: ``(user * 0x9E3779B97F4A7C15 mod 2**64)
+    >> 32`` (int64, below 2**32)."""
     u = np.asarray(user, dtype=np.int64).astype(np.uint64)
     with np.errstate(over="ignore"):
         h = (u * np.uint64(_GOLDEN64)) >> np.uint64(32)
-    return (h % np.uint64(nodes)).astype(np.int64)
+    return h.astype(np.int64)
+
+
+def hash_user_node(user: np.ndarray, nodes: int) -> np.ndarray:
+    """The ``hash_user`` load balancer: ``((user * 0x9E3779B97F4A7C15 mod 2**64) >> 32) % N``.
+
+    A Fibonacci hash (:func:`user_hash`), so consecutive (Zipf-ranked) user codes spread over
+    the nodes.
+    """
+    return user_hash(user) % nodes
 
 
 def assign_nodes(

@@ -136,18 +136,21 @@ def retry_at_us(
     return t
 
 
-#: Load balancers, as :func:`retry_node` takes them.
+#: Load balancers, as :func:`retry_position` takes them.
 LB_ROUND_ROBIN, LB_RANDOM, LB_HASH_USER = 0, 1, 2
 
 
 @register_jitable
-def retry_node(lb: int, row: int, origin_node: int, u: float, nodes: int) -> int:
-    """The node a retry arrives on: ``round_robin``: its row of the request table mod the node
-    count (the balancer's turn goes on over every arrival); ``random``: ``floor(u * nodes)``
-    from the retry's own uniform ``u``; ``hash_user``: its user's node, the origin's."""
+def retry_position(lb: int, row: int, user_hash: int, u: float, live: int) -> int:
+    """The position (``0 .. live - 1`` among the nodes live at its arrival) a retry arrives at:
+    ``round_robin``: its row of the request table mod ``live`` (the balancer's turn goes on
+    over every arrival); ``random``: ``floor(u * live)`` from the retry's own uniform ``u``;
+    ``hash_user``: its user's hash mod ``live`` (``ratesim.model.node.user_hash``). The node
+    standing there is :func:`ratesim.model.topology.slot_of` (without ``topology.changes``,
+    the position itself)."""
     if lb == LB_ROUND_ROBIN:
-        return row % nodes
+        return row % live
     if lb == LB_RANDOM:
-        k = int(u * nodes)
-        return k if k < nodes else nodes - 1
-    return origin_node
+        k = int(u * live)
+        return k if k < live else live - 1
+    return user_hash % live

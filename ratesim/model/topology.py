@@ -16,8 +16,11 @@ after a scale-in starts full even where an earlier node stood. The load balancer
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+from numba.extending import register_jitable
 
 #: Envoy ``local_cluster_rate_limit`` on a continuous bucket: the rate is shared as tokens per
 #: fill over a 1 s fill (µs); its token unit, common to every member count (see follow_params).
@@ -94,6 +97,13 @@ def slots_at(
     n_epochs = len(nodes) + 1
     q = np.asarray(position, dtype=np.int64) * n_epochs + np.asarray(epoch, dtype=np.int64)
     return slot[np.searchsorted(keys, q, side="right") - 1]
+
+
+@register_jitable
+def slot_of(keys: Any, slot: Any, n_epochs: int, epoch: int, position: int) -> int:
+    """:func:`slots_at` for one ``(epoch, position)`` on :func:`slot_fills`' tables
+    (numba-compatible: the compiled runner places a retry with it)."""
+    return int(slot[np.searchsorted(keys, position * n_epochs + epoch, side="right") - 1])
 
 
 def slot_table(base_nodes: int, nodes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], int]:
