@@ -92,6 +92,9 @@ class RunData:
     ``outcomes`` / ``remaining`` are ``(n, layers)``; ``remaining`` is -1 where the layer gave
     no figure. ``rejected_by`` is the rejecting layer's position or -1 (admitted).
     ``depth_t_us`` / ``depth`` sample the Redis queue depth at each command's arrival.
+    ``store_breakers`` is each (node, layer)'s store breaker at the end of the run,
+    ``(nodes, layers, SB_COLS)`` by the columns of :mod:`ratesim.model.store_breaker`
+    (``None`` when no layer has one).
     """
 
     arrivals: Arrivals
@@ -104,6 +107,7 @@ class RunData:
     depth_t_us: np.ndarray
     depth: np.ndarray
     backend_done_us: np.ndarray | None = None
+    store_breakers: np.ndarray | None = None
 
 
 def _pct(values: np.ndarray, q: float) -> float:

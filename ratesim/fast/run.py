@@ -14,6 +14,7 @@ from ..conservation import check_conservation
 from ..model.clock import NodeClock, clock_tables, redis_clock
 from ..model.faults import fault_tables
 from ..model.redis_server import SNAPSHOT, failover_schedule, queue_depths
+from ..model.store_breaker import SB_COLS, SB_PROBE
 from ..ordering import PRIO_FAILOVER
 from ..policy import BACKEND_KINDS
 from ..results import RunData
@@ -140,7 +141,26 @@ def run_fast(
         depth_t_us=depth_t,
         depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
         backend_done_us=R[:, R_BK_DONE].copy() if scenario.backend is not None else None,
+        store_breakers=_store_breakers(world.SB, layers, scenario.topology.nodes),
     )
+
+
+def _store_breaker_table(layers: list[CompiledLayer], nodes: int) -> np.ndarray:
+    """``SB``: a closed breaker per (node, layer) (a placeholder row when no layer has one)."""
+    rows = nodes * len(layers) if any(cl.spec.store_breaker for cl in layers) else 1
+    SB = np.zeros((rows, SB_COLS), dtype=np.int64)
+    SB[:, SB_PROBE] = -1
+    return SB.reshape(-1)
+
+
+def _store_breakers(
+    SB: np.ndarray, layers: list[CompiledLayer], nodes: int
+) -> np.ndarray | None:
+    """The run's final store-breaker rows as ``(nodes, layers, SB_COLS)`` (``None``: no layer
+    has a breaker), as :class:`RunData` holds them."""
+    if not any(cl.spec.store_breaker for cl in layers):
+        return None
+    return SB.reshape(nodes, len(layers), SB_COLS).copy()
 
 
 def _world(
@@ -216,6 +236,7 @@ def _world(
             [backend.load_factor, backend.servers] if backend is not None else [0.0, 1.0],
             dtype=np.float64,
         ),
+        SB=_store_breaker_table(layers, scenario.topology.nodes),
     )
     return world, T
 
@@ -386,6 +407,8 @@ def _layer_tables(
             l_size,
             gk,
             q_off,
+            spec.store_breaker.failures if spec.store_breaker else 0,
+            spec.store_breaker.cooldown_us if spec.store_breaker else 0,
         )
         if gk != G_RATE:
             initial.append((off, entries, list(cl.algs[0].new_state())))
