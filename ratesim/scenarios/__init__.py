@@ -13,6 +13,8 @@ whatever the traffic, which is the point the flagship scenario makes as it grows
   client-supplied time.
 * ``redis-saturation`` - traffic that pushes a single Redis past 1 / service time.
 * ``redis-outage`` - a refused outage and a black hole, with the local fallback.
+* ``redis-failover``, ``latency-spike`` (and ``-closed`` / ``-local``), ``slow-backend-breaker``
+  - bad days on the store path and at the backend (:mod:`ratesim.scenarios.bad_days`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..traffic import (
     PopulationSpec,
     RateSegment,
 )
+from .bad_days import latency_spike, redis_failover, slow_backend_breaker
 
 ORDER_ROUTE = "/api/v3/order"
 
@@ -292,6 +295,11 @@ _BUILTINS: dict[str, Callable[[float], Scenario]] = {
     "clock-skew": clock_skew,
     "redis-saturation": redis_saturation,
     "redis-outage": redis_outage,
+    "redis-failover": redis_failover,
+    "latency-spike": latency_spike,
+    "latency-spike-closed": lambda scale: latency_spike(scale, "closed"),
+    "latency-spike-local": lambda scale: latency_spike(scale, "local"),
+    "slow-backend-breaker": slow_backend_breaker,
 }
 
 
