@@ -50,7 +50,12 @@ def test_breaker_opens_on_a_stopped_server_and_probes_after_the_cooldown(redis_f
     server.start()
     clock.t = COOLDOWN_US - 1
     d = store.acquire(lim, "u", T0_US)
-    assert (d.allowed, d.outcome, d.error, d.charged) == (False, "fail_closed", "breaker_open", "no")
+    assert (d.allowed, d.outcome, d.error, d.charged) == (
+        False,
+        "fail_closed",
+        "breaker_open",
+        "no",
+    )
     many = store.acquire_many(lim, ["a", "b"], [T0_US] * 2)
     assert [x.error for x in many] == ["breaker_open"] * 2
     assert store.errors["breaker_open"] == 3 and store.errors["connection"] == 3

@@ -83,7 +83,9 @@ def expected_blackhole_calls(t: np.ndarray) -> tuple[int, int, int]:
 
 @pytest.mark.parametrize("engine", ["event", "fast"])
 def test_store_breaker_bounds_blackhole_timeouts(engine: str) -> None:
-    r = simulate(blackhole(StoreBreakerSpec(failures=K, cooldown_ms=COOLDOWN_US / 1000)), engine=engine)
+    r = simulate(
+        blackhole(StoreBreakerSpec(failures=K, cooldown_ms=COOLDOWN_US / 1000)), engine=engine
+    )
     t = r.data.arrivals.time_us
     lat = r.latency_us
     fo = r.data.outcomes[:, 0] == FAIL_OPEN
@@ -151,7 +153,10 @@ def test_store_breaker_is_validated() -> None:
             algorithm=GcraSpec(max_burst=1, count_per_period=1),
             store_breaker={"failures": 3, "cooldown_ms": 10},
         )
-    for bad, field in (({"failures": 0, "cooldown_ms": 10}, "failures"), ({"failures": 2}, "cooldown_ms")):
+    for bad, field in (
+        ({"failures": 0, "cooldown_ms": 10}, "failures"),
+        ({"failures": 2}, "cooldown_ms"),
+    ):
         with pytest.raises(ValidationError, match=field):
             LayerSpec(
                 name="g",
@@ -222,7 +227,7 @@ def test_fail_closed_rejects_exactly_the_requests_in_the_spike(engine: str) -> N
     assert (r.data.rejected_by[window] == pos).all()
     row = r.summary.iloc[pos]
     assert row["failure_mode_denied"] == window.sum() and row["failure_mode_allowed"] == 0
-    assert row["degraded_s"] == pytest.approx((SPIKE_END_S - SPIKE_START_S))
+    assert row["degraded_s"] == pytest.approx(SPIKE_END_S - SPIKE_START_S)
 
 
 def test_fail_open_admits_the_spike_and_local_fallback_is_bounded() -> None:

@@ -400,7 +400,9 @@ class Gateway:
             return
         self._decide_answer(i, pos, ok, rem, retry, reply_us)
 
-    def _decide_answer(self, i: int, pos: int, ok: int, rem: int, retry: int, reply_us: int) -> None:
+    def _decide_answer(
+        self, i: int, pos: int, ok: int, rem: int, retry: int, reply_us: int
+    ) -> None:
         """Global layer ``pos``'s answer to request ``i`` decides; it reaches the node at
         ``reply_us`` (µs, ``>= now``)."""
         req = self.requests

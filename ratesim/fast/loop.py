@@ -77,8 +77,8 @@ from .layout import (
     K_SERVE,
     K_SERVE_LATE,
     K_SNAPSHOT,
-    K_STORE_FAIL,
     K_STORE_ANSWER,
+    K_STORE_FAIL,
     K_WAIT_TIMEOUT,
     L_CLIENT_TIME,
     L_CLOSED,
@@ -92,9 +92,9 @@ from .layout import (
     L_OFF,
     L_QOFF,
     L_REDIS_TIME,
-    L_SHADOW,
     L_SB_COOL,
     L_SB_FAILS,
+    L_SHADOW,
     L_SIZE,
     L_TMO,
     N_IN_USE,
@@ -466,7 +466,9 @@ def run(limit: int, world: World) -> int:
                         if LY[gpos, L_SB_FAILS]:
                             # store breaker: it hears of the answer when the answer arrives
                             if x != cur:
-                                push(H, C, x, i * PRIO_STRIDE + gpos, K_STORE_ANSWER, i, gpos, op, 0)
+                                push(
+                                    H, C, x, i * PRIO_STRIDE + gpos, K_STORE_ANSWER, i, gpos, op, 0
+                                )
                                 op = OP_DONE
                             else:
                                 o = (R[i, R_NODE] * n_layers + gpos) * SB_COLS
@@ -723,7 +725,7 @@ def run(limit: int, world: World) -> int:
                     x = deadline
                 else:
                     op = OP_DONE
-            elif op == OP_FAIL or op == OP_MODE:
+            elif op in (OP_FAIL, OP_MODE):
                 if op == OP_FAIL and LY[pos, L_SB_FAILS]:
                     # a failed call: its store breaker hears of it when the caller learns it
                     if x != cur:

@@ -153,9 +153,7 @@ def _store_breaker_table(layers: list[CompiledLayer], nodes: int) -> np.ndarray:
     return SB.reshape(-1)
 
 
-def _store_breakers(
-    SB: np.ndarray, layers: list[CompiledLayer], nodes: int
-) -> np.ndarray | None:
+def _store_breakers(SB: np.ndarray, layers: list[CompiledLayer], nodes: int) -> np.ndarray | None:
     """The run's final store-breaker rows as ``(nodes, layers, SB_COLS)`` (``None``: no layer
     has a breaker), as :class:`RunData` holds them."""
     if not any(cl.spec.store_breaker for cl in layers):
