@@ -300,3 +300,14 @@ def test_degradation_order_flips_with_the_breaker_threshold() -> None:
     above = order(1.3 * sat_s)
     assert below["breaker"] < below["concurrency"] or np.isnan(below["concurrency"])
     assert np.isnan(above["breaker"]) and not np.isnan(above["concurrency"])
+
+
+def test_cli_summary_shows_breaker_columns_only_with_a_breaker() -> None:
+    from ratesim.cli import format_summary
+
+    guarded = simulate(blackhole(StoreBreakerSpec(failures=K, cooldown_ms=100)), engine="fast")
+    plain = simulate(blackhole(None), engine="fast")
+    assert "breaker_opens" in format_summary(guarded)
+    text = format_summary(plain)
+    assert "breaker_opens" not in text and "failure_mode_allowed" in text
+    assert "breaker_opens" in plain.summary.columns  # the table itself keeps every column
