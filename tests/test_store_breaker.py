@@ -311,3 +311,24 @@ def test_cli_summary_shows_breaker_columns_only_with_a_breaker() -> None:
     text = format_summary(plain)
     assert "breaker_opens" not in text and "failure_mode_allowed" in text
     assert "breaker_opens" in plain.summary.columns  # the table itself keeps every column
+
+
+def test_a_bad_store_breaker_in_yaml_names_the_file_line_and_field(tmp_path) -> None:
+    from ratesim import ScenarioError, load_scenario
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(
+        "name: bad\n"
+        "duration_s: 1\n"
+        "policy:\n"
+        "  layers:\n"
+        "    - name: g\n"
+        "      scope: global\n"
+        "      algorithm: {kind: gcra, max_burst: 1, count_per_period: 10}\n"
+        "      store_breaker: {failures: 0, cooldown_ms: 10}\n"
+        "traffic: {kind: poisson, rate_per_s: 10}\n"
+    )
+    with pytest.raises(
+        ScenarioError, match=r"bad\.yaml:8: policy\.layers\[0\]\.store_breaker\.failures"
+    ):
+        load_scenario(p)
