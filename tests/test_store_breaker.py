@@ -55,30 +55,29 @@ def blackhole(breaker: StoreBreakerSpec | None) -> Scenario:
     )
 
 
-def expected_blackhole_calls(t: np.ndarray) -> tuple[int, int, int]:
-    """(timed-out calls, breaker openings from closed, µs the breaker spent open) for arrivals
-    ``t`` (µs, sorted), from the breaker's rules: the ``K``-th timeout observed opens it; the
-    first decision ``COOLDOWN_US`` after it opened is the one probe; a probe that times out
-    opens it again from its own timeout; one that gets an answer closes it.
-
-    A command is black-holed when it reaches Redis (``x + L``) inside the hole; at one instant
-    arrivals are decided before the timeouts observed then (the ordering rule)."""
-    hit = (t + L_US >= HOLE[0]) & (t + L_US < HOLE[1])
-    first = np.flatnonzero(hit)[:K]
+def expected_breaker_calls(
+    t: np.ndarray, hit: np.ndarray, k: int, tau_us: int, cooldown_us: int
+) -> tuple[int, int, int]:
+    """(timed-out calls, when the breaker first opened, the arrival time of the probe that
+    closed it) for one node's arrivals ``t`` (µs, sorted), ``hit[j]`` true when arrival ``j``'s
+    call would time out, from the breaker's rules: the ``k``-th timeout observed (each ``tau_us``
+    after its call) opens it; the first decision ``cooldown_us`` after it opened is the one
+    probe; a probe that times out opens it again from its own timeout; one that gets an answer
+    closes it. At one instant arrivals are decided before the timeouts observed then (the
+    ordering rule), so an arrival at the instant the breaker opens still calls."""
+    first = np.flatnonzero(hit)[:k]
     x1, xk = int(t[first[0]]), int(t[first[-1]])
-    opened = xk + TAU_US
-    # every decision from the first black-holed call until the breaker opens makes a call
+    opened = xk + tau_us
+    # every decision from the first failing call until the breaker opens makes a call
     calls = int(((t >= x1) & (t <= opened)).sum())
     assert hit[(t >= x1) & (t <= opened)].all()
-    opened_at = opened
+    first_open = opened
     while True:
-        j = int(np.searchsorted(t, opened + COOLDOWN_US, side="left"))
-        xp = int(t[j])
-        if not (HOLE[0] <= xp + L_US < HOLE[1]):
-            closed = xp + 2 * L_US + SVC_US  # the probe's answer (an idle shard)
-            return calls, 1, closed - opened_at
+        j = int(np.searchsorted(t, opened + cooldown_us, side="left"))
+        if not hit[j]:
+            return calls, first_open, int(t[j])
         calls += 1
-        opened = xp + TAU_US
+        opened = int(t[j]) + tau_us
 
 
 @pytest.mark.parametrize("engine", ["event", "fast"])
@@ -92,12 +91,16 @@ def test_store_breaker_bounds_blackhole_timeouts(engine: str) -> None:
     timed_out = int((fo & (lat == TAU_US)).sum())
     short = int((fo & (lat == 0)).sum())
     assert timed_out + short == int(fo.sum())  # every failure-mode decision is one or the other
-    calls, opens, open_us = expected_blackhole_calls(t)
+    # a command is black-holed when it reaches Redis (x + L) inside the hole
+    hit = (t + L_US >= HOLE[0]) & (t + L_US < HOLE[1])
+    calls, opened, probe = expected_breaker_calls(t, hit, K, TAU_US, COOLDOWN_US)
     assert timed_out == calls
     row = r.summary.iloc[0]
     assert row["breaker_short"] == short
-    assert row["breaker_opens"] == opens
-    assert row["breaker_open_s"] == pytest.approx(open_us / 1e6, abs=1e-9)
+    assert row["breaker_opens"] == 1
+    # open from the k-th timeout to the closing probe's answer (an idle shard)
+    closed = probe + 2 * L_US + SVC_US
+    assert row["breaker_open_s"] == pytest.approx((closed - opened) / 1e6, abs=1e-9)
     # without the breaker every black-holed call waits out its timeout
     in_hole = int(((t + L_US >= HOLE[0]) & (t + L_US < HOLE[1])).sum())
     assert in_hole > 3000
@@ -228,6 +231,39 @@ def test_fail_closed_rejects_exactly_the_requests_in_the_spike(engine: str) -> N
     row = r.summary.iloc[pos]
     assert row["failure_mode_denied"] == window.sum() and row["failure_mode_allowed"] == 0
     assert row["degraded_s"] == pytest.approx(SPIKE_END_S - SPIKE_START_S)
+
+
+@pytest.mark.parametrize("engine", ["event", "fast"])
+def test_spike_behind_a_store_breaker_costs_one_timeout_per_cooldown_per_node(engine: str) -> None:
+    """``latency-spike-breaker``: each node's breaker opens after its own k timeouts, then
+    probes once per cooldown: the timed-out calls, counted per node from its arrivals, against
+    one per request without the breaker."""
+    from ratesim.scenarios.bad_days import SPIKE_BREAKER
+
+    r = simulate("latency-spike-breaker", engine=engine)
+    pos = r.layer_names.index("site_gcra")
+    layer = r.scenario.policy.layer("site_gcra")
+    assert layer.store_breaker == SPIKE_BREAKER and layer.failure_mode == "open"
+    tau = round(layer.timeout_ms * 1000)
+    window, o = _spike_window(r, "site_gcra")
+    t = r.data.arrivals.time_us
+    fo = o == FAIL_OPEN
+    timed_out = fo & (r.latency_us == tau)
+    short = fo & (r.latency_us == 0)
+    np.testing.assert_array_equal(timed_out | short, fo)
+    total = 0
+    for nd in range(r.scenario.topology.nodes):
+        mine = (r.data.node == nd) & (o != NOT_REACHED)
+        calls, _, _ = expected_breaker_calls(
+            t[mine], window[mine], SPIKE_BREAKER.failures, tau, SPIKE_BREAKER.cooldown_us
+        )
+        assert int(timed_out[mine].sum()) == calls, nd
+        total += calls
+    row = r.summary.iloc[pos]
+    assert row["breaker_opens"] == r.scenario.topology.nodes
+    assert row["breaker_short"] == int(short.sum())
+    assert total * 10 < int(window.sum())  # without the breaker: every one of them
+    assert float(np.percentile(r.latency_us[window], 90)) == 0.0
 
 
 def test_fail_open_admits_the_spike_and_local_fallback_is_bounded() -> None:

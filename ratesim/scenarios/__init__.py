@@ -13,7 +13,8 @@ whatever the traffic, which is the point the flagship scenario makes as it grows
   client-supplied time.
 * ``redis-saturation`` - traffic that pushes a single Redis past 1 / service time.
 * ``redis-outage`` - a refused outage and a black hole, with the local fallback.
-* ``redis-failover``, ``latency-spike`` (and ``-closed`` / ``-local``), ``slow-backend-breaker``
+* ``redis-failover``, ``latency-spike`` (and ``-closed`` / ``-local`` / ``-breaker``),
+  ``slow-backend-breaker``
   - bad days on the store path and at the backend (:mod:`ratesim.scenarios.bad_days`).
 """
 
@@ -33,7 +34,7 @@ from ..traffic import (
     PopulationSpec,
     RateSegment,
 )
-from .bad_days import latency_spike, redis_failover, slow_backend_breaker
+from .bad_days import SPIKE_BREAKER, latency_spike, redis_failover, slow_backend_breaker
 
 ORDER_ROUTE = "/api/v3/order"
 
@@ -299,6 +300,7 @@ _BUILTINS: dict[str, Callable[[float], Scenario]] = {
     "latency-spike": latency_spike,
     "latency-spike-closed": lambda scale: latency_spike(scale, "closed"),
     "latency-spike-local": lambda scale: latency_spike(scale, "local"),
+    "latency-spike-breaker": lambda scale: latency_spike(scale, "open", SPIKE_BREAKER),
     "slow-backend-breaker": slow_backend_breaker,
 }
 

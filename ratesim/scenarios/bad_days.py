@@ -6,7 +6,9 @@
 * ``latency-spike`` / ``latency-spike-closed`` / ``latency-spike-local`` - the network to
   Redis gains 100 ms each way for 2 s (every call's round trip passes the 100 ms decision
   timeout), run under fail open, fail closed and the local fallback: :func:`latency_spike`
-  takes the failure mode as a parameter, the three names are its variants.
+  takes the failure mode as a parameter, the three names are its variants;
+  ``latency-spike-breaker`` is fail open behind a store breaker per node (5 failures, 500 ms
+  cooldown): one timeout per cooldown instead of one per request.
 * ``slow-backend-breaker`` - the seed's three layers in front of a backend that slows with
   load (QPS limit, 50 in flight, a slow-call-ratio breaker): the breaker's slow-call threshold
   (``max_rt_s``) must sit below the backend's response time when the concurrency limit is
@@ -21,7 +23,15 @@ from typing import Literal
 from ..model.backend import BackendSpec, slowed_service_us
 from ..model.faults import FailoverSpec
 from ..model.latency import ConstantLatency, LognormalLatency, SpikeSpec
-from ..policy import BreakerSpec, ConcurrencySpec, GcraSpec, LayerSpec, PolicySpec, TokenBucketSpec
+from ..policy import (
+    BreakerSpec,
+    ConcurrencySpec,
+    GcraSpec,
+    LayerSpec,
+    PolicySpec,
+    StoreBreakerSpec,
+    TokenBucketSpec,
+)
 from ..scenario import NetworkSpec, RedisSpec, Scenario, TopologySpec
 from ..traffic import FlashCrowdTraffic, PoissonTraffic, PopulationSpec
 
@@ -88,10 +98,17 @@ def redis_failover(scale: float = 1.0) -> Scenario:
 SPIKE_START_S, SPIKE_END_S, SPIKE_ADD_MS = 4.0, 6.0, 100.0
 
 
+#: The store breaker of ``latency-spike-breaker``.
+SPIKE_BREAKER = StoreBreakerSpec(failures=5, cooldown_ms=500.0)
+
+
 def latency_spike(
-    scale: float = 1.0, failure_mode: Literal["open", "closed", "local"] = "open"
+    scale: float = 1.0,
+    failure_mode: Literal["open", "closed", "local"] = "open",
+    store_breaker: StoreBreakerSpec | None = None,
 ) -> Scenario:
-    """Redis 200 ms further away (round trip) for 2 s, under ``failure_mode``.
+    """Redis 200 ms further away (round trip) for 2 s, under ``failure_mode`` (and a store
+    breaker on the global layer when ``store_breaker`` is given).
 
     Four nodes, a per-node token bucket then a site-wide GCRA (2000/s, burst 200) with a
     100 ms decision timeout. Every request arriving in ``[4, 6)`` s waits the full timeout and
@@ -100,11 +117,18 @@ def latency_spike(
     spike's calls in flight, so no request outside the window waits for one.
     """
     suffix = "" if failure_mode == "open" else f"-{failure_mode}"
+    suffix += "-breaker" if store_breaker is not None else ""
     return Scenario(
         name=f"latency-spike{suffix}",
         description=(
             "The network to Redis gains 100 ms each way from 4 to 6 s (a 200 ms spike in the "
-            f"round trip, past the 100 ms decision timeout) under failure_mode={failure_mode}."
+            f"round trip, past the 100 ms decision timeout) under failure_mode={failure_mode}"
+            + (
+                f", behind a store breaker ({store_breaker.failures} failures, "
+                f"{store_breaker.cooldown_ms:g} ms cooldown)."
+                if store_breaker is not None
+                else "."
+            )
         ),
         duration_s=10.0,
         seed=17,
@@ -131,6 +155,7 @@ def latency_spike(
                     key="*",
                     timeout_ms=100.0,
                     failure_mode=failure_mode,
+                    store_breaker=store_breaker,
                 ),
             ]
         ),
@@ -211,4 +236,10 @@ def slow_backend_breaker(scale: float = 1.0, max_rt_s: float = 0.12) -> Scenario
     )
 
 
-__all__ = ["latency_spike", "redis_failover", "saturation_rt_s", "slow_backend_breaker"]
+__all__ = [
+    "SPIKE_BREAKER",
+    "latency_spike",
+    "redis_failover",
+    "saturation_rt_s",
+    "slow_backend_breaker",
+]
