@@ -431,3 +431,33 @@ def test_the_experiment_plots_are_reachable_from_ratesim_plots() -> None:
         assert getattr(plots, name) is getattr(experiment_plots, name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         plots.nope  # noqa: B018
+
+
+def _coupling_table(xs: list[float], ys: list[float]) -> pd.DataFrame:
+    rows = [
+        {
+            "a": x,
+            "b": y,
+            "binding_layer": "first" if x < y else "second",
+            "gap": x * y,
+            "never:first": False,
+            "never:second": False,
+        }
+        for x in xs
+        for y in ys
+    ]
+    table = pd.DataFrame(rows)
+    table.attrs.update({"x": "a", "y": "b", "layers": ["first", "second"]})
+    return table
+
+
+def test_coupling_map_draws_a_geometric_grid_on_log_axes_with_equal_cells() -> None:
+    from ratesim.experiments import plots as experiment_plots
+
+    ax = experiment_plots.coupling_map(_coupling_table([0.25, 1, 4], [1, 2, 3]), gap="gap")
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"  # 1, 2, 3 is not geometric
+    np.testing.assert_allclose(ax.get_xticks(), [0.25, 1, 4])
+    mesh = ax.collections[0]
+    # cell edges at geometric means: 0.125, 0.5, 2, 8 -> every cell one factor 4 wide
+    xe = np.unique(np.asarray(mesh.get_coordinates())[..., 0])
+    np.testing.assert_allclose(xe, [0.125, 0.5, 2, 8])
