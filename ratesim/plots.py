@@ -334,7 +334,7 @@ def oracle_gap(result: Any, ax: Axes | None = None) -> Axes:
             color=color,
             alpha=0.3,
             lw=0,
-            label=f"{layer}: over-admitted (up) / wrongly rejected (down)",
+            label=layer,
         )
         ax.fill_between(t, -down, -down - wrong_l, color=color, alpha=0.3, lw=0)
         up, down = up + over_l, down + wrong_l
@@ -357,7 +357,7 @@ def oracle_gap(result: Any, ax: Axes | None = None) -> Axes:
     ax.set_title("Gap to the oracle, by layer")
     ax.set_ylabel("requests/s (+ over-admitted, − wrongly rejected)")
     _time_axis(ax, result)
-    _legend_outside(ax)
+    _legend_outside(ax, title="areas: ↑ over-admitted,\n↓ wrongly rejected")
     return ax
 
 
