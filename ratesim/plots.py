@@ -36,6 +36,7 @@ __all__ = [
     "PLOTS",
     "bin_width_s",
     "latency",
+    "node_frame",
     "nodes",
     "oracle_gap",
     "oracle_gap_by_layer",
