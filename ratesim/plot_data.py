@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .outcomes import LOCAL_ALLOWED, LOCAL_REJECTED
+
 __all__ = [
     "bin_width_s",
     "node_frame",
@@ -132,12 +134,20 @@ def _layer_capacity(layer: Any, tier: str) -> int:
     return int(layer.algorithm_for(tier).build().limit)
 
 
+def _local_capacity(layer: Any, tier: str, nodes: int) -> int:
+    """The capacity of ``layer``'s node-local fallback limiter for ``tier``
+    (:func:`ratesim.policy.build_local_algorithms`: scaled by ``local_share``, else 1/nodes)."""
+    share = layer.local_share if layer.local_share is not None else 1.0 / nodes
+    return int(layer.algorithm_for(tier).scaled(share).build().limit)
+
+
 def remaining_share_frame(result: Any) -> pd.DataFrame:
     """Per layer and bin: the mean share (0..1) of its key's capacity that the requests the
     layer decided in the bin left, each request on its own key (its user's, its route's, the
     site's: whatever the layer's ``key`` template names) and divided by that key's capacity (its
-    tier's, for a tiered layer). 1 is an idle key, 0 an exhausted one; NaN where the layer
-    decided nothing in the bin. Columns are layer names.
+    tier's, for a tiered layer; for a decision of a ``failure_mode="local"`` fallback, the
+    node-local limiter's). 1 is an idle key, 0 an exhausted one; NaN where the layer decided
+    nothing in the bin. Columns are layer names.
 
     Reads the per-request arrays of a :class:`~ratesim.results.Result` (``result.data``). A
     result without them falls back to the seed's ``bucket_remaining_gauge``
@@ -152,10 +162,19 @@ def remaining_share_frame(result: Any) -> pd.DataFrame:
         tiers = result.requests["tier"].astype(str).to_numpy()
         bins = _bins(result, result.requests["time_us"].to_numpy())
         index = np.asarray(ts.index, dtype=float)
+        outcomes = getattr(data, "outcomes", None)
+        nodes = int(getattr(getattr(result.scenario, "topology", None), "nodes", 1) or 1)
         for pos, layer in enumerate(layers):
             rem = np.asarray(data.remaining[:, pos], dtype=float)
             caps = {t: _layer_capacity(layer, t) for t in np.unique(tiers)}
-            share = rem / np.array([caps[t] for t in tiers], dtype=float)
+            cap = np.array([caps[t] for t in tiers], dtype=float)
+            if outcomes is not None and layer.failure_mode == "local":
+                # a node-local fallback decision reports its own limiter's remaining figure:
+                # divide it by that limiter's capacity (the layer's, scaled by local_share)
+                fallback = np.isin(outcomes[:, pos], (LOCAL_ALLOWED, LOCAL_REJECTED))
+                local = {t: _local_capacity(layer, t, nodes) for t in np.unique(tiers)}
+                cap = np.where(fallback, [local[t] for t in tiers], cap)
+            share = rem / cap
             sel = rem >= 0  # -1: the layer gave no figure (never reached, failure mode)
             mean = pd.Series(share[sel]).groupby(bins[sel]).mean()
             out[str(layer.name)] = mean.reindex(index).to_numpy(dtype=float)
@@ -165,8 +184,8 @@ def remaining_share_frame(result: Any) -> pd.DataFrame:
             if str(col).startswith("remaining:"):
                 name = str(col)[len("remaining:") :]
                 if name in by_name:
-                    cap = float(_layer_capacity(by_name[name], ""))
-                    out[name] = ts[col].to_numpy(dtype=float) / cap
+                    untiered = float(_layer_capacity(by_name[name], ""))
+                    out[name] = ts[col].to_numpy(dtype=float) / untiered
     return pd.DataFrame(out, index=ts.index)
 
 

@@ -461,3 +461,31 @@ def test_coupling_map_draws_a_geometric_grid_on_log_axes_with_equal_cells() -> N
     # cell edges at geometric means: 0.125, 0.5, 2, 8 -> every cell one factor 4 wide
     xe = np.unique(np.asarray(mesh.get_coordinates())[..., 0])
     np.testing.assert_allclose(xe, [0.125, 0.5, 2, 8])
+
+
+def test_remaining_divides_a_local_fallback_decision_by_the_local_capacity() -> None:
+    from ratesim.outcomes import ALLOWED, LOCAL_ALLOWED
+
+    result = make_result()
+    layer = LayerSpec(
+        name="site",
+        scope="global",
+        key="*",
+        failure_mode="local",
+        algorithm=GcraSpec(max_burst=399, count_per_period=100),
+    )
+    result.scenario.policy = SimpleNamespace(layers=[layer])
+    result.scenario.topology = SimpleNamespace(nodes=4)
+    # the layer's capacity is max_burst + 1 = 400; its local fallback has a quarter of it
+    # (local_share None: 1 / nodes), a GCRA of max_burst 100 (rounded), capacity 101
+    local_cap = GcraSpec(max_burst=399, count_per_period=100).scaled(0.25).build().limit
+    assert local_cap == 101
+    result.data = SimpleNamespace(
+        remaining=np.array([[200], [101], [50], [0], [0], [0]]),
+        outcomes=np.array(
+            [[ALLOWED], [LOCAL_ALLOWED], [LOCAL_ALLOWED], [ALLOWED], [ALLOWED], [ALLOWED]]
+        ),
+    )
+    share = plots.remaining_share_frame(result)
+    # bin 0: 200/400; bin 0.5: 101/101 and 50/101 (fallback); bins 1.0, 1.5: 0
+    np.testing.assert_allclose(share["site"], [0.5, (1 + 50 / 101) / 2, 0, 0])
