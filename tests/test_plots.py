@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ratesim import plots  # noqa: E402
+from ratesim import plots, scenarios  # noqa: E402
 from ratesim.model.clock import ClockSpec  # noqa: E402
 from ratesim.model.latency import SpikeSpec  # noqa: E402
 from ratesim.policy import GcraSpec, LayerSpec, SlidingLogSpec, TokenBucketSpec  # noqa: E402
@@ -489,3 +489,29 @@ def test_remaining_divides_a_local_fallback_decision_by_the_local_capacity() -> 
     share = plots.remaining_share_frame(result)
     # bin 0: 200/400; bin 0.5: 101/101 and 50/101 (fallback); bins 1.0, 1.5: 0
     np.testing.assert_allclose(share["site"], [0.5, (1 + 50 / 101) / 2, 0, 0])
+
+
+@pytest.mark.parametrize("name", scenarios.names())
+def test_every_figure_of_every_builtin_is_readable(name: str) -> None:
+    """On a real (small) run of each built-in: no warning, the legend right of the data, the
+    count and share axes from zero, every positive latency on the axis."""
+    import ratesim
+
+    result = ratesim.simulate(scenarios.get(name, scale=0.1), seed=0)
+    for plot, draw in plots.PLOTS.items():
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ax = draw(result, fig.add_subplot())
+            fig.draw_without_rendering()
+        legend = ax.get_legend()
+        assert legend is not None, (name, plot)
+        assert legend.get_window_extent().x0 >= ax.get_window_extent().x1, (name, plot)
+        if plot in ("timeline", "remaining", "nodes"):
+            assert ax.get_ylim()[0] == 0, (name, plot)
+        if plot == "latency" and ax.get_yscale() == "log":
+            low, high = ax.get_ylim()
+            for item in ax.get_lines():
+                values = np.asarray(item.get_ydata(), dtype=float)
+                values = values[np.isfinite(values) & (values > 0)]
+                assert ((values > low) & (values < high)).all(), (name, item.get_label())
