@@ -4,10 +4,18 @@ Every plotting function takes the result and an optional ``ax``; with ``ax=None`
 figure (through pyplot, so notebooks show it), draws into it and returns the ``Axes``.
 :func:`save_all` renders every plot to PNG files without touching pyplot's global state.
 
-The functions read only the documented columns of ``Result.timeseries`` (indexed by the bin
-start ``time_s``) and ``Result.requests``; see ``docs/guides/simulation.md``. Counts per time-series
-bin are drawn as rates (requests per second of simulated time) so that plots of runs with
-different bin widths compare directly.
+The functions read the documented columns of ``Result.timeseries`` (indexed by the bin start
+``time_s``) and ``Result.requests``, the scenario (its faults, clocks and policy) and, for the
+quota left, ``Result.data``; see ``docs/guides/simulation.md``. The tables they draw come from
+:mod:`ratesim.plot_data` (re-exported here). Counts per time-series bin are drawn as rates
+(requests per second of simulated time), each at its bin's centre, so that plots of runs with
+different bin widths compare directly; every legend sits to the right of the data.
+
+* :func:`timeline` - arrivals, admissions, rejections and failure-mode decisions per layer;
+* :func:`latency` - decision-latency percentiles and the pool wait;
+* :func:`oracle_gap` - the gap to the oracle, split by layer, with net lines;
+* :func:`remaining` - the quota left, as a share of each key's capacity, per layer;
+* :func:`nodes` - each gateway node's admitted share, labelled with its clock.
 """
 
 from __future__ import annotations
