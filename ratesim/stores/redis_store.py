@@ -68,6 +68,7 @@ state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import socket
@@ -379,7 +380,17 @@ class RedisStore:
 
     @property
     def mode(self) -> DeliveryMode:
-        """``"function"`` or ``"script"`` once known; ``"auto"`` before the first call."""
+        """How this store delivers its code: ``"function"`` (``FCALL``) or ``"script"``
+        (``EVALSHA``).
+
+        A store built with ``mode="auto"`` finds out on first reading (one ``COMMAND INFO
+        FCALL`` round trip, remembered) or on its first call, whichever comes first; it reads
+        ``"auto"`` only while the server cannot be asked (unreachable, or an error reply).
+        """
+        if self._mode == "auto":
+            # unreachable: unknown for now, the next reading (or the first call) asks again
+            with contextlib.suppress(redis.RedisError, OSError):
+                self._mode = "function" if command_exists(self.client, "FCALL") else "script"
         return self._mode
 
     @property
