@@ -84,8 +84,10 @@ def figure(summary: pd.DataFrame) -> Figure:
 
     def bars(ax: Any, metric: str, offset: float, text: str, width: float = 0.4) -> None:
         mean = summary[f"{metric}_mean"].to_numpy(dtype=float)
-        err = mean - summary[f"{metric}_ci95_low"].to_numpy(dtype=float)
-        ax.bar(x + offset, mean, width=width, yerr=np.nan_to_num(err), capsize=4, label=text)
+        err = np.nan_to_num(mean - summary[f"{metric}_ci95_low"].to_numpy(dtype=float))
+        # counts and waits are never negative: the interval is cut at zero, not drawn below it
+        below = np.minimum(err, mean)
+        ax.bar(x + offset, mean, width=width, yerr=[below, err], capsize=4, label=text)
 
     bars(left, "pool_wait_p99_ms", -0.2, "all requests")
     bars(left, "worst_bin_pool_wait_p99_ms", 0.2, "worst 1 s bin")
@@ -97,7 +99,12 @@ def figure(summary: pd.DataFrame) -> Figure:
     right.set_title("Failure-mode decisions and over-admission")
     for ax in (left, right):
         ax.set_xticks(x, labels, rotation=15, ha="right", fontsize="small")
-        ax.legend(fontsize="small")
+        ax.set_ylim(bottom=0)
+        ax.margins(y=0.15)
+        # above the axes, not on the bars
+        ax.legend(
+            fontsize="small", loc="lower left", bbox_to_anchor=(0, 1.08), ncols=2, borderaxespad=0
+        )
         ax.grid(True, axis="y", alpha=0.3)
     return fig
 
@@ -119,25 +126,62 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # At scale 1 the single Redis keeps up and no request ever waits long for a connection; from
     # scale 2 the surge saturates it, and the pool settings start to matter.
-    parser.add_argument("--scale", type=float, default=2.0, help="exchange-surge scale")
-    parser.add_argument("--replications", type=int, default=3, help="runs per setting")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="exchange-surge scale (default 2; 0.05 with --small)",
+    )
+    parser.add_argument(
+        "--replications",
+        type=int,
+        default=None,
+        help="runs per setting (default 3; 2 with --small)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="root seed of the replications")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all)")
-    parser.add_argument("--duration", type=float, default=None, help="simulated seconds")
-    parser.add_argument("--settings", type=_parse_settings, default=list(DEFAULT_SETTINGS))
-    parser.add_argument("--out", type=Path, default=Path("out/experiments"))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local processes (default: one per CPU; --small runs serially)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="simulated seconds (default: the scenario's 30)",
+    )
+    parser.add_argument(
+        "--settings",
+        type=_parse_settings,
+        default=list(DEFAULT_SETTINGS),
+        help="pool settings as size:max_wait_ms pairs (default 80:2000,200:2000,80:500,200:500)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/experiments"),
+        help="directory for the tables and the figure (default out/experiments)",
+    )
+    parser.add_argument(
+        "--small", action="store_true", help="a small, fast configuration (what the tests run)"
+    )
     args = parser.parse_args(argv)
+    scale = args.scale or (0.05 if args.small else 2.0)
+    replications = args.replications or (2 if args.small else 3)
 
-    base = scenarios.get("exchange-surge", scale=args.scale)
+    base = scenarios.get("exchange-surge", scale=scale)
     if args.duration is not None:
         base = base.model_copy(update={"duration_s": args.duration})
     runs = sweep(
         base,
         samples=[{SIZE: size, WAIT: wait} for size, wait in args.settings],
-        replications=args.replications,
+        replications=replications,
         seed=args.seed,
         metrics=[worst_bin_pool_wait],
         workers=args.workers,
+        runner="serial" if args.small else "local",
+        progress=not args.small,
     )
     summary = summarize(runs)
     with pd.option_context("display.width", 200, "display.max_columns", None):
@@ -145,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runs.to_csv(args.out / "pool_sizing_runs.csv", index=False)
     summary.to_csv(args.out / "pool_sizing.csv", index=False)
+    for frame, name in ((runs, "pool_sizing_runs"), (summary, "pool_sizing")):
+        plain = frame.copy()
+        plain.attrs = {}
+        plain.to_parquet(args.out / f"{name}.parquet")
     figure(summary).savefig(args.out / "pool_sizing.png", dpi=110)
-    print(f"\nwrote pool_sizing_runs.csv, pool_sizing.csv and pool_sizing.png to {args.out}/")
+    print(
+        f"\nwrote pool_sizing_runs.{{csv,parquet}}, pool_sizing.{{csv,parquet}} and "
+        f"pool_sizing.png to {args.out}/"
+    )
     return 0
 
 

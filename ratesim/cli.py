@@ -287,7 +287,7 @@ def format_summary(result: Any, wall_s: float | None = None, scale: float | None
     engine = getattr(result, "engine", None)
     if isinstance(engine, str):
         head += f" ({engine} engine)"
-    lines = [head, "", result.summary.to_string(index=False), ""]
+    lines = [head, "", _summary_table(result).to_string(index=False), ""]
     lines.append(
         f"Totals: arrivals {arrivals:,}, admitted {admitted:,} ({_pct(admitted, arrivals)}), "
         f"rejected {rejected:,} ({_pct(rejected, arrivals)})"
@@ -324,6 +324,20 @@ def _client_lines(totals: dict[str, Any]) -> list[str]:
         f"User latency (first attempt to final outcome): p50 {_ms(lat[0])}, p99 {_ms(lat[1])}, "
         f"p99.9 {_ms(lat[2])}",
     ]
+
+
+#: The summary's store-breaker columns: left out of the printed table when no layer has one.
+BREAKER_COLUMNS = ("breaker_short", "breaker_opens", "breaker_open_s")
+
+
+def _summary_table(result: Any) -> Any:
+    """The summary as printed: without the store-breaker columns when no layer has a breaker
+    (they are all zero then; ``summary.csv`` keeps every column)."""
+    summary = result.summary
+    layers = getattr(getattr(getattr(result, "scenario", None), "policy", None), "layers", [])
+    if any(getattr(layer, "store_breaker", None) is not None for layer in layers):
+        return summary
+    return summary.drop(columns=[c for c in BREAKER_COLUMNS if c in summary.columns])
 
 
 # --------------------------------------------------------------------------- outputs

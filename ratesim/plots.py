@@ -4,10 +4,18 @@ Every plotting function takes the result and an optional ``ax``; with ``ax=None`
 figure (through pyplot, so notebooks show it), draws into it and returns the ``Axes``.
 :func:`save_all` renders every plot to PNG files without touching pyplot's global state.
 
-The functions read only the documented columns of ``Result.timeseries`` (indexed by the bin
-start ``time_s``) and ``Result.requests``; see ``docs/guides/simulation.md``. Counts per time-series
-bin are drawn as rates (requests per second of simulated time) so that plots of runs with
-different bin widths compare directly.
+The functions read the documented columns of ``Result.timeseries`` (indexed by the bin start
+``time_s``) and ``Result.requests``, the scenario (its faults, clocks and policy) and, for the
+quota left, ``Result.data``; see ``docs/guides/simulation.md``. The tables they draw come from
+:mod:`ratesim.plot_data` (re-exported here). Counts per time-series bin are drawn as rates
+(requests per second of simulated time), each at its bin's centre, so that plots of runs with
+different bin widths compare directly; every legend sits to the right of the data.
+
+* :func:`timeline` - arrivals, admissions, rejections and failure-mode decisions per layer;
+* :func:`latency` - decision-latency percentiles and the pool wait;
+* :func:`oracle_gap` - the gap to the oracle, split by layer, with net lines;
+* :func:`remaining` - the quota left, as a share of each key's capacity, per layer;
+* :func:`nodes` - each gateway node's admitted share, labelled with its clock.
 """
 
 from __future__ import annotations
@@ -24,11 +32,25 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .plot_data import (
+    bin_width_s,
+    node_frame,
+    oracle_gap_by_layer,
+    oracle_gap_frame,
+    remaining_share_frame,
+)
+
 __all__ = [
     "PLOTS",
+    "bin_width_s",
     "latency",
+    "node_frame",
+    "nodes",
     "oracle_gap",
+    "oracle_gap_by_layer",
+    "oracle_gap_frame",
     "remaining",
+    "remaining_share_frame",
     "save_all",
     "timeline",
     "use_agg_if_headless",
@@ -47,6 +69,21 @@ _LAYER_COLORS = (
     "tab:cyan",
     "tab:gray",
 )
+# Nodes get their own palette: a node is not a layer.
+_NODE_COLORS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:gray",
+    "tab:olive",
+    "tab:cyan",
+)
+_NODE_MARKERS = ("o", "s", "^", "D", "v", "x", "+", "*")
+_NODE_STYLES = ("-", "--", "-.", ":")
 _LATENCY_COLUMNS = (
     ("latency_p50_us", "p50"),
     ("latency_p99_us", "p99"),
@@ -84,17 +121,6 @@ def _columns(frame: pd.DataFrame, prefix: str) -> list[tuple[str, str]]:
     """``(column, layer)`` pairs for every column named ``<prefix>:<layer>``, in frame order."""
     start = prefix + ":"
     return [(str(c), str(c)[len(start) :]) for c in frame.columns if str(c).startswith(start)]
-
-
-def bin_width_s(result: Any) -> float:
-    """Width of one time-series bin in seconds (the scenario's ``interval_s``, else the index step)."""
-    width = getattr(getattr(result, "scenario", None), "interval_s", None)
-    if isinstance(width, int | float) and width > 0:
-        return float(width)
-    index = np.asarray(result.timeseries.index, dtype=float)
-    if len(index) >= 2:
-        return float(np.median(np.diff(index)))
-    return 1.0
 
 
 def _time_axis(ax: Axes, result: Any) -> None:
@@ -173,7 +199,7 @@ def timeline(result: Any, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("rate (requests/s, average per bin)")
     ax.set_ylim(bottom=0)
     _time_axis(ax, result)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
+    _legend_outside(ax)
     return ax
 
 
@@ -246,106 +272,212 @@ def _shade_scale_events(ax: Axes, scenario: Any) -> None:
         )
 
 
+def _legend_outside(ax: Axes, title: str | None = None) -> None:
+    """The legend to the right of the data, so it never covers a line."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize="small",
+            borderaxespad=0,
+            title=title,
+            title_fontsize="small",
+        )
+
+
+def _positive_or_nan(values: np.ndarray) -> np.ndarray:
+    """``values`` with non-positive entries as NaN: a log axis shows a gap, not a plunge."""
+    out = values.astype(float).copy()
+    out[~(out > 0)] = np.nan
+    return out
+
+
 def latency(result: Any, ax: Axes | None = None) -> Axes:
-    """Decision-latency percentiles (p50, p99, p99.9) per time bin, in ms on a log scale.
+    """Decision-latency percentiles (p50, p99, p99.9) per time bin, in ms.
 
     When the time series carries a non-zero ``pool_wait_p99_us`` it is drawn too (dotted): the
     connection-pool wait is the part of the decision latency the seed's pool change attacked.
+    The axis is logarithmic, from just below the smallest positive value to above the largest
+    (bins where a line is zero leave a gap in it); a run whose decisions all took 0 ms (a
+    zero-latency scenario) gets a linear axis from zero and a note saying so. The scenario's
+    fault windows (latency spikes, outages, partitions) are shaded as on :func:`timeline`.
     """
     ax = _new_axes(ax)
     ts = result.timeseries
     t = _bin_mid_s(result)
-    for col, label in _LATENCY_COLUMNS:
-        ax.plot(t, ts[col].to_numpy(dtype=float) / _US_PER_MS, label=label)
+    _shade_faults(ax, getattr(result, "scenario", None))
+    series = [
+        (ts[col].to_numpy(dtype=float) / _US_PER_MS, label) for col, label in _LATENCY_COLUMNS
+    ]
+    wait = None
     if "pool_wait_p99_us" in ts.columns:
-        wait = ts["pool_wait_p99_us"].to_numpy(dtype=float)
-        if np.nansum(wait) > 0:
-            ax.plot(t, wait / _US_PER_MS, ls=":", color="gray", label="pool wait p99")
-    ax.set_yscale("log")
+        wait = ts["pool_wait_p99_us"].to_numpy(dtype=float) / _US_PER_MS
+        if not np.nansum(wait) > 0:
+            wait = None
+    everything = np.concatenate([v for v, _ in series] + ([wait] if wait is not None else []))
+    positive = everything[np.isfinite(everything) & (everything > 0)]
+    log = len(positive) > 0
+    shown = _positive_or_nan if log else (lambda v: v)
+    for values, label in series:
+        ax.plot(t, shown(values), label=label)
+    if wait is not None:
+        ax.plot(t, shown(wait), ls=":", lw=2, color="gray", label="pool wait p99")
     ax.set_title("Decision latency")
-    ax.set_ylabel("decision latency (ms, log scale)")
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(positive.min() / 1.5, positive.max() * 1.5)
+        ax.set_ylabel("decision latency (ms, log scale)")
+    else:
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("decision latency (ms)")
+        ax.text(
+            0.5,
+            0.5,
+            "every decision took 0 ms (zero-latency scenario)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="dimgray",
+        )
     _time_axis(ax, result)
-    ax.legend(loc="upper left", fontsize="small")
+    _legend_outside(ax)
     return ax
 
 
-def oracle_gap_frame(result: Any) -> pd.DataFrame:
-    """Over-admitted and wrongly rejected requests per time bin, against the oracle run.
-
-    A request is *over-admitted* when the simulated system admits it and the oracle (perfect
-    clocks, no latency, one global state) rejects it, *wrongly rejected* in the opposite case.
-    Rows of ``result.requests`` and ``result.oracle.requests`` are matched by position (the
-    oracle replays the same arrivals in the same order); if they do not line up, only the net
-    difference of admissions per bin is available and it is split by sign.
-    Returns counts (not rates) indexed like ``result.timeseries``.
-    """
-    oracle = getattr(result, "oracle", None)
-    if oracle is None:
-        raise ValueError("result.oracle is None: this run has no oracle to compare with")
-    index = result.timeseries.index
-    width = bin_width_s(result)
-    req, ref = result.requests, oracle.requests
-    aligned = len(req) == len(ref) and np.array_equal(
-        req["time_us"].to_numpy(), ref["time_us"].to_numpy()
-    )
-    if aligned:
-        mine = req["admitted"].to_numpy(dtype=bool)
-        theirs = ref["admitted"].to_numpy(dtype=bool)
-        bins = np.floor(req["time_us"].to_numpy(dtype=float) / 1e6 / width) * width
-        frame = pd.DataFrame({"bin": bins, "over": mine & ~theirs, "wrong": ~mine & theirs})
-        counts = frame.groupby("bin")[["over", "wrong"]].sum()
-        counts = counts.reindex(np.asarray(index, dtype=float), fill_value=0)
-        over, wrong = counts["over"].to_numpy(), counts["wrong"].to_numpy()
-    else:
-        net = result.timeseries["admitted"].to_numpy(dtype=np.int64) - oracle.timeseries[
-            "admitted"
-        ].reindex(index, fill_value=0).to_numpy(dtype=np.int64)
-        over, wrong = np.clip(net, 0, None), np.clip(-net, 0, None)
-    return pd.DataFrame(
-        {"over_admitted": over.astype(np.int64), "wrongly_rejected": wrong.astype(np.int64)},
-        index=index,
-    )
-
-
 def oracle_gap(result: Any, ax: Axes | None = None) -> Axes:
-    """Over-admitted and wrongly rejected requests vs the oracle over time, as rates (requests/s).
+    """The gap to the oracle over time, as rates (requests/s), split by layer, with net lines.
 
-    Over-admissions are drawn above zero and wrong rejections below it, so the two kinds of
-    error never hide each other; see :func:`oracle_gap_frame` for the definitions.
+    Stacked areas, one colour per layer (its :func:`timeline` colour): over-admitted requests
+    above zero, charged to the layer that rejects them in the oracle, and wrongly rejected ones
+    below zero, charged to the layer that rejected them (see
+    :func:`~ratesim.plot_data.oracle_gap_by_layer`). Lines: each such layer's *net*
+    (over minus wrong) in its colour, and the net of all layers in black: above zero the system
+    let more through than the oracle, below it less. Without aligned oracle rows only the totals
+    (:func:`~ratesim.plot_data.oracle_gap_frame`) are drawn.
     """
     ax = _new_axes(ax)
-    gap = oracle_gap_frame(result)
     t = _bin_mid_s(result)
     per_s = 1.0 / bin_width_s(result)
-    over = gap["over_admitted"].to_numpy(dtype=float) * per_s
-    wrong = gap["wrongly_rejected"].to_numpy(dtype=float) * per_s
-    ax.plot(t, over, color="tab:red", label="over-admitted (oracle rejects)")
-    ax.plot(t, -wrong, color="tab:blue", label="wrongly rejected (oracle admits)")
-    ax.fill_between(t, 0, over, color="tab:red", alpha=0.2)
-    ax.fill_between(t, 0, -wrong, color="tab:blue", alpha=0.2)
-    ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_title("Gap to the oracle")
+    gap = oracle_gap_frame(result)
+    by_layer = oracle_gap_by_layer(result)
+    parts: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    if by_layer is not None:
+        for pos, (_col, layer) in enumerate(_columns(by_layer, "net")):
+            over_l = by_layer[f"over:{layer}"].to_numpy(dtype=float) * per_s
+            wrong_l = by_layer[f"wrong:{layer}"].to_numpy(dtype=float) * per_s
+            if over_l.any() or wrong_l.any():
+                parts.append((layer, _layer_color(pos), over_l, wrong_l))
+    else:
+        over_all = gap["over_admitted"].to_numpy(dtype=float) * per_s
+        wrong_all = gap["wrongly_rejected"].to_numpy(dtype=float) * per_s
+        parts.append(("all layers", "tab:gray", over_all, wrong_all))
+    up, down = np.zeros(len(t)), np.zeros(len(t))
+    for layer, color, over_l, wrong_l in parts:
+        ax.fill_between(
+            t,
+            up,
+            up + over_l,
+            color=color,
+            alpha=0.3,
+            lw=0,
+            label=layer,
+        )
+        ax.fill_between(t, -down, -down - wrong_l, color=color, alpha=0.3, lw=0)
+        up, down = up + over_l, down + wrong_l
+    if len(parts) > 1:  # with one layer its net is the net of all layers, drawn below
+        for layer, color, over_l, wrong_l in parts:
+            ax.plot(t, over_l - wrong_l, color=color, lw=1.2, label=f"net, {layer}")
+    net = gap["over_admitted"].to_numpy(dtype=float) - gap["wrongly_rejected"].to_numpy(dtype=float)
+    ax.plot(t, net * per_s, color="black", lw=1.5, ls="--", label="net, all layers")
+    ax.axhline(0.0, color="black", lw=0.6)
+    if not parts:
+        ax.text(
+            0.5,
+            0.75,
+            "every decision matches the oracle's",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="dimgray",
+        )
+    ax.set_title("Gap to the oracle, by layer")
     ax.set_ylabel("requests/s (+ over-admitted, − wrongly rejected)")
     _time_axis(ax, result)
-    ax.legend(loc="upper left", fontsize="small")
+    _legend_outside(ax, title="areas: ↑ over-admitted,\n↓ wrongly rejected")
     return ax
 
 
 def remaining(result: Any, ax: Axes | None = None) -> Axes:
-    """The seed's ``bucket_remaining_gauge``: remaining tokens/requests per layer, last value per bin."""
+    """Quota left per layer, as a share (%) of capacity, one line per layer, at bin centres.
+
+    Each point is the mean, over the requests the layer decided in the bin, of the quota their
+    key had left divided by that key's capacity (its tier's, for a tiered layer): 100% is an idle
+    key, 0% an exhausted one, so layers of very different sizes share one axis. Each request
+    counts on its own key (per-user layers: its user's; a site-wide layer: the one site key).
+    See :func:`~ratesim.plot_data.remaining_share_frame`.
+    """
     ax = _new_axes(ax)
-    ts = result.timeseries
-    t = np.asarray(ts.index, dtype=float)
-    # The gauge is the last value reported in a bin: drawn at the bin's end.
-    t = t + bin_width_s(result)
-    for pos, (col, layer) in enumerate(_columns(ts, "remaining")):
-        values = ts[col].to_numpy(dtype=float)
-        ax.plot(t, values, marker=".", color=_layer_color(pos), label=layer)
-    ax.set_title("Remaining quota (bucket_remaining_gauge)")
-    ax.set_ylabel("remaining (tokens or requests, last value in bin)")
+    share = remaining_share_frame(result)
+    t = _bin_mid_s(result)
+    for pos, layer in enumerate(share.columns):
+        values = share[layer].to_numpy(dtype=float) * 100.0
+        ax.plot(t, values, marker=".", color=_layer_color(pos), label=str(layer))
+    ax.set_title("Quota left, as a share of capacity")
+    ax.set_ylabel("quota left (% of the key's capacity)")
+    ax.set_ylim(0, 105)
     _time_axis(ax, result)
-    if ax.get_lines():
-        ax.legend(loc="best", fontsize="small")
+    _legend_outside(ax, title="mean over each bin's\nrequests, own key")
+    return ax
+
+
+def _clock_label(scenario: Any, node: int) -> str:
+    """``node 3 (clock +200 ms, +100 ppm)`` from the scenario's clocks, or ``node 3``."""
+    clocks = getattr(getattr(scenario, "topology", None), "clocks", None)
+    if clocks is not None and not isinstance(clocks, list | tuple):
+        clocks = [clocks] * (node + 1)  # one clock spec for every node
+    if not clocks or node >= len(clocks):
+        return f"node {node}"
+    c = clocks[node]
+    steps = f", {len(c.steps)} step(s)" if getattr(c, "steps", None) else ""
+    return f"node {node} (clock {c.offset_ms:+g} ms, {c.drift_ppm:+g} ppm{steps})"
+
+
+def nodes(result: Any, ax: Axes | None = None) -> Axes:
+    """The share (%) of each gateway node's arrivals it admitted, per bin: one line per node.
+
+    Labelled with each node's clock (offset and drift from ``scenario.topology.clocks``): with
+    client-supplied time, a node whose clock runs ahead spends a shared limit before the others
+    and takes the admissions (the story of the ``clock-skew`` scenario). Empty bins of a node
+    are gaps. See :func:`~ratesim.plot_data.node_frame`.
+    """
+    ax = _new_axes(ax)
+    frame = node_frame(result)
+    t = _bin_mid_s(result)
+    scenario = getattr(result, "scenario", None)
+    _shade_faults(ax, scenario)
+    for pos, (col, node) in enumerate(_columns(frame, "arrivals")):
+        arrivals = frame[col].to_numpy(dtype=float)
+        admitted = frame[f"admitted:{node}"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(arrivals > 0, admitted / arrivals * 100.0, np.nan)
+        # Nodes often coincide (same clocks, same share): shrinking markers and their own
+        # line styles keep every node visible where lines lie on top of each other.
+        ax.plot(
+            t,
+            share,
+            marker=_NODE_MARKERS[pos % len(_NODE_MARKERS)],
+            ms=max(3.0, 11.0 - 2.5 * pos),
+            clip_on=False,
+            ls=_NODE_STYLES[pos % len(_NODE_STYLES)],
+            mfc="none",
+            color=_NODE_COLORS[pos % len(_NODE_COLORS)],
+            label=_clock_label(scenario, int(node)),
+        )
+    ax.set_title("Admitted share per gateway node")
+    ax.set_ylabel("admitted (% of the node's arrivals)")
+    ax.set_ylim(0, 105)
+    _time_axis(ax, result)
+    _legend_outside(ax)
     return ax
 
 
@@ -357,6 +489,7 @@ PLOTS: dict[str, PlotFunction] = {
     "latency": latency,
     "oracle_gap": oracle_gap,
     "remaining": remaining,
+    "nodes": nodes,
 }
 
 

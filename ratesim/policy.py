@@ -7,8 +7,11 @@ reserve_bucket | pacer, ...params}``), a scope (``node``: in-process state per g
 ``global``: one state in the Redis model), a key template (``"{user}"``, ``"{route}"``,
 ``"{tier}:{user}"``, ``"*"``), per-tier parameter overrides, a mode (``enforce`` rejects;
 ``shadow`` only counts what it would reject), and for global layers a decision timeout, a
-failure mode (``open`` / ``closed`` / ``local``), the local fallback's share of the global limit
-and the time source (``client``: the node's clock reading; ``redis``: the Redis server's clock).
+failure mode (``open`` / ``closed`` / ``local``), the local fallback's share of the global limit,
+the time source (``client``: the node's clock reading; ``redis``: the Redis server's clock) and
+an optional ``store_breaker`` (:class:`StoreBreakerSpec`: after ``failures`` consecutive errors
+or timeouts of its Redis calls a node stops calling for ``cooldown_ms`` and takes the failure
+mode at once).
 
 The order of the layers is the degradation order: a request rejected by an enforce layer is not
 seen by later layers. A layer with ``routes`` set only sees requests on those routes.
@@ -396,6 +399,26 @@ def render_key(template: str, user: int | str, tier: str, route: str) -> str:
     return template.format(user=user, tier=tier, route=route)
 
 
+class StoreBreakerSpec(_Spec):
+    """A circuit breaker on a global layer's store path (envoyproxy/ratelimit#978), one per
+    gateway node (each node has its own Redis client).
+
+    After ``failures`` consecutive errors or timeouts of the layer's calls, the node stops
+    calling Redis for ``cooldown_ms`` (its decisions take the layer's failure mode at once);
+    then one call is let through as a probe (the others keep taking the failure mode while it
+    is in flight): an answer closes the breaker, a failure opens it for another cooldown. The
+    arithmetic is :mod:`ratesim.model.store_breaker`.
+    """
+
+    failures: Annotated[int, Field(ge=1, le=1_000_000)]
+    cooldown_ms: Annotated[DelayMs, Field(gt=0)]
+
+    @property
+    def cooldown_us(self) -> int:
+        """The cooldown in integer µs (at least 1)."""
+        return max(1, round(self.cooldown_ms * 1000))
+
+
 class LayerSpec(_Spec):
     """One layer of a policy (see the module docstring for the fields' meaning).
 
@@ -422,6 +445,7 @@ class LayerSpec(_Spec):
     local_share: Annotated[float, Field(gt=0, le=1)] | Literal["follow"] | None = None
     time_source: Literal["client", "redis"] = "client"
     drift_guard_ms: Annotated[DelayMs, Field(gt=0)] | None = None
+    store_breaker: StoreBreakerSpec | None = None
 
     @field_validator("key")
     @classmethod
@@ -470,6 +494,15 @@ class LayerSpec(_Spec):
                 )
             if alg.refill == "continuous" and alg.burst * FOLLOW_CONTINUOUS_UNIT >= 2**53:
                 raise ValueError(f"local_share: 'follow': {label}.burst is too large")
+        return self
+
+    @model_validator(mode="after")
+    def _check_store_breaker(self) -> LayerSpec:
+        if self.store_breaker is not None and self.scope != "global":
+            raise ValueError(
+                "store_breaker: only a global layer calls the store (this layer has scope "
+                f"{self.scope!r})"
+            )
         return self
 
     @model_validator(mode="after")

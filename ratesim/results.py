@@ -28,12 +28,24 @@ demand (each is computed once, then cached):
   ``limited`` (its limiter said no), ``shadow_rejected``, ``fail_open``, ``fail_closed``,
   ``local_allowed``, ``local_rejected``; ``rejected`` counts the final rejections the layer made
   (for an enforcing layer ``limited + fail_closed + local_rejected``; 0 for a shadow one) and
-  ``local`` is ``local_allowed + local_rejected``;
+  ``local`` is ``local_allowed + local_rejected``. The decisions made on an error path, in
+  Envoy's words: ``failure_mode_allowed = fail_open + local_allowed`` and
+  ``failure_mode_denied = fail_closed + local_rejected`` (what the failure mode said, also on a
+  shadow layer that then lets the request on), so ``allowed + limited + shadow_rejected +
+  failure_mode_allowed + failure_mode_denied == reached``. ``breaker_short`` counts the
+  failure-mode decisions a store breaker took without calling Redis (part of the two above),
+  ``breaker_opens`` the times a node's breaker opened from closed, ``breaker_open_s`` the
+  node-seconds breakers spent open or half-open (summed over nodes; a period still open at
+  the end counts to the run's last decision); ``degraded_s`` is the time the layer answered by
+  its failure mode: ``interval_s`` times the ``timeseries`` bins with a failure-mode decision
+  of the layer (an open breaker decides every request of its node that way);
 * ``totals`` - ``arrivals`` (attempts, retries included), ``admitted``, ``rejected`` (attempts),
-  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us`` (per attempt), then
-  ``user_requests``, ``attempts``, ``retries``, ``attempts_per_request``, ``goodput`` (user
-  requests finally admitted) and ``user_latency_p50_us`` / ``_p99_us`` / ``_p999_us`` (first
-  attempt to final outcome; without retries every row is a user request); with a shaping layer
+  ``latency_p50_us``, ``latency_p99_us``, ``latency_p999_us`` (per attempt),
+  ``failure_mode_allowed``, ``failure_mode_denied`` (summed over layers: decisions, so a
+  request decided that way at two layers counts twice), then ``user_requests``, ``attempts``,
+  ``retries``, ``attempts_per_request``, ``goodput`` (user requests finally admitted) and
+  ``user_latency_p50_us`` / ``_p99_us`` / ``_p999_us`` (first attempt to final outcome; without
+  retries every row is a user request); with a shaping layer
   also ``held`` (requests held) and ``held_p99_us``;
 * ``oracle`` - the same arrivals through the intended policy, ideally executed (see
   :func:`ratesim.oracle.run_oracle`), as a Result;
@@ -107,6 +119,9 @@ class RunData:
     ``outcomes`` / ``remaining`` are ``(n, layers)``; ``remaining`` is -1 where the layer gave
     no figure. ``rejected_by`` is the rejecting layer's position or -1 (admitted).
     ``depth_t_us`` / ``depth`` sample the Redis queue depth at each command's arrival.
+    ``store_breakers`` is each (node, layer)'s store breaker at the end of the run,
+    ``(nodes, layers, SB_COLS)`` by the columns of :mod:`ratesim.model.store_breaker`
+    (``None`` when no layer has one).
     """
 
     arrivals: Arrivals
@@ -122,6 +137,7 @@ class RunData:
     #: µs each request was held by shaping layers (``ratesim.algorithms.shaping``), in its
     #: decision latency; ``None`` when no layer of the run can hold a request
     held_us: np.ndarray | None = None
+    store_breakers: np.ndarray | None = None
     #: With clients that retry (else ``None``: every row a first try): each row's attempt
     #: (1 for a first try) and the row of the user request it belongs to (its first attempt).
     attempt: np.ndarray | None = None
@@ -341,12 +357,36 @@ class Result:
         index = pd.Index(np.arange(n_bins) * sc.interval_s, name="time_s")
         return pd.DataFrame(cols, index=index)
 
+    def _breaker_figures(self, pos: int) -> tuple[int, int, float]:
+        """Layer ``pos``'s store breakers over every node: decisions short-circuited, openings,
+        node-seconds open (:func:`ratesim.model.store_breaker.sb_open_us`)."""
+        from .model.store_breaker import SB_COLS, SB_OPENS, SB_SHORT, sb_open_us
+
+        sb = self.data.store_breakers
+        if sb is None or self.scenario.policy.layers[pos].store_breaker is None:
+            return 0, 0, 0.0
+        decided = self.data.decided_us
+        end = max(int(decided.max()) if len(decided) else 0, self.scenario.duration_us)
+        rows = sb[:, pos, :]
+        open_us = sum(sb_open_us(row, 0, end) for row in rows)
+        assert rows.shape[1] == SB_COLS
+        return int(rows[:, SB_SHORT].sum()), int(rows[:, SB_OPENS].sum()), open_us / 1e6
+
+    def _degraded_s(self, failure_mode: np.ndarray) -> float:
+        """``interval_s`` times the timeseries bins holding a ``failure_mode`` request."""
+        iv = self.scenario.interval_us
+        bins = np.unique(self.data.arrivals.time_us[failure_mode] // iv)
+        return len(bins) * self.scenario.interval_s
+
     @cached_property
     def summary(self) -> pd.DataFrame:
         rows = []
         outc = self.data.outcomes
         for pos, layer in enumerate(self.scenario.policy.layers):
             o = outc[:, pos]
+            fm_allowed = (o == FAIL_OPEN) | (o == LOCAL_ALLOWED)
+            fm_denied = (o == FAIL_CLOSED) | (o == LOCAL_REJECTED)
+            short, opens, open_s = self._breaker_figures(pos)
             rows.append(
                 {
                     "layer": layer.name,
@@ -363,6 +403,12 @@ class Result:
                     "local_allowed": int((o == LOCAL_ALLOWED).sum()),
                     "local_rejected": int((o == LOCAL_REJECTED).sum()),
                     "local": int(((o == LOCAL_ALLOWED) | (o == LOCAL_REJECTED)).sum()),
+                    "failure_mode_allowed": int(fm_allowed.sum()),
+                    "failure_mode_denied": int(fm_denied.sum()),
+                    "breaker_short": short,
+                    "breaker_opens": opens,
+                    "breaker_open_s": open_s,
+                    "degraded_s": self._degraded_s(fm_allowed | fm_denied),
                 }
             )
         columns = [
@@ -380,6 +426,12 @@ class Result:
             "local_allowed",
             "local_rejected",
             "local",
+            "failure_mode_allowed",
+            "failure_mode_denied",
+            "breaker_short",
+            "breaker_opens",
+            "breaker_open_s",
+            "degraded_s",
         ]
         return pd.DataFrame(rows, columns=columns)
 
@@ -388,6 +440,7 @@ class Result:
         lat = self.latency_us
         adm = int(self.admitted.sum())
         n = len(self.data.arrivals)
+        outc = self.data.outcomes
         first, final, _ = self._finals()
         users = len(first)
         user_lat = self.data.decided_us[final] - self.data.arrivals.time_us[first]
@@ -398,6 +451,8 @@ class Result:
             "latency_p50_us": _pct(lat, 50),
             "latency_p99_us": _pct(lat, 99),
             "latency_p999_us": _pct(lat, 99.9),
+            "failure_mode_allowed": int(((outc == FAIL_OPEN) | (outc == LOCAL_ALLOWED)).sum()),
+            "failure_mode_denied": int(((outc == FAIL_CLOSED) | (outc == LOCAL_REJECTED)).sum()),
             "user_requests": users,
             "attempts": n,
             "retries": n - users,

@@ -37,6 +37,7 @@ from ratesim.policy import (
     ReserveBucketSpec,
     SlidingCounterSpec,
     SlidingLogSpec,
+    StoreBreakerSpec,
     TokenBucketSpec,
 )
 from ratesim.results import RunData
@@ -75,6 +76,10 @@ def assert_same(a: RunData, b: RunData) -> None:
             continue
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
         assert getattr(a, f).dtype == getattr(b, f).dtype, f
+    if a.store_breakers is None or b.store_breakers is None:
+        assert a.store_breakers is None and b.store_breakers is None
+    else:
+        np.testing.assert_array_equal(a.store_breakers, b.store_breakers, err_msg="store_breakers")
 
 
 @pytest.mark.parametrize(
@@ -111,6 +116,18 @@ ALGORITHMS = st.sampled_from(
 )
 
 
+# a store breaker on some global layers: one that opens at the first failure with a cooldown
+# shorter than the timeouts, one that needs three
+STORE_BREAKERS = st.sampled_from(
+    [
+        None,
+        None,
+        StoreBreakerSpec(failures=1, cooldown_ms=0.4),
+        StoreBreakerSpec(failures=3, cooldown_ms=2.0),
+    ]
+)
+
+
 @st.composite
 def global_layers(draw: st.DrawFn, index: int) -> LayerSpec:
     tiers = {}
@@ -131,6 +148,7 @@ def global_layers(draw: st.DrawFn, index: int) -> LayerSpec:
         failure_mode=draw(st.sampled_from(["open", "closed", "local"])),
         time_source=draw(st.sampled_from(["client", "redis"])),
         drift_guard_ms=draw(st.sampled_from([None, None, 0.8])),
+        store_breaker=draw(STORE_BREAKERS),
     )
 
 
@@ -423,6 +441,100 @@ def test_random_scenarios_reach_the_rare_paths() -> None:
     assert (a.outcomes == 5).sum() > 10  # fail_closed
     assert (a.outcomes == 3).sum() > 10  # shadow rejections
     assert (a.rejected_by >= 0).sum() > 10
+
+
+def test_store_breakers_reach_their_rare_paths() -> None:
+    """A fixed scenario where store breakers open, short-circuit, probe (probes that fail and
+    probes that close them), a gated request waits for a pooled connection, and a second
+    breaker layer follows one on a held connection: the same run on both runners."""
+    from ratesim.model.store_breaker import SB_OPENS, SB_SHORT
+
+    sc = make_scenario(
+        [
+            LayerSpec(
+                name="a",
+                algorithm=GcraSpec(max_burst=3, count_per_period=400),
+                scope="global",
+                key="{user}",
+                timeout_ms=1.0,
+                failure_mode="local",
+                store_breaker=StoreBreakerSpec(failures=2, cooldown_ms=3.0),
+            ),
+            LayerSpec(
+                name="b",
+                algorithm=SlidingLogSpec(limit=5, window_s=0.02),
+                scope="global",
+                key="*",
+                timeout_ms=1.0,
+                failure_mode="closed",
+                store_breaker=StoreBreakerSpec(failures=1, cooldown_ms=0.5),
+            ),
+        ],
+        nodes=2,
+        duration_s=0.4,
+        rate_per_s=3000.0,
+        network={
+            "latency": LognormalLatency(median_ms=0.2, sigma=1.0),
+            "pool_size": 2,
+            "pool_max_wait_ms": 0.5,
+        },
+        redis={
+            "service_time": ConstantLatency(ms=0.05),
+            "outages": [
+                OutageSpec(start_s=0.1, end_s=0.15, kind="refused"),
+                OutageSpec(start_s=0.25, end_s=0.3, kind="blackhole"),
+            ],
+        },
+    )
+    a, b = both(sc, 5)
+    assert_same(a, b)
+    assert a.store_breakers is not None
+    assert (a.store_breakers[:, :, SB_OPENS] > 2).all()
+    assert (a.store_breakers[:, :, SB_SHORT] > 10).all()
+    assert (a.pool_wait_us > 0).sum() > 10
+    assert (a.outcomes == 6).sum() > 10 and (a.outcomes == 5).sum() > 10  # local, closed
+
+
+@pytest.mark.parametrize(
+    ("latency_ms", "timeout_ms", "cooldown_ms", "outage"),
+    [(0.0, 0.3, 0.4, False), (0.2, 1.0, 4.0, True)],
+)
+def test_a_store_breaker_hears_a_shaping_layers_answer_before_its_hold(
+    latency_ms: float, timeout_ms: float, cooldown_ms: float, outage: bool
+) -> None:
+    """A global shaping layer (nginx without nodelay) behind a store breaker: the breaker hears
+    of each answer when it arrives, and the hold starts then (a merge of the two features once
+    had the compiled runner record the answer at the end of the hold; the first case is the
+    counterexample hypothesis found)."""
+    from ratesim.model.store_breaker import SB_COLS
+
+    outages = [OutageSpec(start_s=0.1, end_s=0.12, kind="refused")] if outage else []
+    sc = make_scenario(
+        [
+            LayerSpec(
+                name="g",
+                algorithm=NginxLeakySpec(rate=300, burst=3, nodelay=False),
+                scope="global",
+                key="*",
+                timeout_ms=timeout_ms,
+                store_breaker=StoreBreakerSpec(failures=1, cooldown_ms=cooldown_ms),
+            )
+        ],
+        duration_s=0.25,
+        rate_per_s=400.0,
+        latency_ms=latency_ms,
+        redis={"outages": outages},
+        population=PopulationSpec(
+            users=1,
+            tiers={"gold": 0.3, "silver": 0.7},
+            routes={"/a": 0.5, "/b": 0.3, "/c": 0.2},
+            route_cost={"/c": 2},
+        ),
+    )
+    a, b = both(sc, 0)
+    assert_same(a, b)
+    assert a.held_us is not None and (a.held_us > 0).sum() > 10
+    assert a.store_breakers is not None and a.store_breakers.shape == (1, 1, SB_COLS)
 
 
 def test_heap_growth_and_progress_chunks_change_nothing() -> None:

@@ -93,3 +93,59 @@ def test_formulas_compile_under_numba() -> None:
     assert numba.njit(tp.follow_share)(10, 3) == 4
     at = np.array([5], dtype=np.int64)
     assert numba.njit(tp.live_nodes_at)(6, 2, at, np.array([3], dtype=np.int64)) == 3
+
+
+def _row() -> list[int]:
+    row = [0] * sb.SB_COLS
+    sb.sb_reset(row, 0)
+    return row
+
+
+def test_row_opens_after_k_failures_and_counts_its_time_open() -> None:
+    row = _row()
+    # k = 2 failures observed at 10 and 20 µs open it at 20; cooldown 100 µs
+    for i, t in ((1, 10), (2, 20)):
+        assert sb.sb_gate(row, 0, 100, i, t) == 1
+    sb.sb_observe(row, 0, 2, 1, 0, 10)
+    assert row[sb.SB_STATE] == sb.CLOSED
+    sb.sb_observe(row, 0, 2, 2, 0, 20)
+    assert (row[sb.SB_STATE], row[sb.SB_OPENED], row[sb.SB_OPENS]) == (sb.OPEN, 20, 1)
+    assert sb.sb_gate(row, 0, 100, 3, 119) == 0  # inside the cooldown: no call
+    assert row[sb.SB_SHORT] == 1
+    assert sb.sb_gate(row, 0, 100, 4, 120) == 1  # the probe
+    assert (row[sb.SB_STATE], row[sb.SB_PROBE]) == (sb.HALF_OPEN, 4)
+    assert sb.sb_gate(row, 0, 100, 5, 121) == 0  # one probe at a time
+    sb.sb_observe(row, 0, 2, 4, 0, 150)  # the probe fails: open again from 150
+    assert (row[sb.SB_STATE], row[sb.SB_OPENED], row[sb.SB_OPENS]) == (sb.OPEN, 150, 1)
+    assert sb.sb_open_us(row, 0, 200) == 200 - 20  # still open: counted to the end given
+    assert sb.sb_gate(row, 0, 100, 6, 250) == 1
+    sb.sb_observe(row, 0, 2, 6, 1, 260)  # the probe's answer closes it
+    assert (row[sb.SB_STATE], row[sb.SB_FAILS]) == (sb.CLOSED, 0)
+    assert sb.sb_open_us(row, 0, 10_000) == 260 - 20
+    assert row[sb.SB_SHORT] == 2
+
+
+def test_row_ignores_outcomes_of_calls_from_before_it_opened() -> None:
+    row = _row()
+    for i in range(1, 5):
+        sb.sb_gate(row, 0, 100, i, 0)
+    sb.sb_observe(row, 0, 1, 1, 0, 5)  # k = 1: open at 5
+    sb.sb_observe(row, 0, 1, 2, 1, 6)  # a success of an older call does not close it
+    sb.sb_observe(row, 0, 1, 3, 0, 7)  # nor does a failure move its cooldown
+    assert (row[sb.SB_STATE], row[sb.SB_OPENED]) == (sb.OPEN, 5)
+    assert sb.sb_gate(row, 0, 100, 9, 105) == 1
+    sb.sb_observe(row, 0, 1, 4, 1, 106)  # not the probe: ignored
+    assert row[sb.SB_STATE] == sb.HALF_OPEN
+    sb.sb_observe(row, 0, 1, 9, 1, 107)
+    assert row[sb.SB_STATE] == sb.CLOSED
+
+
+def test_row_functions_compile_and_agree_with_python() -> None:
+    gate, observe = numba.njit(sb.sb_gate), numba.njit(sb.sb_observe)
+    steps = [(1, 0, 0), (2, 0, 3), (3, 1, 40), (4, 0, 60), (5, 0, 61), (6, 1, 200)]
+    py, nb = _row(), np.array(_row(), dtype=np.int64)
+    for i, ok, t in steps:
+        assert sb.sb_gate(py, 0, 50, i, t) == gate(nb, 0, 50, i, t)
+        sb.sb_observe(py, 0, 2, i, ok, t + 1)
+        observe(nb, 0, 2, i, ok, t + 1)
+        assert py == nb.tolist()

@@ -10,7 +10,11 @@
   borrows a connection of its node's pool for all its global calls (:mod:`ratesim.des.pool`);
   if the reply would come after ``send + timeout``, or a fault means none comes, the layer's
   failure mode decides (``open``: pass on; ``closed``: reject; ``local``: a node-local limiter
-  with ``local_share`` of the limit decides) at the instant the caller knows.
+  with ``local_share`` of the limit decides) at the instant the caller knows. A global layer
+  with a ``store_breaker`` has one per node in front of its calls
+  (:mod:`ratesim.model.store_breaker`): an open breaker sends the decision to the failure mode
+  at once, without a call or a connection; every call's outcome is reported to it at the
+  instant the caller learns it (an event there, keyed like the request's own).
 
 A step that falls on the current instant runs at once (it continues the step in hand); a step at
 a later instant is an event there, keyed by :func:`ratesim.ordering.request_priority`, except
@@ -30,6 +34,7 @@ from ..algorithms import Algorithm
 from ..algorithms.shaping import hold_us
 from ..compile import CompiledLayer
 from ..model.faults import OUTAGE_BLACKHOLE, OUTAGE_REFUSED
+from ..model.store_breaker import SB_COLS, sb_gate, sb_observe, sb_reset
 from ..ordering import PRIO_BACKEND, request_priority
 from ..outcomes import (
     ALLOWED,
@@ -71,6 +76,11 @@ class Node:
         self.local_tables: list[dict[int, list[int]]] = [{} for _ in range(layers)]
         #: False after a script flush until the node's next command reloads the script.
         self.scripts_cached = True
+        #: The store-path breakers of the global layers, ``SB_COLS`` ints per layer position
+        #: (:mod:`ratesim.model.store_breaker`; unused for a layer without one).
+        self.store_breakers = [0] * (layers * SB_COLS)
+        for pos in range(layers):
+            sb_reset(self.store_breakers, pos * SB_COLS)
 
     def time(self, t_us: int) -> int:
         """The node's clock at true time ``t_us`` (µs)."""
@@ -109,6 +119,11 @@ class Gateway:
         self.failure_mode = [s.failure_mode for s in specs]
         self.timeout_us = [round(s.timeout_ms * 1000) for s in specs]
         self.client_time = [s.time_source == "client" or bool(s.drift_guard_ms) for s in specs]
+        #: ``(failures, cooldown_us)`` of each layer's store breaker, ``None`` for none.
+        self.store_breaker = [
+            (b.failures, b.cooldown_us) if (b := s.store_breaker) is not None else None
+            for s in specs
+        ]
         self.conn: list[int] = [NO_CONN] * len(requests)
         self.waited_at: dict[int, tuple[int, int]] = {}  # request -> (layer, since) in a pool wait
         self.arrived = 0
@@ -170,6 +185,9 @@ class Gateway:
                     return
                 pos += 1
                 continue
+            if self.store_breaker[pos] is not None and not self._breaker_calls(i, pos, x):
+                self.take_failure_mode(i, pos, x)  # the breaker is open: no call, no connection
+                return
             if self.conn[i] == NO_CONN and not self._borrow(i, pos, x):
                 return  # waiting for a connection
             if self.conn[i] == UNAVAILABLE:
@@ -189,7 +207,7 @@ class Gateway:
             pos += 1
         if pos == len(self.layers):
             self.finish(i, x, -1)
-        elif not self.is_node[pos] and self.conn[i] == HELD:
+        elif not self.is_node[pos] and self.conn[i] == HELD and self.store_breaker[pos] is None:
             self.send(i, pos, x)  # touches nothing shared before the command reaches Redis
         else:
             call_at(self.env, x, request_priority(i, pos), self.proceed, i, pos, x)
@@ -345,7 +363,12 @@ class Gateway:
         now = now_us(self.env)
         self.conn[i] = HELD if got else UNAVAILABLE
         self.requests.pool_wait[i] = now - since
-        self.proceed(i, pos, now)
+        # what ``proceed`` would do at this global layer, now that the connection is settled
+        # (directly: a store breaker's gate was passed before the wait)
+        if got:
+            self.send(i, pos, now)
+        else:
+            self.fail(i, pos, now)
 
     def send(self, i: int, pos: int, x: int) -> None:
         """Global layer ``pos``'s command for request ``i``, sent at ``x`` (µs, ``>= now``)."""
@@ -401,6 +424,16 @@ class Gateway:
         if reply_us > c.deadline:
             self.fail(i, pos, c.deadline)
             return
+        if self.store_breaker[pos] is not None:
+            self._answered(i, pos, ok, rem, retry, reply_us)
+            return
+        self._decide_answer(i, pos, ok, rem, retry, reply_us)
+
+    def _decide_answer(
+        self, i: int, pos: int, ok: int, rem: int, retry: int, reply_us: int
+    ) -> None:
+        """Global layer ``pos``'s answer to request ``i`` decides; it reaches the node at
+        ``reply_us`` (µs, ``>= now``)."""
         req = self.requests
         req.remaining[pos][i] = rem
         if ok:
@@ -420,6 +453,42 @@ class Gateway:
 
     def fail(self, i: int, pos: int, y: int) -> None:
         """Layer ``pos`` could not be asked; its failure mode decides at ``y`` (µs, ``>= now``)."""
+        cfg = self.store_breaker[pos]
+        if cfg is not None:
+            # the error or timeout reaches the node's breaker when the caller learns it
+            if y != now_us(self.env):
+                call_at(self.env, y, request_priority(i, pos), self.fail, i, pos, y)
+                return
+            node = self.nodes[self.requests.node[i]]
+            sb_observe(node.store_breakers, pos * SB_COLS, cfg[0], i, 0, y)
+        self.take_failure_mode(i, pos, y)
+
+    # --- the store breaker ------------------------------------------------------------------
+
+    def _breaker_calls(self, i: int, pos: int, x: int) -> bool:
+        """The node's store breaker of layer ``pos`` lets request ``i`` call at ``x`` (== now)."""
+        cfg = self.store_breaker[pos]
+        assert cfg is not None
+        node = self.nodes[self.requests.node[i]]
+        return sb_gate(node.store_breakers, pos * SB_COLS, cfg[1], i, x) == 1
+
+    def _answered(self, i: int, pos: int, ok: int, rem: int, retry: int, reply_us: int) -> None:
+        """An answer (allow or deny) reaches the node at ``reply_us``: the breaker hears of it
+        then, and the answer decides then."""
+        if reply_us != now_us(self.env):
+            call_at(
+                self.env, reply_us, request_priority(i, pos), self._answered, i, pos, ok, rem,
+                retry, reply_us,
+            )  # fmt: skip
+            return
+        cfg = self.store_breaker[pos]
+        assert cfg is not None
+        node = self.nodes[self.requests.node[i]]
+        sb_observe(node.store_breakers, pos * SB_COLS, cfg[0], i, 1, reply_us)
+        self._decide_answer(i, pos, ok, rem, retry, reply_us)
+
+    def take_failure_mode(self, i: int, pos: int, y: int) -> None:
+        """Layer ``pos``'s failure mode decides request ``i`` at ``y`` (µs, ``>= now``)."""
         mode = self.failure_mode[pos]
         req = self.requests
         if mode == "local":

@@ -266,6 +266,7 @@ class World:
             depth=queue_depths(depth_t, fin, shards),
             backend_done_us=rows(self._backend_done(n), np.int64) if self.backend else None,
             held_us=rows(req.held, np.int64) if can_hold(self.layers) else None,
+            store_breakers=self._store_breakers(),
             attempt=attempt,
             origin=origin,
         )
@@ -278,6 +279,14 @@ class World:
         assert self.backend is not None
         done = self.backend.done_us
         return done + [-1] * (n - len(done))
+
+    def _store_breakers(self) -> np.ndarray | None:
+        """Every node's store-breaker rows, ``(nodes, layers, SB_COLS)`` (``None``: no layer
+        has a breaker)."""
+        if not any(cl.spec.store_breaker for cl in self.layers):
+            return None
+        rows = [node.store_breakers for node in self.nodes]
+        return np.array(rows, dtype=np.int64).reshape(len(self.nodes), len(self.layers), -1)
 
     def data_rows(self, table_rows: list[int] | np.ndarray) -> np.ndarray:
         """Where rows of the request table (``Decision.row``) are in :meth:`data`'s arrays

@@ -207,8 +207,9 @@ def degradation_order(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_xlabel(path)
     ax.set_ylabel("rejected, or would be (% of arrivals)")
     ax.set_title("Degradation order: dashed lines mark where each layer engages")
+    ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return ax
 
 
@@ -229,6 +230,14 @@ def coupling_map(
     codes = grid.apply(lambda col: col.map(cats.index)).to_numpy(dtype=float)
     colors = [_color(i) for i in range(len(layers))] + [_NONE_COLOR]
     xe, ye = _edges(xs), _edges(ys)
+    for values, set_scale, set_ticks in (
+        (xs, ax.set_xscale, ax.set_xticks),
+        (ys, ax.set_yscale, ax.set_yticks),
+    ):
+        if _geometric(values):
+            set_scale("log")  # a geometric grid gets equal cells: log axes, ticks at the values
+            set_ticks(values, [f"{v:g}" for v in values])
+            set_ticks([], minor=True)
     ax.pcolormesh(xe, ye, codes, cmap=ListedColormap(colors), vmin=-0.5, vmax=len(cats) - 0.5)
     handles = [
         Patch(
@@ -287,9 +296,20 @@ def _hatch_never(
     return handles
 
 
+def _geometric(values: np.ndarray) -> bool:
+    """Whether sorted ``values`` (at least 3, all positive) grow by one ratio (within 1%)."""
+    if len(values) < 3 or not (values > 0).all():
+        return False
+    ratios = values[1:] / values[:-1]
+    return bool(ratios.min() > 1.05 and ratios.max() / ratios.min() < 1.01)
+
+
 def _edges(centers: np.ndarray) -> np.ndarray:
-    """Cell edges around sorted cell centres (half-way between neighbours)."""
+    """Cell edges around sorted cell centres: half-way between neighbours, or (a geometric
+    grid, drawn on log axes) at their geometric means."""
     if len(centers) == 1:
         return np.array([centers[0] - 0.5, centers[0] + 0.5])
+    if _geometric(centers):
+        return np.exp(_edges(np.log(centers)))
     mid = (centers[1:] + centers[:-1]) / 2
     return np.concatenate(([2 * centers[0] - mid[0]], mid, [2 * centers[-1] - mid[-1]]))

@@ -34,6 +34,8 @@ from ..model import clock as _clock
 from ..model import topology as _topology
 from ..model.backend import slowed_service_us
 from ..model.faults import is_partitioned, outage_kind
+from ..model.store_breaker import sb_gate as _sb_gate
+from ..model.store_breaker import sb_observe as _sb_observe
 
 # Kernel codes: the position here (the order of the dispatch in ``rate_kernel``).
 KERNELS = (
@@ -108,6 +110,9 @@ clock_read_many = numba.njit(cache=True)(_clock.clock_read_many)
 #: :func:`ratesim.model.faults.outage_kind` and ``is_partitioned``, compiled.
 outage = numba.njit(cache=True)(outage_kind)
 partitioned = numba.njit(cache=True)(is_partitioned)
+#: :func:`ratesim.model.store_breaker.sb_gate` and ``sb_observe``, compiled.
+sb_gate = numba.njit(cache=True)(_sb_gate)
+sb_observe = numba.njit(cache=True)(_sb_observe)
 #: :func:`ratesim.model.backend.slowed_service_us`, compiled.
 slowed = numba.njit(cache=True)(slowed_service_us)
 #: :func:`ratesim.algorithms.shaping.hold_us`, compiled.

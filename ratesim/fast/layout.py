@@ -55,6 +55,7 @@ class World(NamedTuple):
     BKF: Any  # (2,) float64: backend load_factor, servers
     TOPO_AT: Any  # (changes,): topology.changes instants (µs), for local_share: follow layers
     SHP: Any  # (rows of KK, tiers): 1 where the row's algorithm holds what it admits (shaping)
+    SB: Any  # (nodes * L * SB_COLS,): the store breakers, a row per (node, layer) (model.store_breaker)
     # clients that retry (ratesim.fast.retries; tiny placeholders in a run without them)
     CL: Any  # (tiers, CL_COLS): each tier's compiled client policy (model.retry.CL_*)
     FIRST_T: Any  # (n,): the user requests' arrival times, by tier (CompiledClients.first_t)
@@ -123,10 +124,14 @@ R_COLS = 22
     L_GUARD_KIND,
     L_QOFF,
     L_FOLLOW,
-) = range(17)
-LY_COLS = 17
+    L_SB_FAILS,
+    L_SB_COOL,
+) = range(19)
+LY_COLS = 19
 # L_FOLLOW: 0, or for a ``local_share: follow`` layer the KK / PP row of its epoch 0; its row in
 # epoch e of the node schedule is ``LY[pos, L_FOLLOW] + e`` (model.topology.epoch_at)
+# (L_SB_FAILS / L_SB_COOL: a global layer's store breaker, its threshold k (0: no breaker) and
+# its cooldown in µs)
 # per-node columns of NV
 # (rows 0 .. nodes-1: the gateway nodes; row ``nodes``: the Redis server's clock)
 N_IN_USE, N_LIVE, N_WHEAD, N_WTAIL, N_RLEN, N_PERFECT, N_RELOAD = range(7)
@@ -168,10 +173,13 @@ K_SERVE, K_SERVE_LATE, K_RELEASE, K_WAIT_TIMEOUT, K_PROCEED, K_FAIL_LOCAL = rang
 K_SNAPSHOT, K_FAILOVER, K_CONC_TIMEOUT, K_BACKEND_START, K_RELEASE_HELD, K_BACKEND_DONE = range(
     6, 12
 )
+# a store breaker hears of a call's failure (then the failure mode decides) / of an answer
+# (H_CNOW: the op the answer continues with)
+K_STORE_FAIL, K_STORE_ANSWER = 12, 13
 #: A retry's arrival (``H_I``: the origin row, ``H_POS``: the attempt; keyed at
 #: ``PRIO_ARRIVAL`` with the origin as its sequence number, so retries of one instant arrive
 #: after its scenario arrivals, by origin)
-K_RETRY = 12
+K_RETRY = 14
 # guard kinds (LY[:, L_GUARD_KIND]): a rate layer, a concurrency limit, a circuit breaker
 G_RATE, G_CONCURRENCY, G_BREAKER = 0, 1, 2
 # PRL[0, i, pos]: what request i holds at guard layer pos until its backend call ends
@@ -179,6 +187,8 @@ G_RATE, G_CONCURRENCY, G_BREAKER = 0, 1, 2
 H_NONE, H_SLOT, H_PASS, H_PROBE = 0, 1, 2, 3
 # continuation ops
 OP_DONE, OP_PROCEED, OP_RESUME, OP_SEND, OP_FAIL, OP_FINISH = range(6)
+# the failure mode decides at once, no call made (an open store breaker)
+OP_MODE = 6
 # loop status
 ST_LIMIT, ST_FINISHED, ST_GROW = 0, 1, 2
 #: The next retries need their draws made, or rows to arrive in (``ratesim.fast.retries``)

@@ -12,6 +12,7 @@ from ..algorithms.breaker import OPEN
 from ..algorithms.breaker import STATE as BREAKER_STATE
 from ..algorithms.concurrency import ADMIT, HANDOFF, IN_FLIGHT, QUEUE
 from ..model.faults import OUTAGE_BLACKHOLE, OUTAGE_REFUSED
+from ..model.store_breaker import SB_COLS
 from ..ordering import PRIO_ARRIVAL, PRIO_BACKEND, PRIO_RELEASE, PRIO_STRIDE
 from ..outcomes import (
     ALLOWED,
@@ -36,6 +37,8 @@ from .kernels import (
     outage,
     partitioned,
     rate_kernel,
+    sb_gate,
+    sb_observe,
     slowed,
 )
 from .layout import (
@@ -81,6 +84,8 @@ from .layout import (
     K_SERVE,
     K_SERVE_LATE,
     K_SNAPSHOT,
+    K_STORE_ANSWER,
+    K_STORE_FAIL,
     K_WAIT_TIMEOUT,
     L_CLIENT_TIME,
     L_CLOSED,
@@ -95,6 +100,8 @@ from .layout import (
     L_OFF,
     L_QOFF,
     L_REDIS_TIME,
+    L_SB_COOL,
+    L_SB_FAILS,
     L_SHADOW,
     L_SIZE,
     L_TMO,
@@ -108,6 +115,7 @@ from .layout import (
     OP_DONE,
     OP_FAIL,
     OP_FINISH,
+    OP_MODE,
     OP_PROCEED,
     OP_RESUME,
     OP_SEND,
@@ -379,6 +387,7 @@ def run(limit: int, world: World) -> int:
     PART_NODES = world.PART_NODES
     TOPO_AT = world.TOPO_AT
     SHP = world.SHP
+    SB = world.SB
     n_layers = LY.shape[0]
     n_batches = INST.shape[0]
     n_pre = C[C_PRE]
@@ -461,6 +470,7 @@ def run(limit: int, world: World) -> int:
             x = cur
             if kind in (K_SERVE, K_SERVE_LATE):
                 late = kind == K_SERVE_LATE
+                gpos = pos
                 g = LY[pos, L_GIDX]
                 sh = SHARD[g, i] if sharded else 0
                 start = BUSY[sh]
@@ -495,6 +505,7 @@ def run(limit: int, world: World) -> int:
                     else:
                         REM[pos, i] = rem
                         x = reply
+                        d = 0
                         if ok:
                             OUT[pos, i] = ALLOWED
                             op = OP_RESUME
@@ -510,6 +521,25 @@ def run(limit: int, world: World) -> int:
                             OUT[pos, i] = REJECTED
                             R[i, R_RETRY] = rt  # clients: the Retry-After
                             op = OP_FINISH
+                        if LY[gpos, L_SB_FAILS]:
+                            # store breaker: it hears of the answer when the answer arrives (a
+                            # shaping hold starts then: the event carries it in H_DL)
+                            if reply != cur:
+                                push(
+                                    H, C, reply, i * PRIO_STRIDE + gpos, K_STORE_ANSWER, i, gpos,
+                                    op, d,
+                                )  # fmt: skip
+                                op = OP_DONE
+                            else:
+                                o = (R[i, R_NODE] * n_layers + gpos) * SB_COLS
+                                sb_observe(SB, o, LY[gpos, L_SB_FAILS], i, 1, reply)
+            elif kind == K_STORE_ANSWER:
+                o = (R[i, R_NODE] * n_layers + pos) * SB_COLS
+                sb_observe(SB, o, LY[pos, L_SB_FAILS], i, 1, cur)
+                op = cnow
+                if op == OP_RESUME:
+                    pos += 1
+                    x = cur + dl  # a shaping layer's hold, from the answer on
             elif kind == K_RELEASE:
                 nd = i
                 NV[nd, N_IN_USE] -= 1
@@ -524,7 +554,7 @@ def run(limit: int, world: World) -> int:
                         NV[nd, N_IN_USE] += 1
                         R[w, R_CONN] = 1
                         R[w, R_POOL_WAIT] = cur - R[w, R_WAIT_SINCE]
-                        op = OP_PROCEED
+                        op = OP_SEND  # what proceed does at a global layer holding a connection
                         i = w
                         pos = R[w, R_WAIT_POS]
                         break
@@ -534,11 +564,11 @@ def run(limit: int, world: World) -> int:
                     NV[R[i, R_NODE], N_LIVE] -= 1
                     R[i, R_CONN] = 2
                     R[i, R_POOL_WAIT] = cur - R[i, R_WAIT_SINCE]
-                    op = OP_PROCEED
+                    op = OP_FAIL  # what proceed does at a global layer with no connection
                     pos = R[i, R_WAIT_POS]
             elif kind == K_PROCEED:
                 op = OP_PROCEED
-            elif kind == K_FAIL_LOCAL:
+            elif kind in (K_FAIL_LOCAL, K_STORE_FAIL):
                 op = OP_FAIL
             elif kind == K_SNAPSHOT:
                 SNAP[i, :] = GSTATE
@@ -598,7 +628,7 @@ def run(limit: int, world: World) -> int:
                     pos = -1
                     continue
                 if op == OP_RESUME:
-                    if R[i, R_CONN] == 1 and not LY[pos, L_IS_NODE]:
+                    if R[i, R_CONN] == 1 and not LY[pos, L_IS_NODE] and not LY[pos, L_SB_FAILS]:
                         op = OP_SEND
                     else:
                         push(H, C, x, i * PRIO_STRIDE + pos, K_PROCEED, i, pos, 0, 0)
@@ -677,6 +707,12 @@ def run(limit: int, world: World) -> int:
                         R[i, R_RETRY] = rt  # clients: the Retry-After
                         op = OP_FINISH
                     continue
+                if LY[pos, L_SB_FAILS]:
+                    # a store breaker in front of the call: open, it takes the failure mode now
+                    o = (R[i, R_NODE] * n_layers + pos) * SB_COLS
+                    if sb_gate(SB, o, LY[pos, L_SB_COOL], i, x) == 0:
+                        op = OP_MODE
+                        continue
                 # a global layer: borrow a connection first (the engine's ``acquire``)
                 if R[i, R_CONN] == 0:
                     nd = R[i, R_NODE]
@@ -758,7 +794,15 @@ def run(limit: int, world: World) -> int:
                     x = deadline
                 else:
                     op = OP_DONE
-            elif op == OP_FAIL:
+            elif op in (OP_FAIL, OP_MODE):
+                if op == OP_FAIL and LY[pos, L_SB_FAILS]:
+                    # a failed call: its store breaker hears of it when the caller learns it
+                    if x != cur:
+                        push(H, C, x, i * PRIO_STRIDE + pos, K_STORE_FAIL, i, pos, 0, 0)
+                        op = OP_DONE
+                        continue
+                    o = (R[i, R_NODE] * n_layers + pos) * SB_COLS
+                    sb_observe(SB, o, LY[pos, L_SB_FAILS], i, 0, x)
                 if LY[pos, L_LOCAL]:
                     if x != cur:
                         push(H, C, x, i * PRIO_STRIDE + pos, K_FAIL_LOCAL, i, pos, 0, 0)

@@ -15,6 +15,7 @@ from ..conservation import check_conservation
 from ..model.clock import NodeClock, clock_tables, redis_clock
 from ..model.faults import fault_tables
 from ..model.redis_server import SNAPSHOT, failover_schedule, queue_depths
+from ..model.store_breaker import SB_COLS, SB_PROBE
 from ..ordering import PRIO_FAILOVER
 from ..policy import BACKEND_KINDS
 from ..results import RunData
@@ -140,7 +141,9 @@ def run_fast(
     )  # fmt: skip
     world = _drive(world, len(arrivals), progress, chunk_us, (scenario, seed, arrivals.user))
     if clients is not None:
-        return _client_run_data(world, T, scenario, arrivals, can_hold(layers))
+        data = _client_run_data(world, T, scenario, arrivals, can_hold(layers))
+        data.store_breakers = _store_breakers(world.SB, layers, scenario.topology.slots)
+        return data
     R, CMD = world.R, world.CMD
 
     _check_conservation(R, world.NV, C, T, scenario.topology.slots)
@@ -159,7 +162,24 @@ def run_fast(
         depth=queue_depths(depth_t, CMD[1, :n_cmd].copy(), shard_arr),
         backend_done_us=R[:, R_BK_DONE].copy() if scenario.backend is not None else None,
         held_us=R[:, R_HELD].copy() if can_hold(layers) else None,
+        store_breakers=_store_breakers(world.SB, layers, scenario.topology.slots),
     )
+
+
+def _store_breaker_table(layers: list[CompiledLayer], nodes: int) -> np.ndarray:
+    """``SB``: a closed breaker per (node, layer) (a placeholder row when no layer has one)."""
+    rows = nodes * len(layers) if any(cl.spec.store_breaker for cl in layers) else 1
+    SB = np.zeros((rows, SB_COLS), dtype=np.int64)
+    SB[:, SB_PROBE] = -1
+    return SB.reshape(-1)
+
+
+def _store_breakers(SB: np.ndarray, layers: list[CompiledLayer], nodes: int) -> np.ndarray | None:
+    """The run's final store-breaker rows as ``(nodes, layers, SB_COLS)`` (``None``: no layer
+    has a breaker), as :class:`RunData` holds them."""
+    if not any(cl.spec.store_breaker for cl in layers):
+        return None
+    return SB.reshape(nodes, len(layers), SB_COLS).copy()
 
 
 def _world(
@@ -251,6 +271,7 @@ def _world(
         ),
         TOPO_AT=scenario.topology.change_tables()[0],
         SHP=T.SHP,
+        SB=_store_breaker_table(layers, scenario.topology.slots),
         **client_tables(scenario, clients, users, g_count, layers, arrivals.user),
     )
     return world, T
@@ -490,6 +511,8 @@ def _layer_tables(
             gk,
             q_off,
             follow_row if cl.follow is not None else 0,
+            spec.store_breaker.failures if spec.store_breaker else 0,
+            spec.store_breaker.cooldown_us if spec.store_breaker else 0,
         )
         if gk != G_RATE:
             initial.append((off, entries, list(cl.algs[0].new_state())))

@@ -15,6 +15,9 @@ whatever the traffic, which is the point the flagship scenario makes as it grows
 * ``redis-outage`` - a refused outage and a black hole, with the local fallback.
 * ``autoscale`` - per-node buckets while nodes are added mid-surge (new nodes start full), and
   a ``local_share: follow`` twin in shadow that shares the refill over the live nodes.
+* ``redis-failover``, ``latency-spike`` (and ``-closed`` / ``-local`` / ``-breaker``),
+  ``slow-backend-breaker``
+  - bad days on the store path and at the backend (:mod:`ratesim.scenarios.bad_days`).
 * ``retry-storm`` - clients that retry (issue 13): a one-second surge at 3x a site-wide limit,
   the clients retrying every rejection immediately (up to 10 attempts in a 1.5 s deadline).
   :func:`retry_storm` builds the other variants: ``reaction="retry_after"`` (honour
@@ -47,6 +50,7 @@ from ..traffic import (
     PopulationSpec,
     RateSegment,
 )
+from .bad_days import SPIKE_BREAKER, latency_spike, redis_failover, slow_backend_breaker
 
 ORDER_ROUTE = "/api/v3/order"
 
@@ -426,6 +430,12 @@ _BUILTINS: dict[str, Callable[[float], Scenario]] = {
     "redis-saturation": redis_saturation,
     "redis-outage": redis_outage,
     "autoscale": autoscale,
+    "redis-failover": redis_failover,
+    "latency-spike": latency_spike,
+    "latency-spike-closed": lambda scale: latency_spike(scale, "closed"),
+    "latency-spike-local": lambda scale: latency_spike(scale, "local"),
+    "latency-spike-breaker": lambda scale: latency_spike(scale, "open", SPIKE_BREAKER),
+    "slow-backend-breaker": slow_backend_breaker,
     "retry-storm": retry_storm,
 }
 

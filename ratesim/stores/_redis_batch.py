@@ -80,7 +80,7 @@ class BatchRun:
             self._stream()
         finally:
             self._release()
-        if self.store.mode == "auto" and self.answered:
+        if self.store._mode == "auto" and self.answered:  # not .mode: that would ask the server
             self.store._mode = "function"
         out = self.out
         assert all(d is not None for d in out), "every request must get a decision"

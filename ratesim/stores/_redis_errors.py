@@ -62,6 +62,7 @@ ERROR_KINDS: Final = (
     "auth",  # NOAUTH / WRONGPASS / NOPERM: the server refuses this client
     "noscript_race",  # the code kept vanishing, or reappeared mid-batch (order can't be kept)
     "deadline",  # acquire_many's overall deadline passed before this request was answered
+    "breaker_open",  # the store breaker was open: no call made (RedisStore's store_breaker)
 )
 
 # Reply prefixes redis-py leaves as a plain ResponseError (it maps the others to classes).

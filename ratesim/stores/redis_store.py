@@ -49,6 +49,13 @@ out may still have run on the server (the reply was lost, not the request): that
 case, and the reason a client must never retry a script automatically (see
 :meth:`RedisStore.from_url`); a timed-out connection is dropped, never reused.
 
+Store breaker. With ``store_breaker`` (a :class:`~ratesim.policy.StoreBreakerSpec` or a
+mapping ``{failures, cooldown_ms}``, the simulation's parameters), ``failures`` consecutive
+failure-mode decisions open a breaker: for ``cooldown_ms`` the store calls nothing and answers by
+its failure mode at once (kind ``"breaker_open"``, charged ``"no"``), then one call probes
+(:mod:`ratesim.stores._redis_breaker`). An :meth:`RedisStore.acquire_many` call is one call to
+the breaker: refused whole while it is open, a failure if any of its requests failed.
+
 redis-cell. With ``use_cell`` and ``time_source="redis"``, a :class:`~ratesim.algorithms.GCRA`
 runs on the module's native ``CL.THROTTLE`` when ``COMMAND INFO`` finds it (its replies have
 whole-second durations; its state lives under its own key suffix ``-cell``).
@@ -61,6 +68,7 @@ state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import socket
@@ -84,6 +92,7 @@ from ..algorithms.gcra import GCRA
 from . import _redis_lua
 from ._keys import normalize_key
 from ._redis_batch import CODE_RELOAD_ATTEMPTS, PIPELINE_DEPTH, BatchRun
+from ._redis_breaker import BREAKER_OPEN, StoreBreaker
 from ._redis_errors import (
     ERROR_KINDS,
     Charged,
@@ -223,6 +232,10 @@ class RedisStore:
     use_cell:
         Run :class:`~ratesim.algorithms.GCRA` on redis-cell's ``CL.THROTTLE`` when the server
         has it: ``"auto"`` (when present, redis time only), ``True`` (required) or ``False``.
+    store_breaker:
+        ``None`` (default), or a :class:`~ratesim.policy.StoreBreakerSpec` / mapping
+        ``{failures, cooldown_ms}``: stop calling a failing Redis for a cooldown (module
+        docstring). Needs ``failure_mode`` ``"open"`` or ``"closed"``.
 
     Attributes
     ----------
@@ -231,6 +244,9 @@ class RedisStore:
         ``failure_mode="raise"``, one per raised error). Kinds are :data:`ERROR_KINDS`.
     code_loads:
         How many times this store found its code missing on the server and loaded it.
+    breaker:
+        The :class:`~ratesim.stores._redis_breaker.StoreBreaker` (``None`` without one): its
+        ``short_circuited``, ``opens`` and ``open_us()``.
     """
 
     def __init__(
@@ -244,7 +260,9 @@ class RedisStore:
         ttl_floor_us: int = DEFAULT_TTL_FLOOR_US,
         mode: DeliveryMode = "auto",
         use_cell: bool | Literal["auto"] = "auto",
+        store_breaker: Any = None,
         _warn_retry: bool = True,
+        _breaker_clock: Any = None,
     ) -> None:
         if time_source not in ("client", "redis"):
             raise ValueError(f"time_source must be 'client' or 'redis', got {time_source!r}")
@@ -274,6 +292,12 @@ class RedisStore:
             or ttl_floor_us < 1000
         ):
             raise ValueError(f"ttl_floor_us must be an int >= 1000, got {ttl_floor_us!r}")
+        self.breaker = StoreBreaker.build(store_breaker, _breaker_clock)
+        if self.breaker is not None and failure_mode == "raise":
+            raise ValueError(
+                "store_breaker answers by the failure mode while open: it needs "
+                "failure_mode='open' or 'closed', not 'raise'"
+            )
         if use_cell is True and time_source != "redis":
             raise ValueError(
                 "use_cell=True needs time_source='redis': CL.THROTTLE reads the server's clock"
@@ -356,7 +380,17 @@ class RedisStore:
 
     @property
     def mode(self) -> DeliveryMode:
-        """``"function"`` or ``"script"`` once known; ``"auto"`` before the first call."""
+        """How this store delivers its code: ``"function"`` (``FCALL``) or ``"script"``
+        (``EVALSHA``).
+
+        A store built with ``mode="auto"`` finds out on first reading (one ``COMMAND INFO
+        FCALL`` round trip, remembered) or on its first call, whichever comes first; it reads
+        ``"auto"`` only while the server cannot be asked (unreachable, or an error reply).
+        """
+        if self._mode == "auto":
+            # unreachable: unknown for now, the next reading (or the first call) asks again
+            with contextlib.suppress(redis.RedisError, OSError):
+                self._mode = "function" if command_exists(self.client, "FCALL") else "script"
         return self._mode
 
     @property
@@ -380,6 +414,24 @@ class RedisStore:
         or not UTF-8 text, a float time, a negative cost) is a ``ValueError`` whatever the
         failure mode; a store failure is a failure-mode decision (see the module docstring).
         """
+        if self.breaker is None:
+            return self._acquire(limiter, key, now_us, cost)
+        # bad input is a ValueError before the breaker counts a call
+        self._spec(limiter)
+        self._now_arg(now_us)
+        check_cost(cost)
+        normalize_key(key)
+        call = self.breaker.gate()
+        if call < 0:
+            return self._failed(limiter, BREAKER_OPEN, "no")
+        d = self._acquire(limiter, key, now_us, cost)
+        self.breaker.observe(call, not d.error)
+        return d
+
+    def _acquire(
+        self, limiter: Algorithm, key: object, now_us: int | None = None, cost: int = 1
+    ) -> Decision:
+        """:meth:`acquire` without the store breaker."""
         spec = self._spec(limiter)
         now_arg = self._now_arg(now_us)
         cost = check_cost(cost)
@@ -448,6 +500,28 @@ class RedisStore:
         rkeys = [self._key(spec, normalize_key(k)) for k in keys]
         if n == 0:
             return []
+        if self.breaker is None:
+            return self._decide_many(limiter, keys, rkeys, now_args, cost_list, batch, deadline_s)
+        call = self.breaker.gate()
+        if call < 0:
+            return [self._failed(limiter, BREAKER_OPEN, "no") for _ in range(n)]
+        out = self._decide_many(limiter, keys, rkeys, now_args, cost_list, batch, deadline_s)
+        self.breaker.observe(call, not any(d.error for d in out))
+        return out
+
+    def _decide_many(
+        self,
+        limiter: Algorithm,
+        keys: Sequence[object],
+        rkeys: list[str],
+        now_args: list[str],
+        cost_list: list[int],
+        batch: int,
+        deadline_s: float | None,
+    ) -> list[Decision]:
+        """:meth:`acquire_many`'s decisions once its input is checked (no store breaker)."""
+        spec = self._spec(limiter)
+        n = len(keys)
         try:
             use_cell = self._use_cell_for(limiter)
         except Exception as exc:
@@ -466,7 +540,7 @@ class RedisStore:
         """One ``CL.THROTTLE`` per request; after a transport failure the rest fail at once."""
         out: list[Decision] = []
         for k, c in zip(keys, costs, strict=True):
-            d = self.acquire(limiter, k, None, c)
+            d = self._acquire(limiter, k, None, c)
             out.append(d)
             if d.error in ("timeout", "connection"):
                 rest = len(keys) - len(out)
