@@ -33,7 +33,6 @@ from .kernels import (
     conc_complete,
     outage,
     partitioned,
-    rate_kernel,
     slowed,
 )
 from .layout import (
@@ -126,6 +125,7 @@ from .layout import (
     ST_LIMIT,
     World,
 )
+from .logpool import NODE_POOL, REDIS_POOL, restore_pool, snapshot_pool, table_kernel
 
 
 @numba.njit(cache=True, inline="always")
@@ -153,12 +153,16 @@ def _node_kernel(
     PP: Any,
     PF: Any,
     STATE: Any,
+    LOGS: Any,
 ) -> tuple[int, int]:
     """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
-    for its local fallback) on request ``i``'s state at ``STATE[s0:]``, at local time ``now``
-    (µs); ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset)."""
+    for its local fallback) on request ``i``'s state at ``STATE[s0:]`` (a sliding log's ring
+    in the node-side pool of ``LOGS``), at local time ``now`` (µs); ``PF``: ``PP`` flattened
+    (the kernel reads its parameters at an offset)."""
     tr = R[i, R_TIER]
-    ok, rem, _, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
+    ok, rem, _, _ = table_kernel(
+        KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, LOGS, NODE_POOL, now, R[i, R_COST]
+    )
     return ok, rem
 
 
@@ -261,10 +265,11 @@ def prefix(
     PP: Any,
     PF: Any,
     STATE: Any,
+    LOGS: Any,
     n_pre: int,
 ) -> None:
     """Leading node rate layers, each over all requests in arrival order (as the engine's
-    ``prefix_layer``)."""
+    ``prefix_layer``); a sliding log's rings are in the node-side pool of ``LOGS``."""
     n = R.shape[0]
     for pos in range(n_pre):
         off = LY[pos, L_OFF]
@@ -275,9 +280,10 @@ def prefix(
                 continue
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
-            ok, rem, _, _ = rate_kernel(
-                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
-            )
+            ok, rem, _, _ = table_kernel(
+                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, LOGS, NODE_POOL, R[i, R_CLK],
+                R[i, R_COST],
+            )  # fmt: skip
             REM[pos, i] = rem
             if ok:
                 OUT[pos, i] = ALLOWED
@@ -329,6 +335,7 @@ def run(limit: int, world: World) -> int:
     STATE = world.STATE
     GSTATE = world.GSTATE
     SNAP = world.SNAP
+    LOGS = world.LOGS
     FO_FLUSH = world.FO_FLUSH
     LAT = world.LAT
     SHARD = world.SHARD
@@ -431,9 +438,10 @@ def run(limit: int, world: World) -> int:
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                     tr = R[i, R_TIER]
                     now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
-                    ok, rem, _, _ = rate_kernel(
-                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, now_k, R[i, R_COST]
-                    )
+                    ok, rem, _, _ = table_kernel(
+                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, LOGS, REDIS_POOL, now_k,
+                        R[i, R_COST],
+                    )  # fmt: skip
                     if late:
                         pass
                     elif reply > dl:
@@ -485,8 +493,10 @@ def run(limit: int, world: World) -> int:
                 op = OP_FAIL
             elif kind == K_SNAPSHOT:
                 SNAP[i, :] = GSTATE
+                snapshot_pool(LOGS, i)
             elif kind == K_FAILOVER:  # the state as it was at the snapshot comes back
                 GSTATE[:] = SNAP[i, :]
+                restore_pool(LOGS, i)
                 if FO_FLUSH[i]:
                     NV[:n_nodes, N_RELOAD] = 1
             elif kind == K_CONC_TIMEOUT:
@@ -600,7 +610,7 @@ def run(limit: int, world: World) -> int:
                         R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
                     )
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
-                    ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE)
+                    ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE, LOGS)
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = ALLOWED
@@ -702,7 +712,9 @@ def run(limit: int, world: World) -> int:
                     # the node-local fallback limiter decides (the engine's ``fail_local``)
                     local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
                     s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
-                    ok, rem = _node_kernel(n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE)
+                    ok, rem = _node_kernel(
+                        n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE, LOGS
+                    )
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = LOCAL_ALLOWED

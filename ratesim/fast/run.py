@@ -68,6 +68,7 @@ from .layout import (
     ST_GROW,
     World,
 )
+from .logpool import new_pools, pool_ints, table_size
 from .loop import prefix, run
 from .support import unsupported
 
@@ -93,6 +94,7 @@ class _Tables:
     STATE: np.ndarray
     GSTATE: np.ndarray
     SNAP: np.ndarray
+    LOGS: Any
     PRL: np.ndarray
     CQ: np.ndarray
     STACK: np.ndarray
@@ -121,7 +123,7 @@ def run_fast(
     R, C, CMD = world.R, world.C, world.CMD
     prefix(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
-        int(C[C_PRE]),
+        T.LOGS, int(C[C_PRE]),
     )  # fmt: skip
     _drive(world, len(arrivals), progress, chunk_us)
 
@@ -193,6 +195,7 @@ def _world(
         STATE=T.STATE,
         GSTATE=T.GSTATE,
         SNAP=T.SNAP,
+        LOGS=T.LOGS,
         FO_FLUSH=np.array([f.flush_scripts for f in failovers], dtype=np.bool_),
         LAT=LAT,
         SHARD=T.SHARD,
@@ -353,6 +356,7 @@ def _layer_tables(
     off = 0  # node-side tables (node layers, local fallbacks) in STATE
     g_off = 0  # Redis-side tables (global layers) in GSTATE
     q_off = 0  # concurrency wait queues, one per slot
+    node_logs = redis_logs = 0  # the sliding logs' first rings, node side and Redis side
     guard_kind = {"concurrency": G_CONCURRENCY, "circuit_breaker": G_BREAKER}
     initial: list[tuple[int, int, list[int]]] = []  # guard tables: (offset, entries, state)
     for pos, cl in enumerate(layers):
@@ -366,8 +370,15 @@ def _layer_tables(
             KEYS[pos] = cl.keys
         if cl.applies_np is not None:
             APPLIES[pos] = cl.applies_np
-        size = max(a.state_size for a in cl.algs)
-        l_size = max(a.state_size for a in cl.local_algs) if cl.local_algs else 0
+        # a sliding log's entry is its ring's offset in a pool (ratesim.fast.logpool)
+        size = max(table_size(a) for a in cl.algs)
+        l_size = max(table_size(a) for a in cl.local_algs) if cl.local_algs else 0
+        if is_node:
+            node_logs += pool_ints(entries, list(cl.algs)) - 1
+        else:
+            redis_logs += pool_ints(cl.n_keys, list(cl.algs)) - 1
+        if cl.local_algs:
+            node_logs += pool_ints(entries, list(cl.local_algs)) - 1
         gk = guard_kind.get(spec.algorithm.kind, G_RATE)
         LY[pos] = (
             cl.gidx,
@@ -416,6 +427,7 @@ def _layer_tables(
         STATE=STATE,
         GSTATE=np.zeros(g_off, dtype=np.int64),
         SNAP=np.zeros((failovers, g_off), dtype=np.int64),
+        LOGS=new_pools(1 + node_logs, 1 + redis_logs, failovers),
         PRL=np.zeros((3, n, n_layers) if n_guards else (3, 1, 1), dtype=np.int64),
         CQ=np.full((2, max(q_off, 1)), -1, dtype=np.int64),
         STACK=np.zeros((n * n_guards + 1, 4), dtype=np.int64),

@@ -1,0 +1,173 @@
+"""The sliding log's state in the compiled runner: a ring per key that grows, in a pool.
+
+:class:`~ratesim.algorithms.sliding_log.SlidingWindowLog`'s own state is ``limit + 2``
+integers per key (a ring of ``limit`` stamps), the layout the stores and the Lua keep. The
+compiled runner instead gives a key a block in a pool that holds only what the key has
+admitted: ``count, head, cap`` then a ring of ``cap`` stamps (see
+:func:`~ratesim.algorithms.sliding_log.sliding_ring_kernel`, the original kernel's twin on
+this block). A key's entry in its layer's state table (``STATE`` or ``GSTATE``, one integer for
+a sliding log) is its block's offset in the pool, 0 before its first request.
+
+A ring starts at ``min(limit, FIRST_CAP)`` stamps and doubles (clamped at ``limit``): before
+each kernel call :func:`ensure_log_room` makes sure the ring can hold ``min(limit, count +
+cost)`` entries, the most an admission leaves, moving the entries (oldest first) to a new block
+at the pool's end when it cannot. A key that admitted ``a`` cost units so holds
+``min(limit, a)`` entries in at most about twice that many integers (the blocks it outgrew are
+not reused: at most ``cap / 2 + cap / 4 + ...`` behind it), instead of ``limit + 2``.
+
+The pools travel in one numba typed list (``World.LOGS``): ``NODE_POOL`` for the node-side
+tables (node layers, local fallbacks), ``REDIS_POOL`` for the Redis-side ones, then one per
+failover (``SNAP_POOLS + j``): the Redis pool as failover ``j``'s snapshot saw it. A pool grows
+(doubles) inside the compiled loop when a block does not fit, so there is no size to guess
+beforehand; ``pool[POOL_USED]`` is where its next block goes (a snapshot and its restore carry
+it, so blocks made after the snapshot are given back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba.typed import List
+
+from ..algorithms.sliding_log import (
+    RING_CAP,
+    RING_COUNT,
+    RING_HEAD,
+    RING_STAMPS,
+    sliding_log_kernel,
+    sliding_ring_kernel,
+)
+from .kernels import kernel_code, rate_kernel
+
+#: The pools of ``World.LOGS`` by index (``SNAP_POOLS + j``: failover ``j``'s snapshot).
+NODE_POOL, REDIS_POOL, SNAP_POOLS = 0, 1, 2
+#: ``pool[POOL_USED]``: the offset of the pool's next block (blocks start after it).
+POOL_USED = 0
+#: A new key's ring: this many stamps (or ``limit`` if smaller), doubled when outgrown.
+FIRST_CAP = 8
+#: ``rate_kernel``'s code for the sliding log: the kernel :func:`table_kernel` runs on a ring.
+LOG_CODE = kernel_code(sliding_log_kernel)
+
+_ring = numba.njit(cache=True)(sliding_ring_kernel)
+
+
+def is_log(alg: Any) -> bool:
+    """True when ``alg``'s state lives in a pool here (a sliding log)."""
+    return alg.kernel is sliding_log_kernel
+
+
+def table_size(alg: Any) -> int:
+    """Integers per key ``alg`` takes in the compiled runner's state tables: one (the ring's
+    offset) for a sliding log, its ``state_size`` otherwise."""
+    return 1 if is_log(alg) else int(alg.state_size)
+
+
+def pool_ints(keys: int, algs: list[Any]) -> int:
+    """A pool's first size (int64s): every ``keys`` a first ring of the largest of ``algs``
+    (the sliding logs among them) and the pool's header; 1 when none is a sliding log."""
+    caps = [min(int(a.params[0]), FIRST_CAP) for a in algs if is_log(a)]
+    return 1 + keys * (RING_STAMPS + max(caps)) if caps else 1
+
+
+@numba.njit(cache=True)
+def _empty_pool(ints: int) -> Any:
+    pool = np.zeros(max(ints, 1), dtype=np.int64)
+    pool[POOL_USED] = 1
+    return pool
+
+
+@numba.njit(cache=True)
+def new_pools(node_ints: int, redis_ints: int, failovers: int) -> Any:
+    """The typed list of pools a run starts with (``World.LOGS``): the node-side and the
+    Redis-side pools with room for ``node_ints`` and ``redis_ints`` integers, then an empty
+    snapshot per failover (a restore before any snapshot brings back an empty pool)."""
+    pools = List()
+    pools.append(_empty_pool(node_ints))
+    pools.append(_empty_pool(redis_ints))
+    for _ in range(failovers):
+        pools.append(_empty_pool(1))
+    return pools
+
+
+@numba.njit(cache=True)
+def ring_capacity(limit: int, need: int) -> int:
+    """The smallest ring of the doubling sequence ``min(limit, FIRST_CAP)``, doubled and
+    clamped at ``limit``, that holds ``need`` (<= ``limit``) stamps."""
+    cap = min(limit, FIRST_CAP)
+    while cap < need:
+        cap = min(limit, 2 * cap)
+    return cap
+
+
+@numba.njit(cache=True)
+def _grow_pool(LOGS: Any, w: int, end: int) -> Any:
+    """Pool ``w`` with room for ``end`` integers at least (doubled; its contents copied)."""
+    old = LOGS[w]
+    pool = np.zeros(max(end, 2 * old.shape[0]), dtype=np.int64)
+    pool[: old.shape[0]] = old
+    LOGS[w] = pool
+    return pool
+
+
+@numba.njit(cache=True)
+def ensure_log_room(LOGS: Any, w: int, S: Any, s0: int, limit: int, cost: int) -> int:
+    """The offset in pool ``w`` of the ring of the key whose table entry is ``S[s0]``, made
+    able to hold ``min(limit, count + cost)`` entries first (a new key gets its first ring;
+    a ring too small is moved, oldest entry first, to a larger block at the pool's end, and
+    ``S[s0]`` updated). A cost above ``limit`` is rejected without writing: no room for it."""
+    pool = LOGS[w]
+    b = S[s0]
+    count = pool[b + RING_COUNT] if b else 0
+    need = count + cost if cost <= limit else count
+    if need > limit:
+        need = limit
+    if b and pool[b + RING_CAP] >= need:
+        return b
+    cap = ring_capacity(limit, max(need, 1))
+    nb = pool[POOL_USED]
+    end = nb + RING_STAMPS + cap
+    if end > pool.shape[0]:
+        pool = _grow_pool(LOGS, w, end)
+    pool[POOL_USED] = end
+    pool[nb + RING_COUNT] = count
+    pool[nb + RING_HEAD] = count % cap
+    pool[nb + RING_CAP] = cap
+    if b:
+        old_cap = pool[b + RING_CAP]
+        first = pool[b + RING_HEAD] - count + old_cap  # the oldest entry's slot (+ old_cap)
+        for k in range(count):
+            pool[nb + RING_STAMPS + k] = pool[b + RING_STAMPS + (first + k) % old_cap]
+    S[s0] = nb
+    return nb
+
+
+@numba.njit(cache=True)
+def table_kernel(
+    kind: int, P: Any, p0: int, S: Any, s0: int, LOGS: Any, w: int, now: int, cost: int
+) -> tuple[int, int, int, int]:
+    """``rate_kernel`` on the key whose state table entry is ``S[s0]``: a sliding log's ring
+    is in pool ``w`` of ``LOGS`` (room made first), any other state in ``S`` itself."""
+    if kind == LOG_CODE:
+        b0 = ensure_log_room(LOGS, w, S, s0, P[p0], cost)
+        return _ring(P, LOGS[w], now, cost, p0, b0)
+    return rate_kernel(kind, P, p0, S, s0, now, cost)
+
+
+@numba.njit(cache=True)
+def snapshot_pool(LOGS: Any, j: int) -> None:
+    """Failover ``j``'s snapshot of the Redis-side pool (its used part)."""
+    pool = LOGS[REDIS_POOL]
+    LOGS[SNAP_POOLS + j] = pool[: pool[POOL_USED]].copy()
+
+
+@numba.njit(cache=True)
+def restore_pool(LOGS: Any, j: int) -> None:
+    """The Redis-side pool as failover ``j``'s snapshot saw it (blocks made since given
+    back: the pool's next block is where it was then)."""
+    snap = LOGS[SNAP_POOLS + j]
+    pool = LOGS[REDIS_POOL]
+    if pool.shape[0] < snap.shape[0]:
+        pool = _grow_pool(LOGS, REDIS_POOL, snap.shape[0])
+    pool[: snap.shape[0]] = snap
