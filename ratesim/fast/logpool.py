@@ -55,7 +55,7 @@ _ring = numba.njit(cache=True)(sliding_ring_kernel)
 
 def is_log(alg: Any) -> bool:
     """True when ``alg``'s state lives in a pool here (a sliding log)."""
-    return alg.kernel is sliding_log_kernel
+    return getattr(alg, "kernel", None) is sliding_log_kernel
 
 
 def table_size(alg: Any) -> int:
