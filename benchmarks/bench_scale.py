@@ -15,6 +15,10 @@
   1), not built; printed as not measured (at ~600 B a request it would need ~140 GB).
 * the loop's cost per request at each of ``--scales``, each in its own child process (so one
   run's memory does not weigh on the next), with its wall time and peak RSS.
+* the sliding logs' state at each scale (issue 10's Build item 3), from the run's own tables:
+  what ``limit + 2`` int64 per key would take (the representation before, still the stores'
+  and the event engine's) beside the compiled runner's (one offset per key and the rings
+  used in its pools, :mod:`ratesim.fast.logpool`), and the pools' allocated size.
 
 Targets are printed to compare with, never asserted. The machine is shared: the in-process
 figures are best of R, and the ratios (loop against the bare ceiling) come from one process.
@@ -90,17 +94,50 @@ def _prepared(scale: float) -> tuple[Any, Any, Any, Any]:
     return sc, arrivals, draw_requests(sc, arrivals, streams), layers
 
 
+#: The sliding logs' state of the last :func:`loop_seconds` run (see :func:`log_state_bytes`).
+LAST_LOG_STATE: dict[str, int] = {}
+
+
+def log_state_bytes(layers: list[Any], world: Any) -> dict[str, int]:
+    """The sliding logs' state of a finished compiled run: ``before``, bytes of ``limit + 2``
+    int64 per key of every table holding a log (the representation the compiled runner had,
+    the stores' own); ``after``, its tables' offset entries plus the rings its pools hold;
+    ``allocated``, the offset entries plus the pools' allocated size."""
+    from ratesim.fast.layout import L_NKEYS
+    from ratesim.fast.logpool import NODE_POOL, POOL_USED, REDIS_POOL, is_log
+
+    before = entries_all = 0
+    for pos, cl in enumerate(layers):
+        tables = [(list(cl.algs), int(world.LY[pos, L_NKEYS]))]
+        if cl.local_algs:
+            tables.append((list(cl.local_algs), int(world.LKEYS[pos].max()) + 1))
+        for algs, entries in tables:
+            if any(is_log(a) for a in algs):
+                before += entries * (max(a.state_size for a in algs)) * 8
+                entries_all += entries * 8
+    pools = [world.LOGS[NODE_POOL], world.LOGS[REDIS_POOL]]
+    used = sum(int(p[POOL_USED]) - 1 for p in pools) * 8
+    return {
+        "before": before,
+        "after": entries_all + used,
+        "allocated": entries_all + sum(p.nbytes for p in pools),
+    }
+
+
 def loop_seconds(scale: float) -> tuple[int, float]:
-    """(requests, wall seconds of the compiled event loop alone) for one run at ``scale``."""
+    """(requests, wall seconds of the compiled event loop alone) for one run at ``scale``;
+    its sliding logs' state is left in ``LAST_LOG_STATE``."""
     import ratesim.fast.run as fast_run
 
     sc, arrivals, draws, layers = _prepared(scale)
     spent: list[float] = []
     drive = fast_run._drive
+    worlds: list[Any] = []
 
-    def timed(*args: Any, **kwargs: Any) -> None:
+    def timed(world: Any, *args: Any, **kwargs: Any) -> None:
+        worlds.append(world)
         started = time.perf_counter()
-        drive(*args, **kwargs)
+        drive(world, *args, **kwargs)
         spent.append(time.perf_counter() - started)
 
     fast_run._drive = timed  # type: ignore[assignment]
@@ -108,6 +145,8 @@ def loop_seconds(scale: float) -> tuple[int, float]:
         fast_run.run_fast(sc, arrivals, draws, layers)
     finally:
         fast_run._drive = drive  # type: ignore[assignment]
+    LAST_LOG_STATE.clear()
+    LAST_LOG_STATE.update(log_state_bytes(layers, worlds[0]))
     return len(arrivals), spent[0]
 
 
@@ -164,9 +203,11 @@ def _child_main(scale: float) -> None:
 
     loop_seconds(0.01)
     n, loop_s = loop_seconds(scale)
+    log_state = dict(LAST_LOG_STATE)
     _, wall = simulate_seconds(scale)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"n": n, "loop_s": loop_s, "wall_s": wall, "self_rss_kib": rss}))
+    info = {"n": n, "loop_s": loop_s, "wall_s": wall, "self_rss_kib": rss, "log": log_state}
+    print(json.dumps(info))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  scale {s:>5g}: {r['n']:>11,} requests  loop {r['loop_s'] / r['n'] * 1e9:7.0f} ns/req"
             f"  simulate {r['wall_s'] / r['n'] * 1e9:7.0f} ns/req  peak RSS {r['rss_gib']:6.2f} GiB"
+        )
+    print("sliding logs' state by scale (limit + 2 int64 a key before; offsets + rings after):")
+    for s, r in per_scale.items():
+        lg = {k: v / 2**20 for k, v in r["log"].items()}
+        print(
+            f"  scale {s:>5g}: before {lg['before']:9.1f} MiB   after {lg['after']:8.1f} MiB"
+            f"   ({lg['before'] / max(lg['after'], 1e-9):5.0f}x less; pools allocated"
+            f" {lg['allocated']:7.1f} MiB)"
         )
     return 0
 
