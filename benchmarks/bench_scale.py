@@ -116,7 +116,7 @@ def log_state_bytes(layers: list[Any], world: Any) -> dict[str, int]:
                 before += entries * (max(a.state_size for a in algs)) * 8
                 entries_all += entries * 8
     pools = [world.LOGS[NODE_POOL], world.LOGS[REDIS_POOL]]
-    used = sum(int(p[POOL_USED]) - 1 for p in pools) * 8
+    used = sum(int(p[POOL_USED]) for p in pools) * 8  # header, rings and free rings
     return {
         "before": before,
         "after": entries_all + used,

@@ -31,6 +31,7 @@ from ratesim.fast.logpool import (
     FIRST_CAP,
     LOG_CODE,
     NODE_POOL,
+    POOL_HEAD,
     POOL_USED,
     REDIS_POOL,
     new_pools,
@@ -74,7 +75,7 @@ STEPS = st.lists(
     limit=st.integers(1, 70),
     window_us=st.integers(1, 200),
     steps=STEPS,
-    first_pool=st.sampled_from([1, 40, 5000]),
+    first_pool=st.sampled_from([0, 40, 5000]),
 )
 def test_ring_twin_gives_the_original_kernels_answers(
     limit: int, window_us: int, steps: list[tuple[int, int, int]], first_pool: int
@@ -87,18 +88,21 @@ def test_ring_twin_gives_the_original_kernels_answers(
     table = np.zeros(3, dtype=np.int64)  # a key's entry: its ring's offset (0: none yet)
     logs = new_pools(first_pool, 1, 0)
     now = [1000, 1000, 1000]
+    peak = [1, 1, 1]  # the most entries an admission could have left, per key
     for key, dt, c in steps:
         now[key] += dt
         cost = c * (limit + 3) // 101  # 0 .. limit + 2: above limit too
+        if cost <= limit:
+            peak[key] = max(peak[key], min(limit, originals[key][0] + cost))
         want = sliding_log_kernel(alg.params, originals[key], now[key], cost)
         got = table_kernel(LOG_CODE, p, 0, table, key, logs, NODE_POOL, now[key], cost)
         assert tuple(got) == want
         pool = logs[NODE_POOL]
         assert ring_entries(pool, table[key]) == original_entries(originals[key], limit)
-        # the ring never holds more than the log, and a grown one is at most twice its need
+        # room for any admission so far, never more than the log, at most twice what it needed
         cap = pool[table[key] + RING_CAP]
-        assert cap <= limit
-        assert cap <= max(FIRST_CAP, 2 * (pool[table[key] + RING_COUNT] + cost))
+        assert peak[key] <= cap <= limit
+        assert cap <= max(FIRST_CAP, 2 * peak[key] - 1)
     assert pool[POOL_USED] <= pool.shape[0]
 
 
@@ -108,14 +112,15 @@ def test_a_light_key_holds_what_it_admitted_not_the_limit() -> None:
     alg = SlidingWindowLog(limit=3000, window_s=60.0)
     p = np.array(alg.params, dtype=np.int64)
     table = np.zeros(1, dtype=np.int64)
-    logs = new_pools(1, 1, 0)
+    logs = new_pools(0, 0, 0)
     for k in range(100):
         ok, rem, _, _ = table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, 10_000 * k, 1)
         assert (ok, rem) == (1, 3000 - (k + 1))
     pool = logs[NODE_POOL]
     caps = [8, 16, 32, 64, 128]
     assert pool[table[0] + RING_CAP] == 128
-    assert pool[POOL_USED] == 1 + sum(3 + c for c in caps)  # 264 integers, not 3002
+    # a lone key cannot reuse the rings it outgrew (each is smaller than its next)
+    assert pool[POOL_USED] == POOL_HEAD + sum(3 + c for c in caps)  # 263 + header, not 3002
     assert ring_entries(pool, table[0]) == [10_000 * k for k in range(99, -1, -1)]
 
 
@@ -124,7 +129,7 @@ def test_a_cost_above_the_limit_makes_no_room() -> None:
     alg = SlidingWindowLog(limit=100, window_s=1.0)
     p = np.array(alg.params, dtype=np.int64)
     table = np.zeros(1, dtype=np.int64)
-    logs = new_pools(1, 1, 0)
+    logs = new_pools(0, 0, 0)
     assert tuple(table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, 5, 101)) == (
         0,
         100,
@@ -139,7 +144,7 @@ def test_failover_snapshot_brings_back_the_pool_as_it_was() -> None:
     alg = SlidingWindowLog(limit=50, window_s=1.0)
     p = np.array(alg.params, dtype=np.int64)
     table = np.zeros(2, dtype=np.int64)
-    logs = new_pools(1, 1, 1)
+    logs = new_pools(0, 0, 1)
     for k in range(5):
         table_kernel(LOG_CODE, p, 0, table, 0, logs, REDIS_POOL, 100 + k, 1)
     snapshot_pool(logs, 0)
@@ -158,17 +163,37 @@ def test_failover_snapshot_brings_back_the_pool_as_it_was() -> None:
 
 
 def test_restore_before_any_snapshot_is_an_empty_pool() -> None:
-    logs = new_pools(1, 100, 1)
+    logs = new_pools(0, 100, 1)
     alg = SlidingWindowLog(limit=9, window_s=1.0)
     table = np.zeros(1, dtype=np.int64)
     table_kernel(LOG_CODE, np.array(alg.params), 0, table, 0, logs, REDIS_POOL, 1, 1)
     restore_pool(logs, 0)
-    assert logs[REDIS_POOL][POOL_USED] == 1
+    assert logs[REDIS_POOL][POOL_USED] == POOL_HEAD
+
+
+def test_an_outgrown_ring_is_the_next_key_s_ring() -> None:
+    """Key 0's first ring (8 stamps), outgrown at its 9th entry, is the ring key 1 gets next
+    (no new block at the pool's end); key 1's own growth then takes a new block."""
+    alg = SlidingWindowLog(limit=100, window_s=1.0)
+    p = np.array(alg.params, dtype=np.int64)
+    table = np.zeros(2, dtype=np.int64)
+    logs = new_pools(0, 0, 0)
+    table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, 0, 1)
+    first = int(table[0])
+    for k in range(1, 9):
+        table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, k, 1)
+    assert table[0] != first
+    used = int(logs[NODE_POOL][POOL_USED])
+    assert used == POOL_HEAD + (3 + 8) + (3 + 16)
+    ok = table_kernel(LOG_CODE, p, 0, table, 1, logs, NODE_POOL, 20, 2)[0]
+    assert ok == 1 and table[1] == first and logs[NODE_POOL][POOL_USED] == used
+    assert ring_entries(logs[NODE_POOL], table[1]) == [20, 20]
+    assert ring_entries(logs[NODE_POOL], table[0]) == list(range(8, -1, -1))
 
 
 def test_table_size_is_one_integer_for_a_log() -> None:
     assert logpool.table_size(SlidingWindowLog(limit=3000, window_s=60.0)) == 1
-    assert logpool.pool_ints(10, [SlidingWindowLog(limit=3, window_s=1.0)]) == 1 + 10 * (3 + 3)
+    assert logpool.first_rings(10, [SlidingWindowLog(limit=3, window_s=1.0)]) == 10 * (3 + 3)
 
 
 # --- the runners: rings that grow, through every path a sliding log takes -----------------

@@ -11,16 +11,20 @@ a sliding log) is its block's offset in the pool, 0 before its first request.
 A ring starts at ``min(limit, FIRST_CAP)`` stamps and doubles (clamped at ``limit``): before
 each kernel call :func:`ensure_log_room` makes sure the ring can hold ``min(limit, count +
 cost)`` entries, the most an admission leaves, moving the entries (oldest first) to a new block
-at the pool's end when it cannot. A key that admitted ``a`` cost units so holds
-``min(limit, a)`` entries in at most about twice that many integers (the blocks it outgrew are
-not reused: at most ``cap / 2 + cap / 4 + ...`` behind it), instead of ``limit + 2``.
+elsewhere in the pool when it cannot. A key that admitted ``a`` cost units so holds
+``min(limit, a)`` entries in a ring of fewer than ``2 a`` stamps (or ``FIRST_CAP``), instead of
+``limit + 2`` integers. A ring a key outgrew (its capacity ``FIRST_CAP << k``, as every ring
+that can grow) goes on the free list of its class ``k`` and is the next ring of that capacity
+any key of the pool needs; only rings no free one fits are taken at the pool's end.
 
 The pools travel in one numba typed list (``World.LOGS``): ``NODE_POOL`` for the node-side
 tables (node layers, local fallbacks), ``REDIS_POOL`` for the Redis-side ones, then one per
 failover (``SNAP_POOLS + j``): the Redis pool as failover ``j``'s snapshot saw it. A pool grows
 (doubles) inside the compiled loop when a block does not fit, so there is no size to guess
-beforehand; ``pool[POOL_USED]`` is where its next block goes (a snapshot and its restore carry
-it, so blocks made after the snapshot are given back).
+beforehand. The pool's header holds ``pool[POOL_USED]``, where its next block at the end goes,
+and the free lists' heads ``pool[POOL_FREE + k]`` (a free block's first integer links the next,
+0 ends the list); a snapshot and its restore carry the header, so blocks made after the
+snapshot are given back.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ..algorithms.sliding_log import (
     RING_COUNT,
     RING_HEAD,
     RING_STAMPS,
+    MAX_LOG_LIMIT,
     sliding_log_kernel,
     sliding_ring_kernel,
 )
@@ -43,10 +48,14 @@ from .kernels import kernel_code, rate_kernel
 
 #: The pools of ``World.LOGS`` by index (``SNAP_POOLS + j``: failover ``j``'s snapshot).
 NODE_POOL, REDIS_POOL, SNAP_POOLS = 0, 1, 2
-#: ``pool[POOL_USED]``: the offset of the pool's next block (blocks start after it).
-POOL_USED = 0
 #: A new key's ring: this many stamps (or ``limit`` if smaller), doubled when outgrown.
 FIRST_CAP = 8
+#: ``pool[POOL_USED]``: the offset of the pool's next block at its end; ``pool[POOL_FREE + k]``:
+#: the first free ring of capacity ``FIRST_CAP << k`` (0: none), for every ``k`` a ring that can
+#: still grow may have (``FIRST_CAP << k < MAX_LOG_LIMIT``); blocks start at ``POOL_HEAD``.
+POOL_USED, POOL_FREE = 0, 1
+FREE_CLASSES = next(k for k in range(64) if FIRST_CAP << k >= MAX_LOG_LIMIT)
+POOL_HEAD = POOL_FREE + FREE_CLASSES
 #: ``rate_kernel``'s code for the sliding log: the kernel :func:`table_kernel` runs on a ring.
 LOG_CODE = kernel_code(sliding_log_kernel)
 
@@ -64,30 +73,30 @@ def table_size(alg: Any) -> int:
     return 1 if is_log(alg) else int(alg.state_size)
 
 
-def pool_ints(keys: int, algs: list[Any]) -> int:
-    """A pool's first size (int64s): every ``keys`` a first ring of the largest of ``algs``
-    (the sliding logs among them) and the pool's header; 1 when none is a sliding log."""
+def first_rings(keys: int, algs: list[Any]) -> int:
+    """Integers for a first ring (of the largest of ``algs``, the sliding logs among them) for
+    each of ``keys``: what a pool starts with room for (0 when none is a sliding log)."""
     caps = [min(int(a.params[0]), FIRST_CAP) for a in algs if is_log(a)]
-    return 1 + keys * (RING_STAMPS + max(caps)) if caps else 1
+    return keys * (RING_STAMPS + max(caps)) if caps else 0
 
 
 @numba.njit(cache=True)
 def _empty_pool(ints: int) -> Any:
-    pool = np.zeros(max(ints, 1), dtype=np.int64)
-    pool[POOL_USED] = 1
+    pool = np.zeros(POOL_HEAD + ints, dtype=np.int64)
+    pool[POOL_USED] = POOL_HEAD
     return pool
 
 
 @numba.njit(cache=True)
 def new_pools(node_ints: int, redis_ints: int, failovers: int) -> Any:
     """The typed list of pools a run starts with (``World.LOGS``): the node-side and the
-    Redis-side pools with room for ``node_ints`` and ``redis_ints`` integers, then an empty
-    snapshot per failover (a restore before any snapshot brings back an empty pool)."""
+    Redis-side pools with room for ``node_ints`` and ``redis_ints`` integers of rings, then an
+    empty snapshot per failover (a restore before any snapshot brings back an empty pool)."""
     pools = List()
     pools.append(_empty_pool(node_ints))
     pools.append(_empty_pool(redis_ints))
     for _ in range(failovers):
-        pools.append(_empty_pool(1))
+        pools.append(_empty_pool(0))
     return pools
 
 
@@ -112,6 +121,35 @@ def _grow_pool(LOGS: Any, w: int, end: int) -> Any:
 
 
 @numba.njit(cache=True)
+def _free_class(cap: int) -> int:
+    """``k`` when ``cap == FIRST_CAP << k`` for a free-list class, else -1."""
+    k = 0
+    c = FIRST_CAP
+    while c < cap and k < FREE_CLASSES - 1:
+        c *= 2
+        k += 1
+    return k if c == cap else -1
+
+
+@numba.njit(cache=True)
+def _take_block(LOGS: Any, w: int, cap: int) -> int:
+    """A block for a ring of ``cap`` stamps in pool ``w``: a free one of its class, else one
+    at the pool's end (the pool grown when it is full)."""
+    pool = LOGS[w]
+    k = _free_class(cap)
+    if k >= 0 and pool[POOL_FREE + k]:
+        nb = pool[POOL_FREE + k]
+        pool[POOL_FREE + k] = pool[nb]
+        return nb
+    nb = pool[POOL_USED]
+    end = nb + RING_STAMPS + cap
+    if end > pool.shape[0]:
+        pool = _grow_pool(LOGS, w, end)
+    pool[POOL_USED] = end
+    return nb
+
+
+@numba.njit(cache=True)
 def ensure_log_room(LOGS: Any, w: int, S: Any, s0: int, limit: int, cost: int) -> int:
     """The offset in pool ``w`` of the ring of the key whose table entry is ``S[s0]``, made
     able to hold ``min(limit, count + cost)`` entries first (a new key gets its first ring;
@@ -126,11 +164,8 @@ def ensure_log_room(LOGS: Any, w: int, S: Any, s0: int, limit: int, cost: int) -
     if b and pool[b + RING_CAP] >= need:
         return b
     cap = ring_capacity(limit, max(need, 1))
-    nb = pool[POOL_USED]
-    end = nb + RING_STAMPS + cap
-    if end > pool.shape[0]:
-        pool = _grow_pool(LOGS, w, end)
-    pool[POOL_USED] = end
+    nb = _take_block(LOGS, w, cap)
+    pool = LOGS[w]
     pool[nb + RING_COUNT] = count
     pool[nb + RING_HEAD] = count % cap
     pool[nb + RING_CAP] = cap
@@ -139,6 +174,10 @@ def ensure_log_room(LOGS: Any, w: int, S: Any, s0: int, limit: int, cost: int) -
         first = pool[b + RING_HEAD] - count + old_cap  # the oldest entry's slot (+ old_cap)
         for k in range(count):
             pool[nb + RING_STAMPS + k] = pool[b + RING_STAMPS + (first + k) % old_cap]
+        c = _free_class(old_cap)  # every ring that can grow has a class; -1 only if none
+        if c >= 0:
+            pool[b] = pool[POOL_FREE + c]
+            pool[POOL_FREE + c] = b
     S[s0] = nb
     return nb
 

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from .kernels import fill_tier_rows
-from .logpool import NODE_POOL, new_pools, pool_ints, table_kernel, table_size
+from .logpool import NODE_POOL, first_rings, new_pools, table_kernel, table_size
 from .support import supports_layer
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def oracle_layer(
         pp,
         size,
         len(uniq),
-        new_pools(pool_ints(len(uniq), list(cl.algs)), 1, 0),
+        new_pools(first_rings(len(uniq), list(cl.algs)), 0, 0),
         oks,
         rems,
     )

@@ -68,7 +68,7 @@ from .layout import (
     ST_GROW,
     World,
 )
-from .logpool import new_pools, pool_ints, table_size
+from .logpool import first_rings, new_pools, table_size
 from .loop import prefix, run
 from .support import unsupported
 
@@ -374,11 +374,11 @@ def _layer_tables(
         size = max(table_size(a) for a in cl.algs)
         l_size = max(table_size(a) for a in cl.local_algs) if cl.local_algs else 0
         if is_node:
-            node_logs += pool_ints(entries, list(cl.algs)) - 1
+            node_logs += first_rings(entries, list(cl.algs))
         else:
-            redis_logs += pool_ints(cl.n_keys, list(cl.algs)) - 1
+            redis_logs += first_rings(cl.n_keys, list(cl.algs))
         if cl.local_algs:
-            node_logs += pool_ints(entries, list(cl.local_algs)) - 1
+            node_logs += first_rings(entries, list(cl.local_algs))
         gk = guard_kind.get(spec.algorithm.kind, G_RATE)
         LY[pos] = (
             cl.gidx,
@@ -427,7 +427,7 @@ def _layer_tables(
         STATE=STATE,
         GSTATE=np.zeros(g_off, dtype=np.int64),
         SNAP=np.zeros((failovers, g_off), dtype=np.int64),
-        LOGS=new_pools(1 + node_logs, 1 + redis_logs, failovers),
+        LOGS=new_pools(node_logs, redis_logs, failovers),
         PRL=np.zeros((3, n, n_layers) if n_guards else (3, 1, 1), dtype=np.int64),
         CQ=np.full((2, max(q_off, 1)), -1, dtype=np.int64),
         STACK=np.zeros((n * n_guards + 1, 4), dtype=np.int64),
