@@ -36,11 +36,11 @@ import numpy as np
 from numba.typed import List
 
 from ..algorithms.sliding_log import (
+    MAX_LOG_LIMIT,
     RING_CAP,
     RING_COUNT,
     RING_HEAD,
     RING_STAMPS,
-    MAX_LOG_LIMIT,
     sliding_log_kernel,
     sliding_ring_kernel,
 )
