@@ -335,6 +335,16 @@ def _node_slots(cl: CompiledLayer, node: np.ndarray) -> tuple[np.ndarray, int]:
     return slots, len(uniq)
 
 
+def _first_rings(cl: CompiledLayer, is_node: bool, entries: int) -> tuple[int, int]:
+    """The integers of ``cl``'s sliding logs' first rings (``ratesim.fast.logpool``: a log's
+    entry in its table is its ring's offset in a pool), node side and Redis side; ``entries``:
+    the slots of its node-side table."""
+    local = first_rings(entries, list(cl.local_algs)) if cl.local_algs else 0
+    if is_node:
+        return first_rings(entries, list(cl.algs)) + local, 0
+    return local, first_rings(cl.n_keys, list(cl.algs))
+
+
 def _layer_tables(
     layers: list[CompiledLayer], node: np.ndarray, n_tiers: int, g_count: int, failovers: int
 ) -> _Tables:
@@ -370,15 +380,10 @@ def _layer_tables(
             KEYS[pos] = cl.keys
         if cl.applies_np is not None:
             APPLIES[pos] = cl.applies_np
-        # a sliding log's entry is its ring's offset in a pool (ratesim.fast.logpool)
         size = max(table_size(a) for a in cl.algs)
         l_size = max(table_size(a) for a in cl.local_algs) if cl.local_algs else 0
-        if is_node:
-            node_logs += first_rings(entries, list(cl.algs))
-        else:
-            redis_logs += first_rings(cl.n_keys, list(cl.algs))
-        if cl.local_algs:
-            node_logs += first_rings(entries, list(cl.local_algs))
+        rings = _first_rings(cl, is_node, entries)
+        node_logs, redis_logs = node_logs + rings[0], redis_logs + rings[1]
         gk = guard_kind.get(spec.algorithm.kind, G_RATE)
         LY[pos] = (
             cl.gidx,
