@@ -7,7 +7,9 @@
   per-tier GCRA loop over the same arrivals and keys (the ceiling) and the same loop calling
   ratesim's own ``rate_kernel`` (whole tables with offsets); ``simulate`` end to end in
   simulated requests per second (traffic generation, draws, tables and loop; the lazy oracle
-  not included). Best of R in this process.
+  not included). Best of R in this process. And the sliding log's kernel alone over the same
+  arrivals on the ``user_window`` layer's keys, on ``limit + 2`` int64 a key and on the
+  compiled runner's growing rings (``ratesim.fast.logpool``), in the same loop.
 * exchange-surge at scale 25 (12.1M requests): wall time and peak RSS of one
   ``simulate(..., engine="fast")`` in a child process (its own ``ru_maxrss``; the child also
   times the loop alone first, at the same scale).
@@ -176,6 +178,61 @@ def bare_seconds(repeat: int) -> tuple[float, float]:
     return best_bare, best_kernel
 
 
+def _log_loops() -> tuple[Any, Any]:
+    """The sliding log's kernel over arrivals two ways: ``rate_kernel`` on ``limit + 2``
+    int64 a key (the flat layout), and ``table_kernel`` on rings that grow in a pool."""
+    from ratesim.fast.kernels import rate_kernel
+    from ratesim.fast.logpool import LOG_CODE, NODE_POOL, table_kernel
+
+    @numba.njit
+    def flat(t: Any, key: Any, cost: Any, P: Any, S: Any, size: int) -> int:
+        admitted = 0
+        for i in range(t.shape[0]):
+            ok, _, _, _ = rate_kernel(LOG_CODE, P, 0, S, key[i] * size, t[i], cost[i])
+            admitted += ok
+        return admitted
+
+    @numba.njit
+    def rings(t: Any, key: Any, cost: Any, P: Any, S: Any, logs: Any) -> int:
+        admitted = 0
+        for i in range(t.shape[0]):
+            ok, _, _, _ = table_kernel(LOG_CODE, P, 0, S, key[i], logs, NODE_POOL, t[i], cost[i])
+            admitted += ok
+        return admitted
+
+    return flat, rings
+
+
+def log_kernel_seconds(repeat: int) -> tuple[float, float, int]:
+    """Best wall seconds of the sliding log's kernel over the exchange-surge scale-1 arrivals
+    on its ``user_window`` layer's keys, flat (``limit + 2`` a key) and on growing rings, and
+    the requests; raise if the two admit differently."""
+    from ratesim.fast.logpool import first_rings, new_pools
+
+    _, arrivals, _, layers = _prepared(1.0)
+    cl = next(c for c in layers if c.spec.name == "user_window")
+    alg = cl.algs[0]
+    t = arrivals.time_us.astype(np.int64)
+    key = cl.keys.astype(np.int64)
+    cost = arrivals.cost.astype(np.int64)
+    P = np.array(alg.params, dtype=np.int64)
+    flat, rings = _log_loops()
+    best_flat, best_rings = float("inf"), float("inf")
+    for _ in range(repeat + 1):  # the first call compiles
+        S = np.zeros(cl.n_keys * alg.state_size, dtype=np.int64)
+        started = time.perf_counter()
+        a = flat(t, key, cost, P, S, alg.state_size)
+        best_flat = min(best_flat, time.perf_counter() - started)
+        logs = new_pools(first_rings(cl.n_keys, [alg]), 0, 0)
+        S1 = np.zeros(cl.n_keys, dtype=np.int64)
+        started = time.perf_counter()
+        b = rings(t, key, cost, P, S1, logs)
+        best_rings = min(best_rings, time.perf_counter() - started)
+        if a != b:
+            raise RuntimeError(f"flat log admitted {a}, rings {b}: not the same decisions")
+    return best_flat, best_rings, len(t)
+
+
 def simulate_seconds(scale: float) -> tuple[int, float]:
     """(requests, wall seconds) of one ``simulate(..., engine="fast")`` end to end."""
     from ratesim import scenarios, simulate
@@ -226,11 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     loop_ns = min(s for _, s in loops) / n1 * 1e9
     bare_s, kernel_s = bare_seconds(args.repeat)
     e2e = min(simulate_seconds(1.0)[1] for _ in range(args.repeat))
+    flat_s, rings_s, n_log = log_kernel_seconds(args.repeat)
     print(f"exchange-surge scale 1 ({n1:,} requests), best of {args.repeat}:")
     print(f"  compiled loop           {loop_ns:9.0f} ns/request   target <= {TARGET_LOOP_NS}")
     print(f"  bare numba GCRA loop    {bare_s / n1 * 1e9:9.1f} ns/request   (the ceiling)")
     print(f"  rate_kernel, offsets    {kernel_s / n1 * 1e9:9.1f} ns/request   (same loop)")
     print(f"  simulate end to end     {n1 / e2e:9,.0f} req/s        target >= {TARGET_E2E_RPS:,}")
+    print(f"  sliding log, limit + 2  {flat_s / n_log * 1e9:9.1f} ns/request   (user_window alone)")
+    print(f"  sliding log, rings      {rings_s / n_log * 1e9:9.1f} ns/request   (same loop)")
 
     scales = [float(s) for s in args.scales.split(",") if s]
     per_scale = {s: child(s) for s in scales}
