@@ -33,6 +33,10 @@ limit``; stamps never decrease from oldest to newest.
 ``retry_after_us`` is the time until this request would fit (no other traffic): the moment the
 ``(limit - cost)``-th newest entry leaves the window. ``reset_after_us`` is the time until no
 entry is left in the window (``newest + window - now``, 0 when there is none).
+
+This is the state the stores, the Lua and the event engine keep. The compiled runner keeps the
+same log in a ring sized to what the key admitted, grown on demand (:mod:`ratesim.fast.logpool`),
+decided by :func:`sliding_ring_kernel`, this kernel's twin on that ring.
 """
 
 from __future__ import annotations
