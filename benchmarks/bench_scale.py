@@ -182,7 +182,7 @@ def _log_loops() -> tuple[Any, Any]:
     """The sliding log's kernel over arrivals two ways: ``rate_kernel`` on ``limit + 2``
     int64 a key (the flat layout), and ``table_kernel`` on rings that grow in a pool."""
     from ratesim.fast.kernels import rate_kernel
-    from ratesim.fast.logpool import LOG_CODE, NODE_POOL, table_kernel
+    from ratesim.fast.logpool import LOG_CODE, NODE_POOL, POOL_USED, STALE, table_kernel
 
     @numba.njit
     def flat(t: Any, key: Any, cost: Any, P: Any, S: Any, size: int) -> int:
@@ -195,8 +195,13 @@ def _log_loops() -> tuple[Any, Any]:
     @numba.njit
     def rings(t: Any, key: Any, cost: Any, P: Any, S: Any, logs: Any) -> int:
         admitted = 0
+        pool = logs[NODE_POOL]  # bound once, again when it grew (as the compiled loop does)
         for i in range(t.shape[0]):
-            ok, _, _, _ = table_kernel(LOG_CODE, P, 0, S, key[i], logs, NODE_POOL, t[i], cost[i])
+            if pool[POOL_USED] == STALE:
+                pool = logs[NODE_POOL]
+            ok, _, _, _ = table_kernel(
+                LOG_CODE, P, 0, S, key[i], pool, logs, NODE_POOL, t[i], cost[i]
+            )
             admitted += ok
         return admitted
 

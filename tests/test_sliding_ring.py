@@ -34,6 +34,7 @@ from ratesim.fast.logpool import (
     POOL_HEAD,
     POOL_USED,
     REDIS_POOL,
+    STALE,
     new_pools,
     restore_pool,
     snapshot_pool,
@@ -57,6 +58,11 @@ def ring_entries(pool: Any, b: int) -> list[int]:
     """The ring block's entries at ``pool[b:]``, newest first."""
     count, head, cap = pool[b + RING_COUNT], pool[b + RING_HEAD], pool[b + RING_CAP]
     return [int(pool[b + RING_STAMPS + (head - 1 - i) % cap]) for i in range(count)]
+
+
+def call(p: Any, table: Any, key: int, logs: Any, w: int, now: int, cost: int) -> tuple[int, ...]:
+    """The compiled runner's call for a sliding log's key: ``table_kernel`` on pool ``w``."""
+    return tuple(table_kernel(LOG_CODE, p, 0, table, key, logs[w], logs, w, now, cost))
 
 
 STEPS = st.lists(
@@ -87,6 +93,7 @@ def test_ring_twin_gives_the_original_kernels_answers(
     originals = [alg.new_state() for _ in range(3)]
     table = np.zeros(3, dtype=np.int64)  # a key's entry: its ring's offset (0: none yet)
     logs = new_pools(first_pool, 1, 0)
+    bound = logs[NODE_POOL]
     now = [1000, 1000, 1000]
     peak = [1, 1, 1]  # the most entries an admission could have left, per key
     for key, dt, c in steps:
@@ -95,7 +102,8 @@ def test_ring_twin_gives_the_original_kernels_answers(
         if cost <= limit:
             peak[key] = max(peak[key], min(limit, originals[key][0] + cost))
         want = sliding_log_kernel(alg.params, originals[key], now[key], cost)
-        got = table_kernel(LOG_CODE, p, 0, table, key, logs, NODE_POOL, now[key], cost)
+        # ``bound``: the pool as first bound, never bound again (stale once the pool grows)
+        got = table_kernel(LOG_CODE, p, 0, table, key, bound, logs, NODE_POOL, now[key], cost)
         assert tuple(got) == want
         pool = logs[NODE_POOL]
         assert ring_entries(pool, table[key]) == original_entries(originals[key], limit)
@@ -104,6 +112,8 @@ def test_ring_twin_gives_the_original_kernels_answers(
         assert peak[key] <= cap <= limit
         assert cap <= max(FIRST_CAP, 2 * peak[key] - 1)
     assert pool[POOL_USED] <= pool.shape[0]
+    # the first array is the pool still, or was grown out of and is marked so
+    assert np.shares_memory(bound, pool) or bound[POOL_USED] == STALE
 
 
 def test_a_light_key_holds_what_it_admitted_not_the_limit() -> None:
@@ -114,7 +124,7 @@ def test_a_light_key_holds_what_it_admitted_not_the_limit() -> None:
     table = np.zeros(1, dtype=np.int64)
     logs = new_pools(0, 0, 0)
     for k in range(100):
-        ok, rem, _, _ = table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, 10_000 * k, 1)
+        ok, rem, _, _ = call(p, table, 0, logs, NODE_POOL, 10_000 * k, 1)
         assert (ok, rem) == (1, 3000 - (k + 1))
     pool = logs[NODE_POOL]
     caps = [8, 16, 32, 64, 128]
@@ -130,12 +140,7 @@ def test_a_cost_above_the_limit_makes_no_room() -> None:
     p = np.array(alg.params, dtype=np.int64)
     table = np.zeros(1, dtype=np.int64)
     logs = new_pools(0, 0, 0)
-    assert tuple(table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, 5, 101)) == (
-        0,
-        100,
-        -1,
-        0,
-    )
+    assert call(p, table, 0, logs, NODE_POOL, 5, 101) == (0, 100, -1, 0)
     assert logs[NODE_POOL][table[0] + RING_CAP] == FIRST_CAP
 
 
@@ -146,14 +151,14 @@ def test_failover_snapshot_brings_back_the_pool_as_it_was() -> None:
     table = np.zeros(2, dtype=np.int64)
     logs = new_pools(0, 0, 1)
     for k in range(5):
-        table_kernel(LOG_CODE, p, 0, table, 0, logs, REDIS_POOL, 100 + k, 1)
+        call(p, table, 0, logs, REDIS_POOL, 100 + k, 1)
     snapshot_pool(logs, 0)
     saved_table = table.copy()
     used = int(logs[REDIS_POOL][POOL_USED])
     before = ring_entries(logs[REDIS_POOL], table[0])
     for k in range(20):  # key 0 outgrows its ring, key 1 gets one; the pool grows
-        table_kernel(LOG_CODE, p, 0, table, 0, logs, REDIS_POOL, 200 + k, 1)
-        table_kernel(LOG_CODE, p, 0, table, 1, logs, REDIS_POOL, 200 + k, 1)
+        call(p, table, 0, logs, REDIS_POOL, 200 + k, 1)
+        call(p, table, 1, logs, REDIS_POOL, 200 + k, 1)
     assert logs[REDIS_POOL][POOL_USED] > used
     table[:] = saved_table  # the loop restores GSTATE from SNAP likewise
     restore_pool(logs, 0)
@@ -166,7 +171,7 @@ def test_restore_before_any_snapshot_is_an_empty_pool() -> None:
     logs = new_pools(0, 100, 1)
     alg = SlidingWindowLog(limit=9, window_s=1.0)
     table = np.zeros(1, dtype=np.int64)
-    table_kernel(LOG_CODE, np.array(alg.params), 0, table, 0, logs, REDIS_POOL, 1, 1)
+    call(np.array(alg.params), table, 0, logs, REDIS_POOL, 1, 1)
     restore_pool(logs, 0)
     assert logs[REDIS_POOL][POOL_USED] == POOL_HEAD
 
@@ -178,14 +183,14 @@ def test_an_outgrown_ring_is_the_next_key_s_ring() -> None:
     p = np.array(alg.params, dtype=np.int64)
     table = np.zeros(2, dtype=np.int64)
     logs = new_pools(0, 0, 0)
-    table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, 0, 1)
+    call(p, table, 0, logs, NODE_POOL, 0, 1)
     first = int(table[0])
     for k in range(1, 9):
-        table_kernel(LOG_CODE, p, 0, table, 0, logs, NODE_POOL, k, 1)
+        call(p, table, 0, logs, NODE_POOL, k, 1)
     assert table[0] != first
     used = int(logs[NODE_POOL][POOL_USED])
     assert used == POOL_HEAD + (3 + 8) + (3 + 16)
-    ok = table_kernel(LOG_CODE, p, 0, table, 1, logs, NODE_POOL, 20, 2)[0]
+    ok = call(p, table, 1, logs, NODE_POOL, 20, 2)[0]
     assert ok == 1 and table[1] == first and logs[NODE_POOL][POOL_USED] == used
     assert ring_entries(logs[NODE_POOL], table[1]) == [20, 20]
     assert ring_entries(logs[NODE_POOL], table[0]) == list(range(8, -1, -1))

@@ -54,6 +54,8 @@ FIRST_CAP = 8
 #: the first free ring of capacity ``FIRST_CAP << k`` (0: none), for every ``k`` a ring that can
 #: still grow may have (``FIRST_CAP << k < MAX_LOG_LIMIT``); blocks start at ``POOL_HEAD``.
 POOL_USED, POOL_FREE = 0, 1
+#: ``pool[POOL_USED]`` of an array the pool grew out of: bind ``LOGS[w]`` again.
+STALE = -1
 FREE_CLASSES = next(k for k in range(64) if FIRST_CAP << k >= MAX_LOG_LIMIT)
 POOL_HEAD = POOL_FREE + FREE_CLASSES
 #: ``rate_kernel``'s code for the sliding log: the kernel :func:`table_kernel` runs on a ring.
@@ -112,10 +114,12 @@ def ring_capacity(limit: int, need: int) -> int:
 
 @numba.njit(cache=True)
 def _grow_pool(LOGS: Any, w: int, end: int) -> Any:
-    """Pool ``w`` with room for ``end`` integers at least (doubled; its contents copied)."""
+    """Pool ``w`` with room for ``end`` integers at least (doubled; its contents copied); the
+    old array is marked stale (``POOL_USED`` -1) for callers that hold it bound."""
     old = LOGS[w]
     pool = np.zeros(max(end, 2 * old.shape[0]), dtype=np.int64)
     pool[: old.shape[0]] = old
+    old[POOL_USED] = STALE
     LOGS[w] = pool
     return pool
 
@@ -199,14 +203,26 @@ def ensure_log_room(LOGS: Any, w: int, S: Any, s0: int, limit: int, cost: int) -
 
 @numba.njit(cache=True)
 def table_kernel(
-    kind: int, P: Any, p0: int, S: Any, s0: int, LOGS: Any, w: int, now: int, cost: int
+    kind: int,
+    P: Any,
+    p0: int,
+    S: Any,
+    s0: int,
+    pool: Any,
+    LOGS: Any,
+    w: int,
+    now: int,
+    cost: int,
 ) -> tuple[int, int, int, int]:
     """``rate_kernel`` on the key whose state table entry is ``S[s0]``: a sliding log's ring
     is in pool ``w`` of ``LOGS`` (room made first, :func:`ensure_log_room`), any other state
-    in ``S`` itself. The pool is read from the list once a call (about 13 ns, measured), and
-    again only when room had to be made (the pool may have grown)."""
+    in ``S`` itself. ``pool``: the caller's binding of ``LOGS[w]``, used unless it is stale
+    (the pool grew since): reading a typed list's item costs a reference count, 13 ns or
+    more a call (measured), so the loop binds the pools once and again only after they grow
+    (see :func:`ratesim.fast.loop.run`)."""
     if kind == LOG_CODE:
-        pool = LOGS[w]
+        if pool[POOL_USED] == STALE:
+            pool = LOGS[w]
         b0 = _ring_with_room(pool, S, s0, P[p0], cost)
         if b0 == 0:
             b0 = _make_room(LOGS, w, S, s0, P[p0], cost)

@@ -125,7 +125,15 @@ from .layout import (
     ST_LIMIT,
     World,
 )
-from .logpool import NODE_POOL, REDIS_POOL, restore_pool, snapshot_pool, table_kernel
+from .logpool import (
+    NODE_POOL,
+    POOL_USED,
+    REDIS_POOL,
+    STALE,
+    restore_pool,
+    snapshot_pool,
+    table_kernel,
+)
 
 
 @numba.njit(cache=True, inline="always")
@@ -153,15 +161,16 @@ def _node_kernel(
     PP: Any,
     PF: Any,
     STATE: Any,
+    NPOOL: Any,
     LOGS: Any,
 ) -> tuple[int, int]:
     """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
     for its local fallback) on request ``i``'s state at ``STATE[s0:]`` (a sliding log's ring
-    in the node-side pool of ``LOGS``), at local time ``now`` (µs); ``PF``: ``PP`` flattened
-    (the kernel reads its parameters at an offset)."""
+    in the node-side pool of ``LOGS``, bound as ``NPOOL``), at local time ``now`` (µs);
+    ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset)."""
     tr = R[i, R_TIER]
     ok, rem, _, _ = table_kernel(
-        KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, LOGS, NODE_POOL, now, R[i, R_COST]
+        KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, now, R[i, R_COST]
     )
     return ok, rem
 
@@ -271,6 +280,7 @@ def prefix(
     """Leading node rate layers, each over all requests in arrival order (as the engine's
     ``prefix_layer``); a sliding log's rings are in the node-side pool of ``LOGS``."""
     n = R.shape[0]
+    NPOOL = LOGS[NODE_POOL]
     for pos in range(n_pre):
         off = LY[pos, L_OFF]
         size = LY[pos, L_SIZE]
@@ -280,8 +290,10 @@ def prefix(
                 continue
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
+            if NPOOL[POOL_USED] == STALE:  # the pool grew: bind the new one
+                NPOOL = LOGS[NODE_POOL]
             ok, rem, _, _ = table_kernel(
-                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, LOGS, NODE_POOL, R[i, R_CLK],
+                KK[pos, tr], PF, _p0(PP, pos, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, R[i, R_CLK],
                 R[i, R_COST],
             )  # fmt: skip
             REM[pos, i] = rem
@@ -336,6 +348,8 @@ def run(limit: int, world: World) -> int:
     GSTATE = world.GSTATE
     SNAP = world.SNAP
     LOGS = world.LOGS
+    NPOOL = LOGS[NODE_POOL]  # the pools bound once, again when one grew (ratesim.fast.logpool)
+    RPOOL = LOGS[REDIS_POOL]
     FO_FLUSH = world.FO_FLUSH
     LAT = world.LAT
     SHARD = world.SHARD
@@ -367,6 +381,10 @@ def run(limit: int, world: World) -> int:
     end = 0
     cur = 0
     while True:
+        if NPOOL[POOL_USED] == STALE:
+            NPOOL = LOGS[NODE_POOL]
+        if RPOOL[POOL_USED] == STALE:
+            RPOOL = LOGS[REDIS_POOL]
         if nxt < end:
             # the batch's next arrival walks through its layers at once, in arrival order
             i = nxt
@@ -439,8 +457,8 @@ def run(limit: int, world: World) -> int:
                     tr = R[i, R_TIER]
                     now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
                     ok, rem, _, _ = table_kernel(
-                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, LOGS, REDIS_POOL, now_k,
-                        R[i, R_COST],
+                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, RPOOL, LOGS, REDIS_POOL,
+                        now_k, R[i, R_COST],
                     )  # fmt: skip
                     if late:
                         pass
@@ -610,7 +628,7 @@ def run(limit: int, world: World) -> int:
                         R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
                     )
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
-                    ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE, LOGS)
+                    ok, rem = _node_kernel(pos, s0, i, local_now, R, KK, PP, PF, STATE, NPOOL, LOGS)
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = ALLOWED
@@ -713,7 +731,7 @@ def run(limit: int, world: World) -> int:
                     local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
                     s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
                     ok, rem = _node_kernel(
-                        n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE, LOGS
+                        n_layers + pos, s0, i, local_now, R, KK, PP, PF, STATE, NPOOL, LOGS
                     )
                     REM[pos, i] = rem
                     if ok:

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from .kernels import fill_tier_rows
-from .logpool import NODE_POOL, first_rings, new_pools, table_kernel, table_size
+from .logpool import NODE_POOL, POOL_USED, STALE, first_rings, new_pools, table_kernel, table_size
 from .support import supports_layer
 
 if TYPE_CHECKING:
@@ -36,11 +36,14 @@ def _oracle_layer(
     state = np.zeros(n_slots * size, dtype=np.int64)
     width = pp.shape[1]
     pf = pp.reshape(-1)
+    pool = logs[NODE_POOL]
     for j in range(todo.shape[0]):
         i = todo[j]
         tr = tier[i]
+        if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
+            pool = logs[NODE_POOL]
         ok, rem, _, _ = table_kernel(
-            kk[tr], pf, tr * width, state, slot[j] * size, logs, NODE_POOL, t_us[i], cost[i]
+            kk[tr], pf, tr * width, state, slot[j] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
         )
         oks[j] = ok
         rems[j] = rem
