@@ -7,7 +7,9 @@
   per-tier GCRA loop over the same arrivals and keys (the ceiling) and the same loop calling
   ratesim's own ``rate_kernel`` (whole tables with offsets); ``simulate`` end to end in
   simulated requests per second (traffic generation, draws, tables and loop; the lazy oracle
-  not included). Best of R in this process.
+  not included). Best of R in this process. And the sliding log's kernel alone over the same
+  arrivals on the ``user_window`` layer's keys, on ``limit + 2`` int64 a key and on the
+  compiled runner's growing rings (``ratesim.fast.logpool``), in the same loop.
 * exchange-surge at scale 25 (12.1M requests): wall time and peak RSS of one
   ``simulate(..., engine="fast")`` in a child process (its own ``ru_maxrss``; the child also
   times the loop alone first, at the same scale).
@@ -15,6 +17,10 @@
   1), not built; printed as not measured (at ~600 B a request it would need ~140 GB).
 * the loop's cost per request at each of ``--scales``, each in its own child process (so one
   run's memory does not weigh on the next), with its wall time and peak RSS.
+* the sliding logs' state at each scale (issue 10's Build item 3), from the run's own tables:
+  what ``limit + 2`` int64 per key would take (the representation before, still the stores'
+  and the event engine's) beside the compiled runner's (one offset per key and the rings
+  used in its pools, :mod:`ratesim.fast.logpool`), and the pools' allocated size.
 
 Targets are printed to compare with, never asserted. The machine is shared: the in-process
 figures are best of R, and the ratios (loop against the bare ceiling) come from one process.
@@ -90,17 +96,50 @@ def _prepared(scale: float) -> tuple[Any, Any, Any, Any]:
     return sc, arrivals, draw_requests(sc, arrivals, streams), layers
 
 
+#: The sliding logs' state of the last :func:`loop_seconds` run (see :func:`log_state_bytes`).
+LAST_LOG_STATE: dict[str, int] = {}
+
+
+def log_state_bytes(layers: list[Any], world: Any) -> dict[str, int]:
+    """The sliding logs' state of a finished compiled run: ``before``, bytes of ``limit + 2``
+    int64 per key of every table holding a log (the representation the compiled runner had,
+    the stores' own); ``after``, its tables' offset entries plus the rings its pools hold;
+    ``allocated``, the offset entries plus the pools' allocated size."""
+    from ratesim.fast.layout import L_NKEYS
+    from ratesim.fast.logpool import NODE_POOL, POOL_USED, REDIS_POOL, is_log
+
+    before = entries_all = 0
+    for pos, cl in enumerate(layers):
+        tables = [(list(cl.algs), int(world.LY[pos, L_NKEYS]))]
+        if cl.local_algs:
+            tables.append((list(cl.local_algs), int(world.LKEYS[pos].max()) + 1))
+        for algs, entries in tables:
+            if any(is_log(a) for a in algs):
+                before += entries * (max(a.state_size for a in algs)) * 8
+                entries_all += entries * 8
+    pools = [world.LOGS[NODE_POOL], world.LOGS[REDIS_POOL]]
+    used = sum(int(p[POOL_USED]) for p in pools) * 8  # header, rings and free rings
+    return {
+        "before": before,
+        "after": entries_all + used,
+        "allocated": entries_all + sum(p.nbytes for p in pools),
+    }
+
+
 def loop_seconds(scale: float) -> tuple[int, float]:
-    """(requests, wall seconds of the compiled event loop alone) for one run at ``scale``."""
+    """(requests, wall seconds of the compiled event loop alone) for one run at ``scale``;
+    its sliding logs' state is left in ``LAST_LOG_STATE``."""
     import ratesim.fast.run as fast_run
 
     sc, arrivals, draws, layers = _prepared(scale)
     spent: list[float] = []
     drive = fast_run._drive
+    worlds: list[Any] = []
 
-    def timed(*args: Any, **kwargs: Any) -> None:
+    def timed(world: Any, *args: Any, **kwargs: Any) -> None:
+        worlds.append(world)
         started = time.perf_counter()
-        drive(*args, **kwargs)
+        drive(world, *args, **kwargs)
         spent.append(time.perf_counter() - started)
 
     fast_run._drive = timed  # type: ignore[assignment]
@@ -108,6 +147,8 @@ def loop_seconds(scale: float) -> tuple[int, float]:
         fast_run.run_fast(sc, arrivals, draws, layers)
     finally:
         fast_run._drive = drive  # type: ignore[assignment]
+    LAST_LOG_STATE.clear()
+    LAST_LOG_STATE.update(log_state_bytes(layers, worlds[0]))
     return len(arrivals), spent[0]
 
 
@@ -137,6 +178,66 @@ def bare_seconds(repeat: int) -> tuple[float, float]:
     return best_bare, best_kernel
 
 
+def _log_loops() -> tuple[Any, Any]:
+    """The sliding log's kernel over arrivals two ways: ``rate_kernel`` on ``limit + 2``
+    int64 a key (the flat layout), and ``table_kernel`` on rings that grow in a pool."""
+    from ratesim.fast.kernels import rate_kernel
+    from ratesim.fast.logpool import LOG_CODE, NODE_POOL, POOL_USED, STALE, table_kernel
+
+    @numba.njit
+    def flat(t: Any, key: Any, cost: Any, P: Any, S: Any, size: int) -> int:
+        admitted = 0
+        for i in range(t.shape[0]):
+            ok, _, _, _ = rate_kernel(LOG_CODE, P, 0, S, key[i] * size, t[i], cost[i])
+            admitted += ok
+        return admitted
+
+    @numba.njit
+    def rings(t: Any, key: Any, cost: Any, P: Any, S: Any, logs: Any) -> int:
+        admitted = 0
+        pool = logs[NODE_POOL]  # bound once, again when it grew (as the compiled loop does)
+        for i in range(t.shape[0]):
+            if pool[POOL_USED] == STALE:
+                pool = logs[NODE_POOL]
+            ok, _, _, _ = table_kernel(
+                LOG_CODE, P, 0, S, key[i], pool, logs, NODE_POOL, t[i], cost[i]
+            )
+            admitted += ok
+        return admitted
+
+    return flat, rings
+
+
+def log_kernel_seconds(repeat: int) -> tuple[float, float, int]:
+    """Best wall seconds of the sliding log's kernel over the exchange-surge scale-1 arrivals
+    on its ``user_window`` layer's keys, flat (``limit + 2`` a key) and on growing rings, and
+    the requests; raise if the two admit differently."""
+    from ratesim.fast.logpool import first_rings, new_pools
+
+    _, arrivals, _, layers = _prepared(1.0)
+    cl = next(c for c in layers if c.spec.name == "user_window")
+    alg = cl.algs[0]
+    t = arrivals.time_us.astype(np.int64)
+    key = cl.keys.astype(np.int64)
+    cost = arrivals.cost.astype(np.int64)
+    P = np.array(alg.params, dtype=np.int64)
+    flat, rings = _log_loops()
+    best_flat, best_rings = float("inf"), float("inf")
+    for _ in range(repeat + 1):  # the first call compiles
+        S = np.zeros(cl.n_keys * alg.state_size, dtype=np.int64)
+        started = time.perf_counter()
+        a = flat(t, key, cost, P, S, alg.state_size)
+        best_flat = min(best_flat, time.perf_counter() - started)
+        logs = new_pools(first_rings(cl.n_keys, [alg]), 0, 0)
+        S1 = np.zeros(cl.n_keys, dtype=np.int64)
+        started = time.perf_counter()
+        b = rings(t, key, cost, P, S1, logs)
+        best_rings = min(best_rings, time.perf_counter() - started)
+        if a != b:
+            raise RuntimeError(f"flat log admitted {a}, rings {b}: not the same decisions")
+    return best_flat, best_rings, len(t)
+
+
 def simulate_seconds(scale: float) -> tuple[int, float]:
     """(requests, wall seconds) of one ``simulate(..., engine="fast")`` end to end."""
     from ratesim import scenarios, simulate
@@ -164,9 +265,11 @@ def _child_main(scale: float) -> None:
 
     loop_seconds(0.01)
     n, loop_s = loop_seconds(scale)
+    log_state = dict(LAST_LOG_STATE)
     _, wall = simulate_seconds(scale)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"n": n, "loop_s": loop_s, "wall_s": wall, "self_rss_kib": rss}))
+    info = {"n": n, "loop_s": loop_s, "wall_s": wall, "self_rss_kib": rss, "log": log_state}
+    print(json.dumps(info))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,11 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     loop_ns = min(s for _, s in loops) / n1 * 1e9
     bare_s, kernel_s = bare_seconds(args.repeat)
     e2e = min(simulate_seconds(1.0)[1] for _ in range(args.repeat))
+    flat_s, rings_s, n_log = log_kernel_seconds(args.repeat)
     print(f"exchange-surge scale 1 ({n1:,} requests), best of {args.repeat}:")
     print(f"  compiled loop           {loop_ns:9.0f} ns/request   target <= {TARGET_LOOP_NS}")
     print(f"  bare numba GCRA loop    {bare_s / n1 * 1e9:9.1f} ns/request   (the ceiling)")
     print(f"  rate_kernel, offsets    {kernel_s / n1 * 1e9:9.1f} ns/request   (same loop)")
     print(f"  simulate end to end     {n1 / e2e:9,.0f} req/s        target >= {TARGET_E2E_RPS:,}")
+    print(f"  sliding log, limit + 2  {flat_s / n_log * 1e9:9.1f} ns/request   (user_window alone)")
+    print(f"  sliding log, rings      {rings_s / n_log * 1e9:9.1f} ns/request   (same loop)")
 
     scales = [float(s) for s in args.scales.split(",") if s]
     per_scale = {s: child(s) for s in scales}
@@ -209,6 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  scale {s:>5g}: {r['n']:>11,} requests  loop {r['loop_s'] / r['n'] * 1e9:7.0f} ns/req"
             f"  simulate {r['wall_s'] / r['n'] * 1e9:7.0f} ns/req  peak RSS {r['rss_gib']:6.2f} GiB"
+        )
+    print("sliding logs' state by scale (limit + 2 int64 a key before; offsets + rings after):")
+    for s, r in per_scale.items():
+        lg = {k: v / 2**20 for k, v in r["log"].items()}
+        print(
+            f"  scale {s:>5g}: before {lg['before']:9.1f} MiB   after {lg['after']:8.1f} MiB"
+            f"   ({lg['before'] / max(lg['after'], 1e-9):5.0f}x less; pools allocated"
+            f" {lg['allocated']:7.1f} MiB)"
         )
     return 0
 

@@ -33,6 +33,10 @@ limit``; stamps never decrease from oldest to newest.
 ``retry_after_us`` is the time until this request would fit (no other traffic): the moment the
 ``(limit - cost)``-th newest entry leaves the window. ``reset_after_us`` is the time until no
 entry is left in the window (``newest + window - now``, 0 when there is none).
+
+This is the state the stores, the Lua and the event engine keep. The compiled runner keeps the
+same log in a ring sized to what the key admitted, grown on demand (:mod:`ratesim.fast.logpool`),
+decided by :func:`sliding_ring_kernel`, this kernel's twin on that ring.
 """
 
 from __future__ import annotations
@@ -101,6 +105,72 @@ def sliding_log_kernel(
                 head = 0
         state[s0 + 1] = head
         state[s0] = min(count + cost, limit)
+        in_window += cost
+        reset_us = stamp + window_us - now_us
+    return 1, limit - in_window, -1, reset_us
+
+
+#: The ring twin's block: ``count, head, cap`` then ``cap`` stamps (see
+#: :func:`sliding_ring_kernel`).
+RING_COUNT, RING_HEAD, RING_CAP, RING_STAMPS = 0, 1, 2, 3
+
+
+def sliding_ring_kernel(
+    p: Params,
+    pool: State,
+    now_us: int,
+    cost: int,
+    p0: int = 0,
+    b0: int = 0,
+) -> tuple[int, int, int, int]:
+    """:func:`sliding_log_kernel` on a ring of any capacity ``cap <= limit`` (the compiled
+    runner's representation, :mod:`ratesim.fast.logpool`): the same decisions and the same
+    ``(allowed, remaining, retry_after_us, reset_after_us)`` (microseconds).
+
+    The block at ``pool[b0:]`` is ``count, head, cap`` then ``cap`` stamps: the log's
+    ``count`` newest entries (``count <= cap``), the i-th newest in ring slot ``(head - 1 - i)
+    % cap``. The original's ring has ``cap = limit`` always; this one may be smaller, since a
+    key that has admitted ``a`` cost units holds ``min(limit, a)`` entries. The caller makes
+    sure, before the call, that ``cap >= min(limit, count + cost)`` (the room an admission
+    writes); then an admission overwrites only entries the original forgets too (``cap ==
+    limit``, wrapping) or none, so the logical sequence of entries, newest first, is the
+    original's at every step and so is every decision (held to it by
+    ``tests/test_sliding_ring.py``)."""
+    limit = p[p0]
+    window_us = p[p0 + 1]
+    count = pool[b0 + RING_COUNT]
+    head = pool[b0 + RING_HEAD]
+    cap = pool[b0 + RING_CAP]
+    r0 = b0 + RING_STAMPS
+    cutoff = now_us - window_us
+    lo = 0
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pool[r0 + (head - 1 - mid + cap) % cap] > cutoff:
+            lo = mid + 1
+        else:
+            hi = mid
+    in_window = lo
+    newest = pool[r0 + (head - 1 + cap) % cap]
+    reset_us = newest + window_us - now_us if in_window > 0 else 0
+    if cost > limit:
+        return 0, limit - in_window, -1, reset_us
+    if in_window + cost > limit:
+        # limit - cost < in_window <= count <= cap: the entry is held
+        blocking = pool[r0 + (head - 1 - (limit - cost) + cap) % cap]
+        return 0, limit - in_window, blocking + window_us - now_us, reset_us
+    if cost > 0:
+        stamp = now_us
+        if count > 0 and newest > now_us:
+            stamp = newest
+        for _ in range(cost):
+            pool[r0 + head] = stamp
+            head += 1
+            if head == cap:
+                head = 0
+        pool[b0 + RING_HEAD] = head
+        pool[b0 + RING_COUNT] = min(count + cost, cap)
         in_window += cost
         reset_us = stamp + window_us - now_us
     return 1, limit - in_window, -1, reset_us

@@ -41,7 +41,8 @@ the end-of-run check (:mod:`ratesim.conservation`) are shared in Python; the ora
 compiled loop (:func:`oracle_layer`) whose plain-Python twin only the tests run.
 
 Layout: everything lives in int64 numpy arrays (per-request columns, per-layer state tables laid
-end to end, the event heap as one row per event), handed to the loop as one
+end to end, the event heap as one row per event; a sliding log's entry in its table is the
+offset of a ring that grows in a pool, :mod:`ratesim.fast.logpool`), handed to the loop as one
 :class:`~ratesim.fast.layout.World`, a ``NamedTuple`` whose fields the loop reads by name. The
 loop runs in calls of at most one time chunk each, so that Python can show progress and grow the
 event heap between calls.

@@ -33,6 +33,7 @@ class World(NamedTuple):
     STATE: Any  # node-side state tables (node layers, local fallbacks), end to end
     GSTATE: Any  # Redis-side state tables (global layers), end to end
     SNAP: Any  # (failovers, len(GSTATE)): the state each failover brings back
+    LOGS: Any  # typed list of int64 pools: the sliding logs' rings (ratesim.fast.logpool)
     FO_FLUSH: Any  # (failovers,) bool: the failover empties the script cache
     LAT: Any  # (g, 3, n): per global layer: latency out, latency back, service time
     SHARD: Any  # (g, n): the shard of each request's command

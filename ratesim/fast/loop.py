@@ -36,7 +36,6 @@ from .kernels import (
     hold,
     outage,
     partitioned,
-    rate_kernel,
     sb_gate,
     sb_observe,
     slowed,
@@ -145,6 +144,15 @@ from .layout import (
     ST_RETRY,
     World,
 )
+from .logpool import (
+    NODE_POOL,
+    POOL_USED,
+    REDIS_POOL,
+    STALE,
+    restore_pool,
+    snapshot_pool,
+    table_kernel,
+)
 from .retries import client_refused, retry_arrivals
 
 
@@ -182,13 +190,18 @@ def _node_kernel(
     PP: Any,
     PF: Any,
     STATE: Any,
+    NPOOL: Any,
+    LOGS: Any,
 ) -> tuple[int, int, int]:
     """A node-side kernel (``row``: layer ``pos`` for its own algorithms, ``n_layers + pos``
-    for its local fallback) on request ``i``'s state at ``STATE[s0:]``, at local time ``now``
-    (µs); ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset). Returns
+    for its local fallback) on request ``i``'s state at ``STATE[s0:]`` (a sliding log's ring
+    in the node-side pool of ``LOGS``, bound as ``NPOOL``), at local time ``now`` (µs);
+    ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset). Returns
     ``(allowed, remaining, retry_after_us)``."""
     tr = R[i, R_TIER]
-    ok, rem, rt, _ = rate_kernel(KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, now, R[i, R_COST])
+    ok, rem, rt, _ = table_kernel(
+        KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, now, R[i, R_COST]
+    )
     return ok, rem, rt
 
 
@@ -291,13 +304,16 @@ def prefix(
     PP: Any,
     PF: Any,
     STATE: Any,
+    LOGS: Any,
     n_pre: int,
     TOPO_AT: Any,
     SHP: Any,
 ) -> None:
     """Leading node rate layers, each over all requests in arrival order (as the engine's
-    ``prefix_layer``); only the last can hold (shaping): ``R_HELD`` says how long."""
+    ``prefix_layer``); only the last can hold (shaping): ``R_HELD`` says how long. A sliding
+    log's rings are in the node-side pool of ``LOGS``."""
     n = R.shape[0]
+    NPOOL = LOGS[NODE_POOL]
     for pos in range(n_pre):
         off = LY[pos, L_OFF]
         size = LY[pos, L_SIZE]
@@ -308,9 +324,12 @@ def prefix(
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
             row = _rate_row(LY, TOPO_AT, pos, R[i, R_T])
-            ok, rem, rt, _ = rate_kernel(
-                KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, R[i, R_CLK], R[i, R_COST]
-            )
+            if NPOOL[POOL_USED] == STALE:  # the pool grew: bind the new one
+                NPOOL = LOGS[NODE_POOL]
+            ok, rem, rt, _ = table_kernel(
+                KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, R[i, R_CLK],
+                R[i, R_COST],
+            )  # fmt: skip
             REM[pos, i] = rem
             if ok:
                 OUT[pos, i] = ALLOWED
@@ -363,6 +382,9 @@ def run(limit: int, world: World) -> int:
     STATE = world.STATE
     GSTATE = world.GSTATE
     SNAP = world.SNAP
+    LOGS = world.LOGS
+    NPOOL = LOGS[NODE_POOL]  # the pools bound once, again when one grew (ratesim.fast.logpool)
+    RPOOL = LOGS[REDIS_POOL]
     FO_FLUSH = world.FO_FLUSH
     LAT = world.LAT
     SHARD = world.SHARD
@@ -399,6 +421,10 @@ def run(limit: int, world: World) -> int:
     rnxt = 0  # clients: the retries that arrive right after the batch in hand (rnxt .. rend - 1)
     rend = 0
     while True:
+        if NPOOL[POOL_USED] == STALE:
+            NPOOL = LOGS[NODE_POOL]
+        if RPOOL[POOL_USED] == STALE:
+            RPOOL = LOGS[REDIS_POOL]
         if nxt >= end and rnxt < rend:
             nxt = rnxt
             end = rend
@@ -494,9 +520,10 @@ def run(limit: int, world: World) -> int:
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                     tr = R[i, R_TIER]
                     now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
-                    ok, rem, rt, _ = rate_kernel(
-                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, now_k, R[i, R_COST]
-                    )
+                    ok, rem, rt, _ = table_kernel(
+                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, RPOOL, LOGS, REDIS_POOL,
+                        now_k, R[i, R_COST],
+                    )  # fmt: skip
                     if late:
                         pass
                     elif reply > dl:
@@ -572,8 +599,10 @@ def run(limit: int, world: World) -> int:
                 op = OP_FAIL
             elif kind == K_SNAPSHOT:
                 SNAP[i, :] = GSTATE
+                snapshot_pool(LOGS, i)
             elif kind == K_FAILOVER:  # the state as it was at the snapshot comes back
                 GSTATE[:] = SNAP[i, :]
+                restore_pool(LOGS, i)
                 if FO_FLUSH[i]:
                     NV[:n_nodes, N_RELOAD] = 1
             elif kind == K_CONC_TIMEOUT:
@@ -689,7 +718,9 @@ def run(limit: int, world: World) -> int:
                     )
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                     row = _rate_row(LY, TOPO_AT, pos, x)
-                    ok, rem, rt = _node_kernel(row, s0, i, local_now, R, KK, PP, PF, STATE)
+                    ok, rem, rt = _node_kernel(
+                        row, s0, i, local_now, R, KK, PP, PF, STATE, NPOOL, LOGS
+                    )
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = ALLOWED
@@ -812,7 +843,9 @@ def run(limit: int, world: World) -> int:
                     local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
                     s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
                     row = n_layers + pos
-                    ok, rem, rt = _node_kernel(row, s0, i, local_now, R, KK, PP, PF, STATE)
+                    ok, rem, rt = _node_kernel(
+                        row, s0, i, local_now, R, KK, PP, PF, STATE, NPOOL, LOGS
+                    )
                     REM[pos, i] = rem
                     if ok:
                         OUT[pos, i] = LOCAL_ALLOWED

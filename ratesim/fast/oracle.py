@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
-from .kernels import fill_tier_rows, rate_kernel
+from .kernels import fill_tier_rows
+from .logpool import NODE_POOL, POOL_USED, STALE, first_rings, new_pools, table_kernel, table_size
 from .support import supports_layer
 
 if TYPE_CHECKING:
@@ -26,17 +27,24 @@ def _oracle_layer(
     pp: Any,
     size: int,
     n_slots: int,
+    logs: Any,
     oks: Any,
     rems: Any,
 ) -> None:
-    """Request ``todo[j]`` on the state of its key, ``slot[j]`` (of ``n_slots``, zeros first)."""
+    """Request ``todo[j]`` on the state of its key, ``slot[j]`` (of ``n_slots``, zeros first;
+    a sliding log's rings in the first pool of ``logs``, :mod:`ratesim.fast.logpool`)."""
     state = np.zeros(n_slots * size, dtype=np.int64)
     width = pp.shape[1]
     pf = pp.reshape(-1)
+    pool = logs[NODE_POOL]
     for j in range(todo.shape[0]):
         i = todo[j]
         tr = tier[i]
-        ok, rem, _, _ = rate_kernel(kk[tr], pf, tr * width, state, slot[j] * size, t_us[i], cost[i])
+        if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
+            pool = logs[NODE_POOL]
+        ok, rem, _, _ = table_kernel(
+            kk[tr], pf, tr * width, state, slot[j] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
+        )
         oks[j] = ok
         rems[j] = rem
 
@@ -56,7 +64,7 @@ def oracle_layer(
     todo = np.asarray(todo, dtype=np.int64)
     uniq, slot = np.unique(cl.keys[todo], return_inverse=True)
     n_tiers = max(1, len(arrivals.tier_names))
-    size = max(a.state_size for a in cl.algs)
+    size = max(table_size(a) for a in cl.algs)
     max_p = max(len(a.params) for a in cl.algs)
     kk = np.zeros(n_tiers, dtype=np.int64)
     pp = np.zeros((n_tiers, max_p), dtype=np.int64)
@@ -73,6 +81,7 @@ def oracle_layer(
         pp,
         size,
         len(uniq),
+        new_pools(first_rings(len(uniq), list(cl.algs)), 0, 0),
         oks,
         rems,
     )

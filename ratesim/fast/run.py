@@ -77,6 +77,7 @@ from .layout import (
     ST_RETRY,
     World,
 )
+from .logpool import first_rings, new_pools, table_size
 from .loop import prefix, run
 from .retries import client_counters, client_tables, fill_and_grow
 from .support import unsupported
@@ -104,6 +105,7 @@ class _Tables:
     GSTATE: np.ndarray
     SNAP: np.ndarray
     SHP: np.ndarray
+    LOGS: Any
     PRL: np.ndarray
     CQ: np.ndarray
     STACK: np.ndarray
@@ -137,7 +139,7 @@ def run_fast(
     R, C = world.R, world.C
     prefix(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
-        int(C[C_PRE]), world.TOPO_AT, T.SHP,
+        T.LOGS, int(C[C_PRE]), world.TOPO_AT, T.SHP,
     )  # fmt: skip
     world = _drive(world, len(arrivals), progress, chunk_us, (scenario, seed, arrivals.user))
     if clients is not None:
@@ -246,6 +248,7 @@ def _world(
         STATE=T.STATE,
         GSTATE=T.GSTATE,
         SNAP=T.SNAP,
+        LOGS=T.LOGS,
         FO_FLUSH=np.array([f.flush_scripts for f in failovers], dtype=np.bool_),
         LAT=LAT,
         SHARD=T.SHARD,
@@ -450,6 +453,16 @@ def _request_columns(
     return entries
 
 
+def _first_rings(cl: CompiledLayer, is_node: bool, entries: int) -> tuple[int, int]:
+    """The integers of ``cl``'s sliding logs' first rings (``ratesim.fast.logpool``: a log's
+    entry in its table is its ring's offset in a pool), node side and Redis side; ``entries``:
+    the slots of its node-side table."""
+    local = first_rings(entries, list(cl.local_algs)) if cl.local_algs else 0
+    if is_node:
+        return first_rings(entries, list(cl.algs)) + local, 0
+    return local, first_rings(cl.n_keys, list(cl.algs))
+
+
 def _layer_tables(
     layers: list[CompiledLayer],
     node: np.ndarray,
@@ -483,6 +496,7 @@ def _layer_tables(
     off = 0  # node-side tables (node layers, local fallbacks) in STATE
     g_off = 0  # Redis-side tables (global layers) in GSTATE
     q_off = 0  # concurrency wait queues, one per slot
+    node_logs = redis_logs = 0  # the sliding logs' first rings, node side and Redis side
     guard_kind = {"concurrency": G_CONCURRENCY, "circuit_breaker": G_BREAKER}
     initial: list[tuple[int, int, list[int]]] = []  # guard tables: (offset, entries, state)
     for pos, cl in enumerate(layers):
@@ -490,8 +504,10 @@ def _layer_tables(
         is_node = spec.scope == "node"
         # slots of the node-side table (the layer's own, or its local fallback's)
         entries = _request_columns(cl, pos, node[:users], grid, KEYS, LKEYS, APPLIES)
-        size = max(a.state_size for a in cl.algs)
-        l_size = max(a.state_size for a in cl.local_algs) if cl.local_algs else 0
+        size = max(table_size(a) for a in cl.algs)
+        l_size = max(table_size(a) for a in cl.local_algs) if cl.local_algs else 0
+        rings = _first_rings(cl, is_node, entries)
+        node_logs, redis_logs = node_logs + rings[0], redis_logs + rings[1]
         gk = guard_kind.get(spec.algorithm.kind, G_RATE)
         LY[pos] = (
             cl.gidx,
@@ -549,6 +565,7 @@ def _layer_tables(
         GSTATE=np.zeros(g_off, dtype=np.int64),
         SNAP=np.zeros((failovers, g_off), dtype=np.int64),
         SHP=SHP,
+        LOGS=new_pools(node_logs, redis_logs, failovers),
         PRL=np.zeros((3, n, n_layers) if n_guards else (3, 1, 1), dtype=np.int64),
         CQ=np.full((2, max(q_off, 1)), -1, dtype=np.int64),
         STACK=np.zeros((n * n_guards + 1, 4), dtype=np.int64),
