@@ -129,9 +129,11 @@ def oracle_gap_by_layer(result: Any) -> pd.DataFrame | None:
     return pd.DataFrame(cols, index=result.timeseries.index)
 
 
-def _layer_capacity(layer: Any, tier: str) -> int:
-    """The capacity at rest of ``layer`` for a request of ``tier`` (``Decision.limit``)."""
-    return int(layer.algorithm_for(tier).build().limit)
+def _layer_capacity(layer: Any, tier: str) -> int | None:
+    """The capacity at rest of ``layer`` for a request of ``tier`` (``Decision.limit``);
+    ``None`` for a guard (a concurrency limit, a circuit breaker), which reports no quota."""
+    limit = getattr(layer.algorithm_for(tier).build(), "limit", None)
+    return None if limit is None else int(limit)
 
 
 def _local_capacity(layer: Any, tier: str, nodes: int) -> int:
@@ -167,6 +169,8 @@ def remaining_share_frame(result: Any) -> pd.DataFrame:
         for pos, layer in enumerate(layers):
             rem = np.asarray(data.remaining[:, pos], dtype=float)
             caps = {t: _layer_capacity(layer, t) for t in np.unique(tiers)}
+            if None in caps.values():
+                continue  # a guard: no quota to show
             cap = np.array([caps[t] for t in tiers], dtype=float)
             if outcomes is not None and layer.failure_mode == "local":
                 # a node-local fallback decision reports its own limiter's remaining figure:
@@ -183,8 +187,8 @@ def remaining_share_frame(result: Any) -> pd.DataFrame:
         for col in ts.columns:
             if str(col).startswith("remaining:"):
                 name = str(col)[len("remaining:") :]
-                if name in by_name:
-                    untiered = float(_layer_capacity(by_name[name], ""))
+                untiered = _layer_capacity(by_name[name], "") if name in by_name else None
+                if untiered is not None:
                     out[name] = ts[col].to_numpy(dtype=float) / untiered
     return pd.DataFrame(out, index=ts.index)
 
