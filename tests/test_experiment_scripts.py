@@ -33,7 +33,16 @@ EXPECTED = {
         "png": ["outage_modes", "failover", "saturation", "degradation_order"],
     },
     "validate_config": {"parquet": ["assertions", "redis_replay"], "png": ["oracle_gap"]},
-    "incident_gallery": {"parquet": ["incidents", "kong_pods"], "png": ["incidents", "kong_pods"]},
+    "incident_gallery": {
+        "parquet": ["incidents", "replays", "kong_pods"],
+        "png": [
+            "incidents",
+            "replays",
+            "envoy-ratelimit-redis-outage",
+            "sentinel-cluster-fallback",
+            "kong_pods",
+        ],
+    },
     "pool_sizing": {"parquet": ["pool_sizing", "pool_sizing_runs"], "png": ["pool_sizing"]},
 }
 
@@ -81,6 +90,15 @@ def test_script_runs_small_and_writes_parquet_and_png(script: Path, tmp_path: Pa
     for stem in want["png"]:
         data = (tmp_path / f"{stem}.png").read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, stem
+    if script.stem == "incident_gallery":
+        # every incident of the gallery ran its suite: the broken config fails, the fixed passes
+        from ratesim import gallery
+
+        table = pd.read_parquet(tmp_path / "incidents.parquet")
+        assert sorted(set(table["incident"])) == gallery.names()
+        verdict = table.groupby(["incident", "config"])["passed"].all()
+        assert not verdict.xs("broken", level="config").any()
+        assert verdict.xs("fixed", level="config").all()
     if script.stem == "validate_config":
         # the compat layer on the real redis-server the script started decides as the model
         replay = pd.read_parquet(tmp_path / "redis_replay.parquet").iloc[0]
