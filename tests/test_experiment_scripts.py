@@ -100,10 +100,14 @@ def test_script_runs_small_and_writes_parquet_and_png(script: Path, tmp_path: Pa
         assert not verdict.xs("broken", level="config").any()
         assert verdict.xs("fixed", level="config").all()
     if script.stem == "validate_config":
-        # the compat layer on the real redis-server the script started decides as the model
+        # ratesim.validate's --redis parity on the real redis-server the script started: the
+        # compat layer decides as the model's oracle; the config as written fails its suite
         replay = pd.read_parquet(tmp_path / "redis_replay.parquet").iloc[0]
-        assert replay["requests"] > 0
-        assert replay["differ_from_oracle"] == 0 and replay["differ_from_memory"] == 0
+        assert replay["decisions"] > 0
+        assert bool(replay["identical"]) and replay["differing"] == 0
+        table = pd.read_parquet(tmp_path / "assertions.parquet")
+        verdict = table.groupby("variant")["passed"].all()
+        assert not verdict["as written"] and verdict["shared in Redis"]
 
 
 def test_a_bad_option_value_is_a_clear_error_not_a_traceback() -> None:
