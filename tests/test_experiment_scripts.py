@@ -29,8 +29,23 @@ EXPECTED = {
         "png": ["nodes", "offset_sweep", "remedies"],
     },
     "failure_modes": {
-        "parquet": ["outage_modes", "saturation", "degradation_order"],
-        "png": ["outage_modes", "failover", "saturation", "degradation_order"],
+        "parquet": [
+            "outage_modes",
+            "saturation",
+            "degradation_order",
+            "store_breaker",
+            "breaker_order",
+            "autoscale",
+        ],
+        "png": [
+            "outage_modes",
+            "failover",
+            "saturation",
+            "degradation_order",
+            "store_breaker",
+            "breaker_order",
+            "autoscale",
+        ],
     },
     "validate_config": {"parquet": ["assertions", "redis_replay"], "png": ["oracle_gap"]},
     "incident_gallery": {
@@ -90,6 +105,18 @@ def test_script_runs_small_and_writes_parquet_and_png(script: Path, tmp_path: Pa
     for stem in want["png"]:
         data = (tmp_path / f"{stem}.png").read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, stem
+    if script.stem == "failure_modes":
+        # the breaker's threshold below the backend's response time at saturation: the
+        # breaker engages and the concurrency limit never does; above it, the other way round
+        order = pd.read_parquet(tmp_path / "breaker_order.parquet")
+        below, above = sorted(set(order["max_rt_s"]))
+        engaged = order.set_index(["max_rt_s", "layer"])["never_engages"]
+        assert not engaged[below, "breaker"] and engaged[below, "concurrency"]
+        assert engaged[above, "breaker"] and not engaged[above, "concurrency"]
+        # the store breaker: far fewer decisions wait the timeout, the same failure mode
+        spike = pd.read_parquet(tmp_path / "store_breaker.parquet").set_index("scenario")
+        plain, guarded = spike.loc["latency-spike"], spike.loc["latency-spike-breaker"]
+        assert guarded["waited_timeout"] * 10 < plain["waited_timeout"] == plain["fail_open"]
     if script.stem == "incident_gallery":
         # every incident of the gallery ran its suite: the broken config fails, the fixed passes
         from ratesim import gallery
