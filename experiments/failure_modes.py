@@ -9,7 +9,15 @@ Writes, from the built-in scenarios:
 * ``saturation.parquet`` / ``saturation.png``: ``redis-saturation`` (a Redis pushed past what
   it executes): the layer's summary, timeline and latency;
 * ``degradation_order.parquet`` / ``degradation_order.png``: the flagship's layers as every
-  traffic rate is ramped (where each engages, and which engage out of the policy's order).
+  traffic rate is ramped (where each engages, and which engage out of the policy's order);
+* ``store_breaker.parquet`` / ``store_breaker.png``: ``latency-spike`` against
+  ``latency-spike-breaker`` (a store breaker per node): how the failure mode decided, the
+  decisions that waited the timeout, the latency in the spike; timelines and latencies;
+* ``breaker_order.parquet`` / ``breaker_order.png``: ``slow-backend-breaker`` ramped with the
+  breaker's slow-call threshold below and above the backend's response time at saturation
+  (``saturation_rt_s()``): the degradation order flips;
+* ``autoscale.parquet`` / ``autoscale.png``: ``autoscale`` (3 -> 6 nodes at 12 s, each new one
+  with a full bucket): arrivals and admissions per second by phase, timeline and per-node view.
 
 Retry storms (clients retrying rejections) are not modelled yet: no part for them here.
 
@@ -29,6 +37,7 @@ import ratesim
 from ratesim import plots, scenarios
 from ratesim.experiments import apply, degradation_order
 from ratesim.experiments import plots as xplots
+from ratesim.scenarios.bad_days import saturation_rt_s, slow_backend_breaker
 
 WINDOWS_S = {"normal": (0, 3), "refused": (3, 5), "black hole": (7, 9)}
 
@@ -61,6 +70,95 @@ def costs(result: Any) -> dict[str, Any]:
     out["wrongly_rejected"] = int(total["wrongly_rejected"])
     out["latency_p99_ms"] = result.totals["latency_p99_us"] / 1000
     return out
+
+
+def spike_costs(result: Any) -> dict[str, Any]:
+    """How the site layer's failure mode decided through latency-spike's 4-6 s, and the cost."""
+    layer = result.scenario.policy.layer("site_gcra")
+    timeout_us = round(layer.timeout_ms * 1000)
+    row = result.summary.set_index("layer").loc["site_gcra"]
+    req = result.requests
+    spike = (req["time_us"] >= 4_000_000) & (req["time_us"] < 6_000_000)
+    return {
+        "fail_open": int(row["fail_open"]),
+        "waited_timeout": int((result.latency_us == timeout_us).sum()),
+        "breaker_short": int(row["breaker_short"]),
+        "breaker_opens": int(row["breaker_opens"]),
+        "spike_latency_p50_ms": float(req.loc[spike, "latency_us"].median()) / 1000,
+        "spike_latency_p99_ms": float(req.loc[spike, "latency_us"].quantile(0.99)) / 1000,
+        "over_admitted": int(result.vs_oracle.query("group == 'total'").iloc[0]["over_admitted"]),
+    }
+
+
+def store_breaker(out: Outputs, scale: float, seed: int) -> None:
+    """latency-spike without and with the store breaker: table and figure."""
+    names = ("latency-spike", "latency-spike-breaker")
+    runs = {n: ratesim.simulate(scenarios.get(n, scale=scale), seed=seed) for n in names}
+    table = pd.DataFrame({n: spike_costs(r) for n, r in runs.items()}).T.rename_axis("scenario")
+    print(table.to_string())
+    out.table("store_breaker", table.reset_index())
+    fig, axes = figure((18, 8), 2, 2)
+    for row, (name, result) in zip(axes, runs.items(), strict=True):
+        plots.timeline(result, ax=row[0]).set_title(f"{name}: traffic and decisions")
+        plots.latency(result, ax=row[1]).set_title(f"{name}: decision latency")
+    out.png("store_breaker", fig)
+
+
+def breaker_order(out: Outputs, ramp: list[float], reps: int, seed: int) -> None:
+    """slow-backend-breaker's degradation order, the threshold below and above saturation."""
+    sat = saturation_rt_s()
+    fig, axes = figure((18, 4.5), 1, 2)
+    tables = []
+    for ax, factor in zip(axes, (0.4, 1.3), strict=True):
+        max_rt_s = factor * sat
+        order = degradation_order(
+            slow_backend_breaker(max_rt_s=max_rt_s),
+            load_factors=ramp,
+            replications=reps,
+            seed=seed,
+            runner="serial",
+            progress=False,
+        )
+        xplots.degradation_order(order, ax=ax)
+        side = "below" if max_rt_s < sat else "above"
+        ax.set_title(
+            f"breaker max_rt_s = {max_rt_s * 1000:.0f} ms ({side} the "
+            f"{sat * 1000:.1f} ms at saturation)"
+        )
+        frame = order.copy()
+        frame.attrs = {}
+        tables.append(frame.assign(max_rt_s=max_rt_s))
+    table = pd.concat(tables, ignore_index=True)
+    print(table[["max_rt_s", "layer", "engages_at", "never_engages"]].to_string(index=False))
+    out.table("breaker_order", table)
+    out.png("breaker_order", fig)
+
+
+#: Phases of the autoscale run (s): 3 nodes in the surge, the scale event, 6 nodes, 3 again.
+PHASES_S = {"3 nodes, surge": (10, 12), "scale event": (12, 13), "6 nodes": (16, 24)}
+
+
+def autoscale(out: Outputs, scale: float, seed: int) -> None:
+    """The autoscale built-in: admissions by phase, timeline and per-node view."""
+    result = ratesim.simulate(scenarios.get("autoscale", scale=scale), seed=seed)
+    req = result.requests
+    rows = []
+    for name, (a, b) in PHASES_S.items():
+        inside = req[(req["time_us"] >= a * 1_000_000) & (req["time_us"] < b * 1_000_000)]
+        rows.append(
+            {
+                "phase": name,
+                "from_s": a,
+                "to_s": b,
+                "arrivals_per_s": len(inside) / (b - a),
+                "admitted_per_s": float(inside["admitted"].sum()) / (b - a),
+            }
+        )
+    print(out.table("autoscale", pd.DataFrame(rows)).to_string(index=False))
+    fig, axes = figure((18, 4.5), 1, 2)
+    plots.timeline(result, ax=axes[0])
+    plots.nodes(result, ax=axes[1])
+    out.png("autoscale", fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     print(order.to_string(index=False))
     out.table("degradation_order", order)
     out.png("degradation_order", xplots.degradation_order(order, ax=figure((9, 4.5))[1]))
+
+    store_breaker(out, scale, seed)
+    breaker_ramp = [0.5, 1.3, 2.0, 3.0] if args.small else [0.5, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0]
+    breaker_order(out, breaker_ramp, reps, args.seed + 4)
+    autoscale(out, scale, seed)
     return out.done()
 
 

@@ -1,26 +1,29 @@
-"""Validate a gateway config against the exchange surge, then replay it on a real Redis: the
-figures of notebooks/05-validate-imported-config.ipynb.
+"""Validate a gateway config with ``ratesim.validate``, then on a real Redis: the figures of
+notebooks/05-validate-imported-config.ipynb.
 
 Imports ``--config`` (nginx, Envoy ratelimit or local rate limit, Kong, Traefik, Sentinel;
-``ratesim.importers.load``; default: the notebook's nginx config), runs its policy in the
-built-in ``exchange-surge`` scenario (its 4 nodes standing for 4 gateway hosts) and checks each
-``--assert`` on the 95% confidence bound over ``--replications`` (``ratesim.validate``). The
-same policy with every layer's state shared in Redis (``scope: global``) is validated next.
-Then the shared policy's decisions are replayed on a real Redis through the compat layer
-(``ratesim.replay.replay_policy`` on a ``RedisStore``) and compared with the model's oracle,
-request by request. Writes:
+``ratesim.importers.load``; default: the notebook's nginx config) and validates its policy with
+``ratesim.validate`` against a suite: ``--suite SUITE.yaml``, or the built-in
+``exchange-surge`` (its 4 nodes standing for 4 gateway hosts) at ``--scale`` with each
+``--assert`` checked on the 95% confidence bound over ``--replications``. The same policy with
+every layer's state shared in Redis (``scope: global``) is validated next, with ``ratesim
+validate --redis``'s parity check on a real Redis: each scenario's first replication replayed
+through the compat layer and compared with the model's oracle, decision for decision. Writes:
 
 * ``policy.yaml``: the imported policy, with the importer's notes;
-* ``assertions.parquet``: per variant (as written, shared) and assertion: mean, bound, holds;
-* ``oracle_gap.png``: the gap to the oracle of each variant, by layer;
-* ``redis_replay.parquet``: requests replayed, seconds taken, rows differing from the oracle
-  and from the in-memory store (absent with ``--no-redis`` or without ``redis-server``).
+* ``assertions.parquet``: the two reports' tables (``variant``: as written, shared in Redis):
+  per scenario and assertion the mean, the confidence bounds, the verdict and its detail;
+* ``oracle_gap.png``: the gap to the oracle of each variant in the suite's first scenario;
+* ``redis_replay.parquet``: per scenario the decisions replayed on Redis, whether they are
+  identical to the oracle's, how many differ, and the seconds the shared variant's validation
+  took (absent with ``--no-redis`` or without ``redis-server`` on PATH: then the script says so).
 
 Exit status 0, or 1 with ``--strict`` when an assertion fails for the config as written.
 
     .venv/bin/python experiments/validate_config.py [--config FILE] [--kind KIND]
-        [--assert 'over_admitted_pct < 1' ...] [--scale 0.25] [--replications 5]
-        [--redis-url URL | --no-redis] [--strict] [--seed 0] [--out DIR] [--small]
+        [--suite SUITE.yaml | --assert 'over_admitted_pct < 1' ... --scale 0.25
+        --replications 5] [--redis-url URL | --no-redis] [--strict] [--seed 0] [--out DIR]
+        [--small]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +41,9 @@ import pandas as pd
 from _common import Outputs, figure, parser, run
 
 import ratesim
-from ratesim import MemoryStore, plots, scenarios
-from ratesim.experiments import apply, summarize, sweep
+from ratesim import plots
 from ratesim.importers import load
-from ratesim.replay import compare, replay_policy
-from ratesim.validate import check, parse_assertion
+from ratesim.policy import PolicySpec
 
 EXAMPLE_NGINX = """\
 http {
@@ -65,19 +66,30 @@ DEFAULT_ASSERTIONS = [
 ]
 
 
-def validate(scenario: Any, texts: list[str], replications: int, seed: int) -> pd.DataFrame:
-    """One row per assertion: the replication mean, the bound it is checked on, and the verdict."""
-    assertions = [parse_assertion(t) for t in texts]
-    runs = sweep(scenario, replications=replications, runner="serial", progress=False, seed=seed)
-    row = summarize(runs).iloc[0]
-    out = []
-    for a in assertions:
-        mean, low, high = (row[f"{a.metric}_{k}"] for k in ("mean", "ci95_low", "ci95_high"))
-        bound = high if a.op in ("<", "<=") else low if a.op in (">", ">=") else mean
-        out.append(
-            {"assertion": a.text, "mean": mean, "bound": bound, "holds": check(a, mean, low, high)}
-        )
-    return pd.DataFrame(out)
+def surge_suite(texts: list[str], scale: float, replications: int, seed: int) -> dict[str, Any]:
+    """The default suite: the built-in exchange surge at ``scale`` with the policy under test
+    dropped in, ``texts`` its assertions (the suite format of docs/guides/validate.md)."""
+    return {
+        "replications": replications,
+        "seed": seed,
+        "scenarios": [
+            {
+                "builtin": "exchange-surge",
+                "name": "surge",
+                "scale": scale,
+                "policy": "under-test",
+                "assertions": texts,
+            }
+        ],
+    }
+
+
+def shared(policy: PolicySpec) -> PolicySpec:
+    """``policy`` with every layer's state in the shared store (``scope: global``)."""
+    data = policy.model_dump()
+    for layer in data["layers"]:
+        layer["scope"] = "global"
+    return PolicySpec.model_validate(data)
 
 
 @contextmanager
@@ -109,27 +121,11 @@ def redis_server(url: str | None) -> Iterator[str | None]:
         proc.wait(timeout=10)
 
 
-def replay_on_redis(url: str, scenario: Any, seed: int) -> dict[str, Any]:
-    from ratesim.stores import RedisStore
-    from ratesim.stores.redis_store import fresh_prefix
-
-    result = ratesim.simulate(scenario, seed=seed)
-    requests = result.requests[["time_us", "user", "tier", "route", "cost"]]
-    store = RedisStore.from_url(url, timeout_s=2.0, prefix=fresh_prefix())
-    start = time.perf_counter()
-    on_redis = replay_policy(requests, scenario.policy, store)
-    took = time.perf_counter() - start
-    vs_oracle = compare(result.oracle.requests, on_redis)
-    vs_memory = compare(replay_policy(requests, scenario.policy, MemoryStore()), on_redis)
-    print(f"replayed {len(requests)} requests on {url} ({store.mode}) in {took:.1f} s")
-    print(f"  vs the model's oracle: {vs_oracle}\n  vs the in-memory store: {vs_memory}")
-    return {
-        "requests": len(requests),
-        "seconds": took,
-        "delivery": store.mode,
-        "differ_from_oracle": vs_oracle.differing_rows,
-        "differ_from_memory": vs_memory.differing_rows,
-    }
+def first_scenario_gap(ax: Any, report: Any, title: str) -> None:
+    """The gap to the oracle in the report's first scenario, its first replication."""
+    label, (scenario, seed) = next(iter(report.scenarios.items()))
+    plots.oracle_gap(ratesim.simulate(scenario, seed=seed, progress=False), ax=ax)
+    ax.set_title(f"{title}: gap to the oracle ({label}, first replication)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "--replications",
         type=int,
         default=None,
-        help="runs per variant (default 5; 2 with --small)",
+        help="replications per scenario (default 5; 3 with --small)",
     )
     p.add_argument(
         "--redis-url",
@@ -179,9 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="exit 1 when an assertion fails for the config as written",
     )
+    p.add_argument(
+        "--suite",
+        type=Path,
+        default=None,
+        help="a ratesim validate suite YAML (replaces --assert, --scale and --replications)",
+    )
     args = p.parse_args(argv)
     scale = args.scale or (0.02 if args.small else 0.25)
-    reps = args.replications or (2 if args.small else 5)
+    reps = args.replications or (3 if args.small else 5)  # with 2 the t factor is 12.7
     texts = args.assertions or DEFAULT_ASSERTIONS
     out = Outputs(args.out)
 
@@ -189,34 +191,45 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         config = args.out / "nginx.conf"
         config.write_text(EXAMPLE_NGINX)
-    imported = load(config, args.kind)
+    try:
+        imported = load(config, args.kind)
+    except ValueError as exc:  # an importer's message names the file, the line, the construct
+        p.error(str(exc))
     (args.out / "policy.yaml").write_text(imported.policy_yaml())
-    surge = scenarios.get("exchange-surge", scale=scale)
-    as_written = apply(surge, {"policy": imported.policy.model_dump()})
-    shared = apply(
-        as_written,
-        {f"policy.layers[{layer.name}].scope": "global" for layer in imported.policy.layers},
-    )
-    variants = {"as written": as_written, "shared in Redis": shared}
-    tables = []
+    suite: Any = args.suite or surge_suite(texts, scale, reps, args.seed + 7)
+
+    try:  # bad input (a suite, a scenario, an unreachable --redis-url) is a message, exit 2
+        as_written = ratesim.validate(imported, suite, progress=False)
+    except ValueError as exc:
+        p.error(str(exc))
+    print(f"as written:\n{as_written.format_table()}\n")
     fig, axes = figure((18, 4.5), 1, 2)
-    for ax, (name, scenario) in zip(axes, variants.items(), strict=True):
-        table = validate(scenario, texts, reps, args.seed + 7)
-        print(f"{name}:\n{table.to_string(index=False)}\n")
-        tables.append(table.assign(variant=name))
-        plots.oracle_gap(ratesim.simulate(scenario, seed=args.seed), ax=ax).set_title(name)
+    first_scenario_gap(axes[0], as_written, "as written")
+    fixed = shared(imported.policy)
+    server: AbstractContextManager[str | None] = (
+        nullcontext(None) if args.no_redis else redis_server(args.redis_url)
+    )
+    with server as url:
+        if args.no_redis:
+            print("--no-redis: the shared policy is validated without the replay on Redis")
+        elif url is None:
+            print("redis-server is not on PATH: no replay on Redis (install Redis >= 6)")
+        start = time.perf_counter()
+        try:
+            on_redis = ratesim.validate(fixed, suite, progress=False, redis_url=url)
+        except ValueError as exc:
+            p.error(str(exc))
+        took = time.perf_counter() - start
+    print(f"shared in Redis:\n{on_redis.format_table()}")
+    first_scenario_gap(axes[1], on_redis, "shared in Redis")
+    tables = [as_written.table.assign(variant="as written")]
+    tables.append(on_redis.table.assign(variant="shared in Redis"))
     out.table("assertions", pd.concat(tables, ignore_index=True))
     out.png("oracle_gap", fig)
-
-    if not args.no_redis:
-        with redis_server(args.redis_url) as url:
-            if url is None:
-                print("redis-server is not on PATH: no replay on Redis (install Redis >= 6)")
-            else:
-                out.table("redis_replay", pd.DataFrame([replay_on_redis(url, shared, args.seed)]))
+    if len(on_redis.parity):
+        out.table("redis_replay", on_redis.parity.assign(validate_seconds=took))
     out.done()
-    failed = not tables[0]["holds"].all()
-    return 1 if args.strict and failed else 0
+    return 1 if args.strict and not as_written.passed else 0
 
 
 if __name__ == "__main__":

@@ -29,11 +29,35 @@ EXPECTED = {
         "png": ["nodes", "offset_sweep", "remedies"],
     },
     "failure_modes": {
-        "parquet": ["outage_modes", "saturation", "degradation_order"],
-        "png": ["outage_modes", "failover", "saturation", "degradation_order"],
+        "parquet": [
+            "outage_modes",
+            "saturation",
+            "degradation_order",
+            "store_breaker",
+            "breaker_order",
+            "autoscale",
+        ],
+        "png": [
+            "outage_modes",
+            "failover",
+            "saturation",
+            "degradation_order",
+            "store_breaker",
+            "breaker_order",
+            "autoscale",
+        ],
     },
     "validate_config": {"parquet": ["assertions", "redis_replay"], "png": ["oracle_gap"]},
-    "incident_gallery": {"parquet": ["incidents", "kong_pods"], "png": ["incidents", "kong_pods"]},
+    "incident_gallery": {
+        "parquet": ["incidents", "replays", "kong_pods"],
+        "png": [
+            "incidents",
+            "replays",
+            "envoy-ratelimit-redis-outage",
+            "sentinel-cluster-fallback",
+            "kong_pods",
+        ],
+    },
     "pool_sizing": {"parquet": ["pool_sizing", "pool_sizing_runs"], "png": ["pool_sizing"]},
 }
 
@@ -81,11 +105,36 @@ def test_script_runs_small_and_writes_parquet_and_png(script: Path, tmp_path: Pa
     for stem in want["png"]:
         data = (tmp_path / f"{stem}.png").read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, stem
+    if script.stem == "failure_modes":
+        # the breaker's threshold below the backend's response time at saturation: the
+        # breaker engages and the concurrency limit never does; above it, the other way round
+        order = pd.read_parquet(tmp_path / "breaker_order.parquet")
+        below, above = sorted(set(order["max_rt_s"]))
+        engaged = order.set_index(["max_rt_s", "layer"])["never_engages"]
+        assert not engaged[below, "breaker"] and engaged[below, "concurrency"]
+        assert engaged[above, "breaker"] and not engaged[above, "concurrency"]
+        # the store breaker: far fewer decisions wait the timeout, the same failure mode
+        spike = pd.read_parquet(tmp_path / "store_breaker.parquet").set_index("scenario")
+        plain, guarded = spike.loc["latency-spike"], spike.loc["latency-spike-breaker"]
+        assert guarded["waited_timeout"] * 10 < plain["waited_timeout"] == plain["fail_open"]
+    if script.stem == "incident_gallery":
+        # every incident of the gallery ran its suite: the broken config fails, the fixed passes
+        from ratesim import gallery
+
+        table = pd.read_parquet(tmp_path / "incidents.parquet")
+        assert sorted(set(table["incident"])) == gallery.names()
+        verdict = table.groupby(["incident", "config"])["passed"].all()
+        assert not verdict.xs("broken", level="config").any()
+        assert verdict.xs("fixed", level="config").all()
     if script.stem == "validate_config":
-        # the compat layer on the real redis-server the script started decides as the model
+        # ratesim.validate's --redis parity on the real redis-server the script started: the
+        # compat layer decides as the model's oracle; the config as written fails its suite
         replay = pd.read_parquet(tmp_path / "redis_replay.parquet").iloc[0]
-        assert replay["requests"] > 0
-        assert replay["differ_from_oracle"] == 0 and replay["differ_from_memory"] == 0
+        assert replay["decisions"] > 0
+        assert bool(replay["identical"]) and replay["differing"] == 0
+        table = pd.read_parquet(tmp_path / "assertions.parquet")
+        verdict = table.groupby("variant")["passed"].all()
+        assert not verdict["as written"] and verdict["shared in Redis"]
 
 
 def test_a_bad_option_value_is_a_clear_error_not_a_traceback() -> None:
