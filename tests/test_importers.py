@@ -79,7 +79,9 @@ def test_envoy_local_cluster_members() -> None:
 def _envoy_local_cluster(tmp_path: Path, bucket: str, **options: object) -> object:
     """The docs' filter with ``local_cluster_rate_limit`` and ``bucket`` as its token_bucket."""
     text = (CONFIGS / "envoy-local-docs.yaml").read_text()
-    text = text.replace("    max_tokens: 10\n    tokens_per_fill: 2\n    fill_interval: 1s\n", bucket)
+    text = text.replace(
+        "    max_tokens: 10\n    tokens_per_fill: 2\n    fill_interval: 1s\n", bucket
+    )
     path = tmp_path / "envoy-local-cluster.yaml"
     path.write_text(text + "  local_cluster_rate_limit: {}\n")
     return load(path, "envoy-local", **options)
