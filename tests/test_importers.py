@@ -73,6 +73,42 @@ def test_envoy_local_cluster_members() -> None:
     finally:
         path.unlink()
     assert layer.algorithm.rate == 1.0  # ceil(2 / 3) = 1 token per second
+    assert layer.local_share is None  # a fixed member count: divided once
+
+
+def _envoy_local_cluster(tmp_path: Path, bucket: str, **options: object) -> object:
+    """The docs' filter with ``local_cluster_rate_limit`` and ``bucket`` as its token_bucket."""
+    text = (CONFIGS / "envoy-local-docs.yaml").read_text()
+    text = text.replace(
+        "    max_tokens: 10\n    tokens_per_fill: 2\n    fill_interval: 1s\n", bucket
+    )
+    path = tmp_path / "envoy-local-cluster.yaml"
+    path.write_text(text + "  local_cluster_rate_limit: {}\n")
+    return load(path, "envoy-local", **options)
+
+
+def test_envoy_local_cluster_follows_the_live_nodes(tmp_path: Path) -> None:
+    """Without members=, the whole tokens_per_fill with local_share: follow: each simulated
+    node refills ceil(tokens_per_fill / live nodes), following topology.changes."""
+    bucket = "    max_tokens: 10\n    tokens_per_fill: 2\n    fill_interval: 1s\n"
+    imp = _envoy_local_cluster(tmp_path, bucket)
+    (layer,) = imp.policy.layers
+    assert layer.local_share == "follow" and layer.scope == "node"
+    assert (layer.algorithm.rate, layer.algorithm.burst) == (2.0, 10)  # max_tokens not divided
+    assert any("live nodes" in n for n in imp.notes)
+    timer = _envoy_local_cluster(tmp_path, bucket, refill="timer").policy.layers[0]
+    assert timer.local_share == "follow" and timer.algorithm.fill_interval_s == 1.0
+
+
+def test_envoy_local_cluster_continuous_needs_whole_tokens_per_second(tmp_path: Path) -> None:
+    # 1 token per 0.3 s is 3.33/s: a continuous follow bucket shares whole tokens per second.
+    bucket = "    max_tokens: 10\n    tokens_per_fill: 1\n    fill_interval: 0.3s\n"
+    with pytest.raises(ConfigError) as err:
+        _envoy_local_cluster(tmp_path, bucket)
+    assert "envoy-local-cluster.yaml:6" in str(err.value) and "whole" in str(err.value)
+    # The timer refill shares tokens per fill instead: fine.
+    layer = _envoy_local_cluster(tmp_path, bucket, refill="timer").policy.layers[0]
+    assert layer.local_share == "follow" and layer.algorithm.fill_interval_s == 0.3
 
 
 def test_nginx_conf_locations_and_inheritance() -> None:

@@ -4,7 +4,8 @@ semantics that gateway really implements (``configs-and-traffic.md`` §3.7).
 ``load(path, kind=None, **options) -> Imported``. Kinds: ``envoy-ratelimit``, ``envoy-local``,
 ``nginx``, ``traefik``, ``kong``, ``sentinel``; without ``kind`` it is guessed from the file.
 Options: ``refill="continuous" | "timer"`` (Envoy local_ratelimit, 1.31+ or older),
-``members=N`` (Envoy ``local_cluster_rate_limit``), ``nodes=N`` (Sentinel cluster
+``members=N`` (Envoy ``local_cluster_rate_limit``: a fixed member count; without it the
+layer follows the live nodes, ``local_share: follow``), ``nodes=N`` (Sentinel cluster
 ``thresholdType: 0``). What cannot be mapped raises :class:`ConfigError` (a
 :class:`~ratesim.scenario.ScenarioError`) naming the file, the line and the construct.
 """

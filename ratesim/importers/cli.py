@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
         default="continuous",
         help="Envoy local_ratelimit refill: continuous (1.31+) or timer (older)",
     )
-    cmd.add_argument("--members", type=int, help="Envoy local_cluster_rate_limit members")
+    cmd.add_argument("--members", type=int,
+                     help="Envoy local_cluster_rate_limit: a fixed member count "
+                     "(default: the live nodes, local_share: follow)")  # fmt: skip
     cmd.add_argument("--nodes", type=int, help="Sentinel cluster clients (thresholdType 0)")
     cmd.set_defaults(handler=run)
 

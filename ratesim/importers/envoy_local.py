@@ -10,7 +10,10 @@ default here) or by a timer adding ``tokens_per_fill`` every ``fill_interval`` (
 bucket only when no descriptor matched, or always with ``always_consume_default_token_bucket``.
 ``filter_enabled`` / ``filter_enforced`` default to 0%: not enabled = no layer, enabled but not
 enforced = shadow. ``local_cluster_rate_limit`` divides ``tokens_per_fill`` by the members of
-the local cluster (``ceil(tpf / members)``, ``members=`` option).
+the local cluster (``ceil(tpf / members)``): the layer keeps the whole ``tokens_per_fill`` with
+``local_share: follow``, so each simulated node's bucket refills ``ceil(tpf / live nodes)``,
+following ``topology.changes`` (see :class:`ratesim.policy.LayerSpec`); the ``members=N``
+option fixes the count instead (the bucket's rate divided once, ``ceil(tpf / N)``).
 """
 
 from __future__ import annotations
@@ -102,9 +105,8 @@ def _bucket(b: Builder, tb: Any, line: int | None, refill: str, members: int | N
     if max_tokens < 1 or tpf < 1 or fill_s <= 0:
         raise b.error(tb.line, "token_bucket", "max_tokens, tokens_per_fill and fill_interval "
                       "must be positive")  # fmt: skip
-    if cluster:
-        n = members or 1
-        tpf = math.ceil(tpf / n)
+    if cluster and members is not None:
+        tpf = math.ceil(tpf / members)  # a fixed member count: divided once, here
     rate = tpf / fill_s
     if refill == "timer":
         if fill_s < MIN_TIMER_FILL_S:
@@ -130,10 +132,21 @@ def _add_filter(b: Builder, cfg: LineDict, refill: str, members: int | None) -> 
         b.note(f"{prefix}: filter_enforced is {enforced:g}%; ratesim enforces all")
     mode = "enforce" if enforced > 0 else "shadow"
     cluster = "local_cluster_rate_limit" in cfg
-    if cluster:
-        b.facts["members"] = members or 1
-        b.note(f"{prefix}: local_cluster_rate_limit divides tokens_per_fill by "
-               f"{members or 1} member(s) (pass members= to set the local cluster's size)")  # fmt: skip
+    extra: dict[str, Any] = {}
+    if cluster and members is not None:
+        b.facts["members"] = members
+        b.note(f"{prefix}: local_cluster_rate_limit divides tokens_per_fill by the "
+               f"{members} member(s) given (members=), not by the simulated live nodes")  # fmt: skip
+    elif cluster:
+        b.facts["members"] = "the live nodes (local_share: follow)"
+        extra["local_share"] = "follow"
+        b.note(f"{prefix}: local_cluster_rate_limit: each node refills ceil(tokens_per_fill / "
+               "live nodes) (local_share: follow), capacity max_tokens unchanged; a node that "
+               "joins starts full")  # fmt: skip
+        if refill == "continuous":
+            b.note(f"{prefix}: continuous refill shares whole tokens per second: ceil(rate / "
+                   "live nodes) a second (Envoy's ceil(tokens_per_fill / members) per "
+                   "fill_interval, the same for a 1s fill_interval)")  # fmt: skip
     if cfg.get("local_rate_limit_per_downstream_connection"):
         b.note(f"{prefix}: state is per downstream connection; ratesim keeps it per node")
     layers: list[tuple[float, str, dict[str, Any], list[str], int | None]] = []
@@ -160,4 +173,4 @@ def _add_filter(b: Builder, cfg: LineDict, refill: str, members: int | None) -> 
                "with every descriptor matching, it adds no layer")  # fmt: skip
     for _rate, name, spec, fields, line in layers:
         b.add(line, "token_bucket", "Envoy process", name=name, algorithm=spec, scope="node",
-              key=template(fields), mode=mode)  # fmt: skip
+              key=template(fields), mode=mode, **extra)  # fmt: skip
