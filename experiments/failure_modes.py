@@ -17,9 +17,11 @@ Writes, from the built-in scenarios:
   breaker's slow-call threshold below and above the backend's response time at saturation
   (``saturation_rt_s()``): the degradation order flips;
 * ``autoscale.parquet`` / ``autoscale.png``: ``autoscale`` (3 -> 6 nodes at 12 s, each new one
-  with a full bucket): arrivals and admissions per second by phase, timeline and per-node view.
-
-Retry storms (clients retrying rejections) are not modelled yet: no part for them here.
+  with a full bucket): arrivals and admissions per second by phase, timeline and per-node view;
+* ``retry_storm.parquet`` / ``retry_storm.png``: ``retry-storm`` (a 1 s surge at 3x a site-wide
+  GCRA) with the clients not retrying, retrying at once, honouring ``Retry-After``, backing off
+  with full jitter, and retrying at once under a 20% retry budget: attempts per user request,
+  goodput and user-visible latency; a timeline per reaction (0.1 s bins) with its retries.
 
     .venv/bin/python experiments/failure_modes.py [--scale 1] [--surge-scale 0.25]
         [--loads 0.25,0.5,1,1.5,2,3,4] [--replications 3] [--workers N] [--seed 0] [--out DIR]
@@ -161,13 +163,61 @@ def autoscale(out: Outputs, scale: float, seed: int) -> None:
     out.png("autoscale", fig)
 
 
+#: The retry-storm variants: a name, the reaction (``scenarios.RETRY_STORM_REACTIONS``) and
+#: the overrides applied on top (``ratesim.experiments.apply`` paths); ``none`` is the baseline.
+STORM_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "none": (
+        "immediate",
+        {"clients.on_reject": {"kind": "none"}, "clients.on_error": {"kind": "none"}},
+    ),
+    "immediate": ("immediate", {}),
+    "retry_after": ("retry_after", {}),
+    "backoff": ("backoff", {}),
+    "immediate, budget 20%": ("immediate", {"clients.budget_pct": 20}),
+}
+
+
+def storm_costs(result: Any) -> dict[str, Any]:
+    """What a client reaction costs on retry-storm: attempts, goodput, user-visible latency."""
+    t = result.totals
+    return {
+        "user_requests": int(t["user_requests"]),
+        "attempts": int(t["attempts"]),
+        "attempts_per_request": float(t["attempts_per_request"]),
+        "goodput": int(t["goodput"]),
+        "goodput_pct": 100.0 * t["goodput"] / t["user_requests"],
+        "user_latency_p50_ms": t["user_latency_p50_us"] / 1000,
+        "user_latency_p99_ms": t["user_latency_p99_us"] / 1000,
+    }
+
+
+def retry_storm(out: Outputs, scale: float, seed: int) -> None:
+    """retry-storm under each client reaction (same arrivals): table and timelines."""
+    runs = {}
+    for name, (reaction, overrides) in STORM_VARIANTS.items():
+        # 0.1 s bins: the surge lasts 1 s; the bin width changes no decision
+        sc = apply(scenarios.retry_storm(scale, reaction), {**overrides, "interval_s": 0.1})
+        runs[name] = ratesim.simulate(sc, seed=seed)
+    costs_by_name = {n: storm_costs(r) for n, r in runs.items()}
+    table = pd.DataFrame.from_dict(costs_by_name, orient="index").rename_axis("reaction")
+    print(table.round(3).to_string())
+    out.table("retry_storm", table.reset_index())
+    drawn = [n for n in runs if n != "none"]
+    fig, axes = figure((12, 3.2 * len(drawn)), len(drawn), 1)
+    for ax, name in zip(axes, drawn, strict=True):
+        plots.timeline(runs[name], ax=ax).set_title(f"retry-storm, clients: {name}")
+        ax.set_xlim(3.0, 7.5)  # the surge (4-5 s) and the retries' tail within the 1.5 s deadline
+    out.png("retry_storm", fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__, "failure_modes")
     p.add_argument(
         "--scale",
         type=float,
         default=None,
-        help="scale of redis-outage and redis-saturation (default 1; 0.2 with --small)",
+        help="scale of redis-outage, redis-saturation and the other built-ins (default 1; "
+        "0.2 with --small)",
     )
     p.add_argument(
         "--surge-scale",
@@ -250,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     breaker_ramp = [0.5, 1.3, 2.0, 3.0] if args.small else [0.5, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0]
     breaker_order(out, breaker_ramp, reps, args.seed + 4)
     autoscale(out, scale, seed)
+    retry_storm(out, scale, seed)
     return out.done()
 
 

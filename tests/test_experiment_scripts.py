@@ -36,6 +36,7 @@ EXPECTED = {
             "store_breaker",
             "breaker_order",
             "autoscale",
+            "retry_storm",
         ],
         "png": [
             "outage_modes",
@@ -45,6 +46,7 @@ EXPECTED = {
             "store_breaker",
             "breaker_order",
             "autoscale",
+            "retry_storm",
         ],
     },
     "validate_config": {"parquet": ["assertions", "redis_replay"], "png": ["oracle_gap"]},
@@ -117,6 +119,23 @@ def test_script_runs_small_and_writes_parquet_and_png(script: Path, tmp_path: Pa
         spike = pd.read_parquet(tmp_path / "store_breaker.parquet").set_index("scenario")
         plain, guarded = spike.loc["latency-spike"], spike.loc["latency-spike-breaker"]
         assert guarded["waited_timeout"] * 10 < plain["waited_timeout"] == plain["fail_open"]
+        # the retry storm, same user requests under every reaction: retrying at once multiplies
+        # the attempts, backing off less so, honouring Retry-After least (a 1 s wait: at most
+        # one retry within the 1.5 s deadline); without retries every user request is one attempt
+        storm = pd.read_parquet(tmp_path / "retry_storm.parquet").set_index("reaction")
+        assert storm["user_requests"].nunique() == 1
+        assert (storm["attempts"] >= storm["user_requests"]).all()
+        per = storm["attempts"] / storm["user_requests"]
+        assert per.to_dict() == pytest.approx(storm["attempts_per_request"].to_dict())
+        assert per["none"] == 1
+        assert per["immediate"] > per["backoff"] > per["retry_after"] > 1
+        assert per["retry_after"] <= 2
+        # a 20% retry budget caps the retries at a fifth of the user requests
+        assert per["immediate, budget 20%"] <= 1.2
+        # goodput: waiting for the surge to pass (Retry-After, backoff) gets more user requests
+        # through than retrying into it, where the limiter admits its rate whoever asks
+        assert storm.loc["retry_after", "goodput"] > storm.loc["immediate", "goodput"]
+        assert storm.loc["backoff", "goodput"] > storm.loc["immediate", "goodput"]
     if script.stem == "incident_gallery":
         # every incident of the gallery ran its suite: the broken config fails, the fixed passes
         from ratesim import gallery
