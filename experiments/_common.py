@@ -69,6 +69,7 @@ class Outputs:
     def png(self, name: str, drawn: Figure | Axes, dpi: int = 110) -> None:
         """Save a figure (or the figure of an Axes) as PNG."""
         fig = drawn if isinstance(drawn, Figure) else drawn.figure
+        assert isinstance(fig, Figure), "an Axes of a subfigure: save its figure"
         path = self.out / f"{name}.png"
         fig.savefig(path, dpi=dpi)
         self.written.append(path)

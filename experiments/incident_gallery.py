@@ -35,6 +35,7 @@ from _common import Outputs, figure, parser, run
 
 import ratesim
 from ratesim import MemoryStore, gallery, plots, replay
+from ratesim.validate import validate
 
 S = 1_000_000
 #: The incidents about one client's arrivals, replayed request by request: arrival times (µs;
@@ -75,7 +76,7 @@ def validate_all(replications: int | None) -> tuple[pd.DataFrame, dict[tuple[str
         broken, fixed, path = gallery.load(name)
         suite = suite_for(path, replications)
         for label, imported in (("broken", broken), ("fixed", fixed)):
-            report = ratesim.validate(imported, suite, progress=False)
+            report = validate(imported, suite, progress=False)
             reports[name, label] = report
             print(f"== {name}, {label}\n{report.format_table()}\n")
             tables.append(report.table.assign(incident=name, config=label))
@@ -90,7 +91,7 @@ def margins(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     failing = table[(table["config"] == "broken") & ~table["passed"].astype(bool)]
     for r in failing.itertuples():
-        op, threshold = _op_threshold(r.assertion)
+        op, threshold = _op_threshold(str(r.assertion))
         if op is None or threshold == 0:
             continue
         for config in ("broken", "fixed"):

@@ -44,6 +44,7 @@ import ratesim
 from ratesim import plots
 from ratesim.importers import load
 from ratesim.policy import PolicySpec
+from ratesim.validate import validate
 
 EXAMPLE_NGINX = """\
 http {
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     suite: Any = args.suite or surge_suite(texts, scale, reps, args.seed + 7)
 
     try:  # bad input (a suite, a scenario, an unreachable --redis-url) is a message, exit 2
-        as_written = ratesim.validate(imported, suite, progress=False)
+        as_written = validate(imported, suite, progress=False)
     except ValueError as exc:
         p.error(str(exc))
     print(f"as written:\n{as_written.format_table()}\n")
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             print("redis-server is not on PATH: no replay on Redis (install Redis >= 6)")
         start = time.perf_counter()
         try:
-            on_redis = ratesim.validate(fixed, suite, progress=False, redis_url=url)
+            on_redis = validate(fixed, suite, progress=False, redis_url=url)
         except ValueError as exc:
             p.error(str(exc))
         took = time.perf_counter() - start
