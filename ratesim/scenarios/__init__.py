@@ -386,6 +386,7 @@ def retry_storm(scale: float = 1.0, reaction: str = "immediate") -> Scenario:
             f"every refusal ({reaction}), at most 10 attempts within 1.5 s of the first."
         ),
         duration_s=12.0,
+        interval_s=0.1,  # the storm lasts a second: bins fine enough to see retries come back
         seed=13,
         topology=TopologySpec(nodes=4),
         network=NetworkSpec(
