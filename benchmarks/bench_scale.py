@@ -136,11 +136,12 @@ def loop_seconds(scale: float) -> tuple[int, float]:
     drive = fast_run._drive
     worlds: list[Any] = []
 
-    def timed(world: Any, *args: Any, **kwargs: Any) -> None:
+    def timed(world: Any, *args: Any, **kwargs: Any) -> Any:
         worlds.append(world)
         started = time.perf_counter()
-        drive(world, *args, **kwargs)
+        out = drive(world, *args, **kwargs)  # the world as it ends (its tables may have grown)
         spent.append(time.perf_counter() - started)
+        return out
 
     fast_run._drive = timed  # type: ignore[assignment]
     try:
