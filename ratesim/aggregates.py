@@ -275,8 +275,13 @@ class RunAggregates:
         cls, scenario: Scenario, data: RunData, batch_rows: int | np.ndarray = 65536
     ) -> RunAggregates:
         """Fold ``data`` (a whole run) in batches of ``batch_rows`` rows (or at the given row
-        boundaries, sorted): what a streamed run folds, from the full arrays."""
+        boundaries): what a streamed run folds, from the full arrays."""
         agg = cls(scenario)
+        agg.fold_run_data(data, batch_rows)
+        return agg
+
+    def fold_run_data(self, data: RunData, batch_rows: int | np.ndarray = 65536) -> None:
+        """Fold every row of ``data``, its depths and its end state (then :meth:`finish`)."""
         n = len(data.arrivals)
         if isinstance(batch_rows, int):
             cuts = np.arange(0, n, max(1, batch_rows))
@@ -289,7 +294,7 @@ class RunAggregates:
             first_t = data.arrivals.time_us[data.origin]
         for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
             s = slice(lo, hi)
-            agg.fold(
+            self.fold(
                 data.arrivals.time_us[s],
                 data.rejected_by[s].astype(np.int64),
                 data.outcomes[s].astype(np.int64),
@@ -301,9 +306,8 @@ class RunAggregates:
                 None if final is None else final[s],
                 None if first_t is None else first_t[s],
             )
-        agg.fold_depth(data.depth_t_us, data.depth)
-        agg.finish(data.store_breakers)
-        return agg
+        self.fold_depth(data.depth_t_us, data.depth)
+        self.finish(data.store_breakers)
 
     # --- views ------------------------------------------------------------------------------
 

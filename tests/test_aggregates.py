@@ -5,6 +5,7 @@ on the random parity scenarios (with and without clients that retry)."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -12,13 +13,18 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fast_engine import scenarios, scenarios_with_clients
+from test_fast_engine import assert_same, scenarios, scenarios_with_clients
 
 import ratesim.scenarios as builtin
 from ratesim.aggregates import RunAggregates, percentile_from_counts
-from ratesim.engine import simulate
-from ratesim.results import Result
+from ratesim.engine import compile_policy, draw_requests, simulate
+from ratesim.fast import run_fast
+from ratesim.fast.layout import C_ARRIVED, C_COLS, R_COLS, R_DECIDED, R_REJ, R_T
+from ratesim.fast.stream import fold_decided
+from ratesim.results import Result, RunData
+from ratesim.rng import Streams
 from ratesim.scenario import Scenario
+from ratesim.traffic import generate_arrivals
 
 
 def _same_totals(a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -89,3 +95,76 @@ def test_percentile_from_counts_by_hand() -> None:
     assert percentile_from_counts(v, c, 50) == 0.0
     assert percentile_from_counts(v, c, 90) == pytest.approx(7.0)
     assert math.isnan(percentile_from_counts(v[:0], c[:0], 50))
+
+
+# --- folded inside the compiled runner's stream ---------------------------------------------
+
+
+def _run_fast(sc: Scenario, seed: int, **kw: Any) -> RunData:
+    streams = Streams(seed)
+    arr = generate_arrivals(sc.traffic, sc.population, sc.duration_us, streams)
+    layers = compile_policy(sc, arr)
+    return run_fast(sc, arr, draw_requests(sc, arr, streams), layers, seed=seed, **kw)
+
+
+def assert_stream_equal(sc: Scenario, seed: int, chunk_us: int) -> RunAggregates:
+    """The run streamed in chunks of ``chunk_us`` folds to the full arrays' views, and the
+    run itself is the one the unstreamed runner makes."""
+    agg = RunAggregates(sc)
+    streamed = _run_fast(sc, seed, fold=agg, chunk_us=chunk_us)
+    plain = _run_fast(sc, seed)
+    assert_same(plain, streamed)
+    res = Result(sc, seed, plain, engine="fast")
+    pd.testing.assert_frame_equal(agg.timeseries(), res.timeseries, check_exact=True)
+    pd.testing.assert_frame_equal(agg.summary(), res.summary, check_exact=True)
+    _same_totals(agg.totals(), res.totals)
+    return agg
+
+
+@pytest.mark.parametrize("name", builtin.names())
+def test_builtins_streamed_in_the_loop_fold_to_the_full_arrays_views(name: str) -> None:
+    # chunks of 0.0997 s: not aligned with the bins, requests in flight across their ends
+    sc = builtin.get(name, 0.05)
+    agg = assert_stream_equal(sc, 5, 99_700)
+    assert agg.arrivals > 100
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sc=scenarios(),
+    seed=st.integers(0, 2**32 - 1),
+    chunk_us=st.sampled_from([211, 997, 20_000, 10**9]),
+)
+def test_random_scenarios_streamed_in_the_loop_fold_to_the_full_arrays_views(
+    sc: Scenario, seed: int, chunk_us: int
+) -> None:
+    assert_stream_equal(sc, seed, chunk_us)
+
+
+def test_stream_folds_only_decided_rows_in_arrival_order() -> None:
+    """A prefix stops at the first undecided row: the rows after it wait, even if decided."""
+    sc = builtin.get("single-node-ideal", 0.05)
+    streams = Streams(1)
+    arr = generate_arrivals(sc.traffic, sc.population, sc.duration_us, streams)
+    layers = compile_policy(sc, arr)
+    data = run_fast(sc, arr, draw_requests(sc, arr, streams), layers, seed=1)
+    n = len(arr)
+    world = SimpleNamespace(
+        R=np.zeros((n, R_COLS), dtype=np.int64),
+        C=np.zeros(C_COLS, dtype=np.int64),
+        OUT=np.ascontiguousarray(data.outcomes.T).astype(np.int8),
+        REM=np.ascontiguousarray(data.remaining.T),
+    )
+    world.R[:, R_T] = arr.time_us
+    world.R[:, R_DECIDED] = data.decided_us
+    world.R[:, R_REJ] = data.rejected_by
+    world.R[5, R_DECIDED] = -1  # row 5 still in flight
+    world.C[C_ARRIVED] = n
+    agg = RunAggregates(sc)
+    assert fold_decided(world, agg, 0, False) == 5  # type: ignore[arg-type]
+    assert agg.arrivals == 5
+    assert fold_decided(world, agg, 5, False) == 5  # type: ignore[arg-type]
+    world.R[5, R_DECIDED] = data.decided_us[5]
+    world.C[C_ARRIVED] = 40  # only 40 rows have arrived
+    assert fold_decided(world, agg, 5, False) == 40  # type: ignore[arg-type]
+    assert agg.arrivals == 40
