@@ -168,3 +168,12 @@ def test_stream_folds_only_decided_rows_in_arrival_order() -> None:
     world.C[C_ARRIVED] = 40  # only 40 rows have arrived
     assert fold_decided(world, agg, 5, False) == 40  # type: ignore[arg-type]
     assert agg.arrivals == 40
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=scenarios_with_clients(), seed=st.integers(0, 2**32 - 1))
+def test_random_scenarios_with_retries_through_run_fast_fold_to_the_same_views(
+    sc: Scenario, seed: int
+) -> None:
+    # clients that retry: run_fast folds the finished run's sorted rows
+    assert_stream_equal(sc, seed, 997)
