@@ -142,7 +142,7 @@ def loop_seconds(scale: float) -> tuple[int, float]:
     def timed(world: Any, *args: Any, **kwargs: Any) -> Any:
         worlds.append(world)
         started = time.perf_counter()
-        out = drive(world, *args, **kwargs)  # the world as it ends: run_fast reads it
+        out = drive(world, *args, **kwargs)  # the world as it ends (its tables may have grown)
         spent.append(time.perf_counter() - started)
         return out
 
