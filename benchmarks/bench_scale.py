@@ -13,8 +13,11 @@
 * exchange-surge at scale 25 (12.1M requests): wall time and peak RSS of one
   ``simulate(..., engine="fast")`` in a child process (its own ``ru_maxrss``; the child also
   times the loop alone first, at the same scale).
-* exchange-surge at scale 25 for 600 simulated seconds: needs streaming (issue 10's Build item
-  1), not built; printed as not measured (at ~600 B a request it would need ~140 GB).
+* exchange-surge at scale 25, again with ``requests="none"`` (the aggregates folded chunk by
+  chunk, ``ratesim.fast.stream``, and the oracle gap computed), in its own child process.
+* exchange-surge at scale 25 for 600 simulated seconds: needs bounded request tables (issue
+  10's Build item 1, its last step, not built); printed as not measured (at ~600 B a request
+  it would need ~140 GB).
 * the loop's cost per request at each of ``--scales``, each in its own child process (so one
   run's memory does not weigh on the next), with its wall time and peak RSS.
 * the sliding logs' state at each scale (issue 10's Build item 3), from the run's own tables:
@@ -239,15 +242,35 @@ def log_kernel_seconds(repeat: int) -> tuple[float, float, int]:
     return best_flat, best_rings, len(t)
 
 
-def simulate_seconds(scale: float) -> tuple[int, float]:
-    """(requests, wall seconds) of one ``simulate(..., engine="fast")`` end to end."""
+def simulate_seconds(scale: float, requests: str = "all") -> tuple[int, float]:
+    """(requests, wall seconds) of one ``simulate(..., engine="fast")`` end to end; with
+    ``requests`` other than "all" the aggregates are streamed and the oracle gap included."""
     from ratesim import scenarios, simulate
 
     sc = scenarios.get("exchange-surge", scale=scale)
     started = time.perf_counter()
-    r = simulate(sc, engine="fast")
+    r = simulate(sc, engine="fast", requests=requests)
     wall = time.perf_counter() - started
-    return len(r.data.arrivals), wall
+    return int(r.totals["arrivals"]), wall
+
+
+def stream_child(scale: float) -> dict[str, Any]:
+    """One ``simulate(..., requests="none")`` at ``scale`` in a child process: requests, wall
+    seconds (streamed aggregates and the oracle gap included) and its own peak RSS (GiB)."""
+    cmd = [sys.executable, __file__, "--stream-child", str(scale)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
+    info: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    info["rss_gib"] = info["self_rss_kib"] / 2**20
+    return info
+
+
+def _stream_child_main(scale: float) -> None:
+    import resource
+
+    simulate_seconds(0.01, "none")  # load the compiled code
+    n, wall = simulate_seconds(scale, "none")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"n": n, "wall_s": wall, "self_rss_kib": rss}))
 
 
 def child(scale: float) -> dict[str, Any]:
@@ -278,9 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="best of R (in-process figures)")
     parser.add_argument("--scales", default="0.25,1,4,16,25", help="cost per request at these")
     parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--stream-child", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         _child_main(args.child)
+        return 0
+    if args.stream_child is not None:
+        _stream_child_main(args.stream_child)
         return 0
 
     loop_seconds(0.01)  # load (or compile) the compiled code
@@ -309,8 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  peak RSS                {r['rss_gib']:9.2f} GiB          target < {TARGET_S25_RSS_GIB}"
         )
-    print("exchange-surge scale 25, --duration 600: not measured (needs streaming, Build item 1,")
-    print("  not built: memory grows with the run's length, ~600 B a request)")
+        st = stream_child(25.0)
+        print("  requests='none' (aggregates folded per chunk, oracle gap included):")
+        print(
+            f"    wall {st['wall_s']:.1f} s, peak RSS {st['rss_gib']:.2f} GiB (the tables are whole)"
+        )
+    print("exchange-surge scale 25, --duration 600: not measured (the aggregates stream, but the")
+    print("  request tables are still allocated for the whole run, ~600 B a request: ~140 GB)")
     print("cost per request by scale (child processes; loop alone, and simulate end to end):")
     for s, r in per_scale.items():
         print(

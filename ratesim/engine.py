@@ -54,6 +54,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from .aggregates import RunAggregates
 from .budget import check_run_size
 from .compile import CompiledLayer, Draws, compile_policy, draw_requests, key_ids, shards_of
 from .des.world import run_world
@@ -68,6 +69,7 @@ from .ordering import (
 )
 from .results import Result, RunData
 from .rng import Streams
+from .sampling import resolve_requests, sample_rows, take_rows
 from .scenario import Scenario, ScenarioError, load_scenario
 from .traffic import Arrivals, generate_arrivals
 
@@ -117,6 +119,7 @@ def simulate(
     *,
     engine: str = "auto",
     arrivals: Arrivals | None = None,
+    requests: str = "all",
 ) -> Result:
     """Run ``scenario`` and return its :class:`~ratesim.results.Result`.
 
@@ -126,10 +129,14 @@ def simulate(
     does not model) or ``"auto"`` (the compiled runner when it models the scenario, else the
     components; ``Result.engine`` says which ran - the run is the same). ``arrivals`` replaces
     the generated traffic (the other draws still come from the seed's streams), for tests and
-    parity checks.
+    parity checks. ``requests``: which per-request rows the Result keeps, ``"all"``,
+    ``"sample"``, ``"none"`` or ``"auto"`` (:mod:`ratesim.sampling`; ``Result.requests_kind``
+    says which); the aggregates and the oracle gap are exact whichever it is (the compiled
+    runner folds them as it runs, :mod:`ratesim.fast.stream`).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    resolve_requests(requests, 0)  # a bad value fails before the run
     if isinstance(scenario, str | Path):
         scenario = _resolve(scenario)
     if not isinstance(scenario, Scenario):
@@ -164,12 +171,39 @@ def simulate(
                 stacklevel=2,
             )
             engine = "event"
+    kind = resolve_requests(requests, len(arrivals))
+    agg = None if kind == "all" else RunAggregates(scenario)
     # the draws go straight in, so that the run can free them once converted
-    run = run_fast if engine == "fast" else run_events
-    data = run(
-        scenario, arrivals, draw_requests(scenario, arrivals, streams), layers, progress, seed=seed
+    draws = draw_requests(scenario, arrivals, streams)
+    if engine == "fast":
+        from .fast import run_fast
+
+        data = run_fast(scenario, arrivals, draws, layers, progress, seed=seed, fold=agg)
+    else:
+        data = run_events(scenario, arrivals, draws, layers, progress, seed=seed)
+        if agg is not None:
+            agg.fold_run_data(data)
+    result = Result(
+        scenario, seed, data, oracle_fn=_oracle_of(scenario, data, layers), engine=engine
     )
-    return Result(scenario, seed, data, oracle_fn=_oracle_of(scenario, data, layers), engine=engine)
+    if agg is None:
+        return result
+    return _kept_rows(result, agg, kind)
+
+
+def _kept_rows(full: Result, agg: RunAggregates, kind: str) -> Result:
+    """``full`` cut to the rows ``kind`` keeps (:mod:`ratesim.sampling`), its aggregates and
+    oracle gap (1 s windows, computed now from every row) kept exact."""
+    gap = full.vs_oracle
+    rows = sample_rows(len(full.data.arrivals), full.seed, kind)
+
+    def no_oracle() -> RunData:
+        raise AssertionError("unreachable: Result._whole refuses the oracle first")
+
+    return Result(
+        full.scenario, full.seed, take_rows(full.data, rows), oracle_fn=no_oracle,
+        engine=full.engine, aggregates=agg, rows=rows, requests_kind=kind, vs_oracle=gap,
+    )  # fmt: skip
 
 
 def _oracle_of(

@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from .aggregates import RunAggregates
     from .scenario import Scenario
     from .traffic import Arrivals
 
@@ -194,13 +195,27 @@ class Result:
         data: RunData,
         oracle_fn: Callable[[], RunData] | None = None,
         engine: str = "event",
+        *,
+        aggregates: RunAggregates | None = None,
+        rows: np.ndarray | None = None,
+        requests_kind: str = "all",
+        vs_oracle: pd.DataFrame | None = None,
     ) -> None:
+        """``data``: every row of the run, or with ``requests_kind`` ``"sample"`` / ``"none"``
+        (``ratesim.sampling``) only the rows numbered ``rows``; then ``aggregates`` (every
+        row folded) gives the time series, summary and totals, and ``vs_oracle`` the oracle
+        gap (1 s windows), both exact."""
         self.scenario = scenario
         self.seed = seed
         self.data = data
         #: The engine that ran it ("event", "fast", or "oracle"); both engines give the same run.
         self.engine = engine
         self._oracle_fn = oracle_fn
+        #: Which per-request rows ``requests`` holds: "all", "sample" or "none".
+        self.requests_kind = requests_kind
+        self._aggregates = aggregates
+        self._rows = rows
+        self._gap_1s = vs_oracle
         self.layer_names = [layer.name for layer in scenario.policy.layers]
 
     def __repr__(self) -> str:
@@ -256,7 +271,10 @@ class Result:
             done = self.data.backend_done_us
             cols["backend_rt_us"] = np.where(done >= 0, done - a.time_us, -1)
         cols["attempt"], cols["origin"] = self.attempts
-        return pd.DataFrame(cols)
+        frame = pd.DataFrame(cols)
+        if self._rows is not None:  # a sample: rows keep their numbers in the whole run
+            frame.index = pd.Index(self._rows, name="row")
+        return frame
 
     @property
     def attempts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -279,8 +297,17 @@ class Result:
         final = order[last]
         return o[last], final, attempt[final]
 
+    def _whole(self, view: str) -> None:
+        """Raise unless every row is held (``view`` needs them)."""
+        if self.requests_kind != "all":
+            raise ValueError(
+                f"{view} needs every per-request row; this Result holds "
+                f"requests={self.requests_kind!r} (run with requests='all')"
+            )
+
     @cached_property
     def user_requests(self) -> pd.DataFrame:
+        self._whole("user_requests")
         first, final, count = self._finals()
         req = self.requests
         d = self.data
@@ -303,6 +330,8 @@ class Result:
 
     @cached_property
     def timeseries(self) -> pd.DataFrame:
+        if self._aggregates is not None:
+            return self._aggregates.timeseries()
         sc = self.scenario
         iv = sc.interval_us
         t = self.data.arrivals.time_us
@@ -380,6 +409,8 @@ class Result:
 
     @cached_property
     def summary(self) -> pd.DataFrame:
+        if self._aggregates is not None:
+            return self._aggregates.summary()
         rows = []
         outc = self.data.outcomes
         for pos, layer in enumerate(self.scenario.policy.layers):
@@ -437,6 +468,8 @@ class Result:
 
     @cached_property
     def totals(self) -> dict[str, Any]:
+        if self._aggregates is not None:
+            return self._aggregates.totals()
         lat = self.latency_us
         adm = int(self.admitted.sum())
         n = len(self.data.arrivals)
@@ -475,16 +508,21 @@ class Result:
         """The oracle's Result (``None`` for an oracle itself)."""
         if self._oracle_fn is None:
             return None
+        self._whole("oracle")
         return Result(self.scenario, self.seed, self._oracle_fn(), engine="oracle")
 
     @cached_property
     def vs_oracle(self) -> pd.DataFrame:
+        if self._gap_1s is not None:
+            return self._gap_1s
         return self.compare_oracle(1.0)
 
     def compare_oracle(self, window_s: float = 1.0) -> pd.DataFrame:
         """The oracle gap with ``peak_excess`` over windows of ``window_s`` seconds."""
         if window_s <= 0:
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
+        if self._gap_1s is not None and window_s == 1.0:
+            return self._gap_1s
         oracle = self.oracle
         if oracle is None:
             raise ValueError("this Result is an oracle run; it has no oracle to compare with")

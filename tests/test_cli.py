@@ -459,3 +459,32 @@ def test_the_compile_notice_comes_before_the_bar_in_a_fresh_process(tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.index("preparing the compiled runner") < done.stderr.index("simulating")
+
+
+def test_run_requests_sample_and_none_write_the_same_aggregates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ratesim.sampling as sampling
+
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 100)
+    base = ["run", "exchange-surge", "--scale", "0.05", "--no-progress", "--no-plots"]
+    outs = {}
+    for kind in ("all", "sample", "none"):
+        assert cli.main([*base, "--requests", kind, "--out", str(tmp_path / kind)]) == 0
+        text = capsys.readouterr().out
+        outs[kind] = text[text.index("Oracle gap") :].splitlines()[0]
+    assert outs["all"] == outs["sample"] == outs["none"]  # the oracle line, same numbers
+    full = pd.read_parquet(tmp_path / "all" / "requests.parquet")
+    part = pd.read_parquet(tmp_path / "sample" / "requests.parquet")
+    assert len(part) == 100 and part.index.name == "row"
+    expect = full.iloc[part.index.to_numpy()].set_index(part.index)
+    pd.testing.assert_frame_equal(part, expect)
+    assert not (tmp_path / "none" / "requests.parquet").exists()
+    for kind in ("sample", "none"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / kind / "timeseries.parquet"),
+            pd.read_parquet(tmp_path / "all" / "timeseries.parquet"),
+            check_exact=True,
+        )
+        for name in ("summary.csv", "vs_oracle.csv", "totals.json"):
+            assert (tmp_path / kind / name).read_text() == (tmp_path / "all" / name).read_text()

@@ -4,6 +4,7 @@ in chunks (progress, heap growth), the conservation checks and the :class:`RunDa
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,9 +81,11 @@ from .layout import (
 from .logpool import first_rings, new_pools, table_size
 from .loop import prefix, run
 from .retries import client_counters, client_tables, fill_and_grow
+from .stream import fold_decided
 from .support import unsupported
 
 if TYPE_CHECKING:
+    from ..aggregates import RunAggregates
     from ..compile import CompiledClients, CompiledLayer, Draws
     from ..scenario import Scenario
     from ..traffic import Arrivals
@@ -121,13 +124,17 @@ def run_fast(
     heap_size: int = 4096,
     *,
     seed: int | None = None,
+    fold: RunAggregates | None = None,
 ) -> RunData:
     """Run ``scenario`` on the compiled loop; same contract (and same result) as
     :func:`ratesim.engine.run_events`. Raise ``ValueError`` if :func:`unsupported` says so.
 
     ``chunk_us``: simulated µs per call of the loop while a progress bar is shown;
     ``heap_size``: initial room of the event heap (it grows as needed); ``seed`` (default: the
-    scenario's) keys the draws of retries."""
+    scenario's) keys the draws of retries. ``fold``: aggregates the run folds its requests
+    into as it goes (:mod:`ratesim.fast.stream`; the loop then always runs in chunks of
+    ``chunk_us``), finished with the run's depths and store breakers; with clients that retry
+    (rows appended out of arrival order) the finished run's rows are folded instead."""
     reason = unsupported(scenario, layers)
     if reason is not None:
         raise ValueError(f"the fast engine does not model {reason}")
@@ -141,10 +148,23 @@ def run_fast(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
         T.LOGS, int(C[C_PRE]), world.TOPO_AT, T.SHP,
     )  # fmt: skip
-    world = _drive(world, len(arrivals), progress, chunk_us, (scenario, seed, arrivals.user))
+    folded = 0
+
+    def on_chunk(w: World) -> None:
+        nonlocal folded
+        assert fold is not None
+        folded = fold_decided(w, fold, folded, can_hold(layers))
+
+    streamed = fold is not None and clients is None
+    world = _drive(
+        world, len(arrivals), progress, chunk_us, (scenario, seed, arrivals.user),
+        on_chunk if streamed else None,
+    )  # fmt: skip
     if clients is not None:
         data = _client_run_data(world, T, scenario, arrivals, can_hold(layers))
         data.store_breakers = _store_breakers(world.SB, layers, scenario.topology.slots)
+        if fold is not None:
+            fold.fold_run_data(data)
         return data
     R, CMD = world.R, world.CMD
 
@@ -152,7 +172,7 @@ def run_fast(
     n_cmd = int(C[C_CMD])
     depth_t = CMD[0, :n_cmd].copy()
     shard_arr = CMD[2, :n_cmd].copy() if world.BUSY.shape[0] > 1 else None
-    return RunData(
+    data = RunData(
         arrivals=arrivals,
         node=node_np,
         outcomes=np.ascontiguousarray(world.OUT.T),
@@ -166,6 +186,11 @@ def run_fast(
         held_us=R[:, R_HELD].copy() if can_hold(layers) else None,
         store_breakers=_store_breakers(world.SB, layers, scenario.topology.slots),
     )
+    if fold is not None:
+        on_chunk(world)
+        fold.fold_depth(data.depth_t_us, data.depth)
+        fold.finish(data.store_breakers)
+    return data
 
 
 def _store_breaker_table(layers: list[CompiledLayer], nodes: int) -> np.ndarray:
@@ -316,17 +341,20 @@ def _drive(
     progress: bool,
     chunk_us: int,
     retry_inputs: tuple[Scenario, int, np.ndarray],
+    on_chunk: Callable[[World], None] | None = None,
 ) -> World:
     """Call the loop until the run is over: one time chunk a call while a progress bar is
     shown, a larger event heap whenever the loop asks for one, and (clients that retry) the
     draws and rows of retries; returns the world as it ends (its tables may have grown).
-    ``retry_inputs``: (scenario, seed, user codes) for the retries' draws."""
+    ``retry_inputs``: (scenario, seed, user codes) for the retries' draws; ``on_chunk``
+    (called after each chunk but the last) streams the run: the loop then runs in chunks
+    with or without a bar."""
     C, BOUNDS = world.C, world.BOUNDS
     bar = None
     returns: dict[int, int] = {}  # ST_RETRY returns by attempt (fast.retries.fill_and_grow)
     if progress and not run.signatures:
         print(COMPILING_MESSAGE, file=sys.stderr, flush=True)
-    limit = chunk_us if progress else 2**62
+    limit = chunk_us if progress or on_chunk is not None else 2**62
     try:
         while True:
             status = run(limit, world)
@@ -350,6 +378,8 @@ def _drive(
                 grown[: H.shape[0]] = H
                 world = world._replace(H=grown)
                 continue
+            if on_chunk is not None:
+                on_chunk(world)
             if bar is not None:
                 if C[C_CLIENTS]:  # retries are requests too: the total grows with them
                     bar.total = max(int(bar.total or 0), int(C[C_ROWS]))
