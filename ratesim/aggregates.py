@@ -42,19 +42,12 @@ from .outcomes import (
     REJECTED,
     SHADOW_REJECTED,
 )
+from .results import FAILURE_COLUMNS, SUMMARY_COLUMNS
 
 if TYPE_CHECKING:
     from .results import RunData
     from .scenario import Scenario
 
-#: The per-layer failure-mode time-series columns (as ``ratesim.results.FAILURE_COLUMNS``).
-_FAILURE_COLUMNS = (
-    (SHADOW_REJECTED, "shadow_rejected"),
-    (FAIL_OPEN, "fail_open"),
-    (FAIL_CLOSED, "fail_closed"),
-    (LOCAL_ALLOWED, "local_allowed"),
-    (LOCAL_REJECTED, "local_rejected"),
-)
 _QUANTILES = (0.5, 0.99, 0.999)
 #: The outcomes decided by a layer's failure mode (its ``degraded_s`` bins).
 _FAILURE_MODE = np.array([FAIL_OPEN, LOCAL_ALLOWED, FAIL_CLOSED, LOCAL_REJECTED])
@@ -229,7 +222,7 @@ class RunAggregates:
         for pos, name in enumerate(self.layer_names):
             o = outcomes[:, pos]
             bins.count(f"rejected:{name}", b, rejected_by == pos)
-            for code, label in _FAILURE_COLUMNS:
+            for code, label in FAILURE_COLUMNS:
                 bins.count(f"{label}:{name}", b, o == code)
             fm = np.isin(o, _FAILURE_MODE)
             bins.count(f"degraded:{name}", b, fm)
@@ -327,7 +320,7 @@ class RunAggregates:
         cols: dict[str, Any] = {"arrivals": col("arrivals"), "admitted": col("admitted")}
         for name in self.layer_names:
             cols[f"rejected:{name}"] = col(f"rejected:{name}")
-            for _, label in _FAILURE_COLUMNS:
+            for _, label in FAILURE_COLUMNS:
                 cols[f"{label}:{name}"] = col(f"{label}:{name}")
         for name in self.layer_names:
             cols[f"remaining:{name}"] = col(f"remaining:{name}", float)
@@ -422,31 +415,6 @@ class RunAggregates:
             out["held"] = self.held_count
             out["held_p99_us"] = self.held.percentile(99)
         return out
-
-
-#: ``Result.summary``'s columns, in order.
-SUMMARY_COLUMNS = [
-    "layer",
-    "scope",
-    "mode",
-    "algorithm",
-    "reached",
-    "allowed",
-    "limited",
-    "rejected",
-    "shadow_rejected",
-    "fail_open",
-    "fail_closed",
-    "local_allowed",
-    "local_rejected",
-    "local",
-    "failure_mode_allowed",
-    "failure_mode_denied",
-    "breaker_short",
-    "breaker_opens",
-    "breaker_open_s",
-    "degraded_s",
-]
 
 
 def _bin_quantiles(frame: pd.DataFrame) -> pd.DataFrame:

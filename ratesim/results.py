@@ -112,6 +112,30 @@ FAILURE_COLUMNS = (
     (LOCAL_REJECTED, "local_rejected"),
 )
 
+#: ``Result.summary``'s columns, in order.
+SUMMARY_COLUMNS = [
+    "layer",
+    "scope",
+    "mode",
+    "algorithm",
+    "reached",
+    "allowed",
+    "limited",
+    "rejected",
+    "shadow_rejected",
+    "fail_open",
+    "fail_closed",
+    "local_allowed",
+    "local_rejected",
+    "local",
+    "failure_mode_allowed",
+    "failure_mode_denied",
+    "breaker_short",
+    "breaker_opens",
+    "breaker_open_s",
+    "degraded_s",
+]
+
 
 @dataclass
 class RunData:
@@ -442,29 +466,7 @@ class Result:
                     "degraded_s": self._degraded_s(fm_allowed | fm_denied),
                 }
             )
-        columns = [
-            "layer",
-            "scope",
-            "mode",
-            "algorithm",
-            "reached",
-            "allowed",
-            "limited",
-            "rejected",
-            "shadow_rejected",
-            "fail_open",
-            "fail_closed",
-            "local_allowed",
-            "local_rejected",
-            "local",
-            "failure_mode_allowed",
-            "failure_mode_denied",
-            "breaker_short",
-            "breaker_opens",
-            "breaker_open_s",
-            "degraded_s",
-        ]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
     @cached_property
     def totals(self) -> dict[str, Any]:

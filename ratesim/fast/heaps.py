@@ -57,14 +57,23 @@ def push(
     H: Any, C: Any, at: int, prio: int, kind: int, i: int, pos: int, cnow: int, dl: int
 ) -> None:
     """Add an event (its sequence number from the shared counter, as SimPy's ``_eid``)."""
+    seq = C[C_SEQ]
+    C[C_SEQ] += 1
+    push_seq(H, C, at, prio, seq, kind, i, pos, cnow, dl)
+
+
+@numba.njit(cache=True)
+def push_seq(
+    H: Any, C: Any, at: int, prio: int, seq: int, kind: int, i: int, pos: int, cnow: int, dl: int
+) -> None:
+    """Add an event keyed ``(at, prio, seq)`` with the sequence number given."""
     j = C[C_HEAP]
     if j == H.shape[0]:  # _run reserves room before each event; this is a bug, never UB
         raise RuntimeError("ratesim.fast: event heap overflow")
     C[C_HEAP] = j + 1
     H[j, H_AT] = at
     H[j, H_PRIO] = prio
-    H[j, H_SEQ] = C[C_SEQ]
-    C[C_SEQ] += 1
+    H[j, H_SEQ] = seq
     H[j, H_KIND] = kind
     H[j, H_I] = i
     H[j, H_POS] = pos

@@ -34,7 +34,7 @@ from ..model.retry import CL_BUDGET, CL_MAX_ATTEMPTS, retry_at_us, retry_positio
 from ..model.topology import slot_of
 from ..ordering import PRIO_ARRIVAL
 from ..outcomes import FAIL_CLOSED
-from .heaps import less, pop, swap
+from .heaps import pop, push_seq
 from .kernels import clock_read, epoch_at
 from .layout import (
     C_CLIENTS,
@@ -47,13 +47,9 @@ from .layout import (
     C_USERS,
     G_RATE,
     H_AT,
-    H_CNOW,
-    H_DL,
     H_I,
     H_KIND,
     H_POS,
-    H_PRIO,
-    H_SEQ,
     K_RETRY,
     L_GUARD_KIND,
     L_IS_NODE,
@@ -98,25 +94,7 @@ def _count_le(T: Any, lo: int, hi: int, t: int) -> int:
 def _push_keyed(H: Any, C: Any, at: int, seq: int, origin: int, attempt: int) -> None:
     """A ``K_RETRY`` event at ``(at, PRIO_ARRIVAL, seq)``: the heap's ``push`` with the
     sequence number given (the origin: retries of one instant arrive by origin)."""
-    j = C[C_HEAP]
-    if j == H.shape[0]:
-        raise RuntimeError("ratesim.fast: event heap overflow")
-    C[C_HEAP] = j + 1
-    H[j, H_AT] = at
-    H[j, H_PRIO] = PRIO_ARRIVAL
-    H[j, H_SEQ] = seq
-    H[j, H_KIND] = K_RETRY
-    H[j, H_I] = origin
-    H[j, H_POS] = attempt
-    H[j, H_CNOW] = 0
-    H[j, H_DL] = 0
-    while j > 0:
-        parent = (j - 1) >> 1
-        if less(H, j, parent):
-            swap(H, j, parent)
-            j = parent
-        else:
-            break
+    push_seq(H, C, at, PRIO_ARRIVAL, seq, K_RETRY, origin, attempt, 0, 0)
 
 
 @numba.njit(cache=True)
