@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from ratesim.stores._redis_lua_script import flat_script
+
 #: Algorithm name (``Algorithm.name``) -> the Lua file holding its port.
 LUA_FILES: dict[str, str] = {
     "gcra": "gcra.lua",
@@ -116,9 +118,11 @@ def bundle() -> LuaBundle:
     )
     library_source = f"#!lua name={library_name}\n{prelude}\n{kernels}\n{registrations}\n"
     scripts = {}
-    base = _read("prelude.lua")
     for a, fname in algos.items():
-        head = f"{base}\n{lazy}" if a in LAZY_STATE else base
-        src = f"{head}\n{_read(fname)}\nreturn run(K['{a}'], KEYS, ARGV, true)\n"
+        sources = [("prelude.lua", _read("prelude.lua"))]
+        if a in LAZY_STATE:
+            sources.append(("lazy.lua", lazy))
+        sources.append((fname, _read(fname)))
+        src = flat_script(sources, a)
         scripts[a] = (src, hashlib.sha1(src.encode()).hexdigest())
     return LuaBundle(library_name, library_source, functions, scripts)
