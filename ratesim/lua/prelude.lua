@@ -73,31 +73,6 @@ local function pack_state(st, n)
   return table.concat(parts)
 end
 
--- Fills st[0..n-1] from packed state s; false (st untouched) when s is not packed state of n.
-local function unpack_state(s, n, st)
-  if #s ~= 1 + 8 * n then
-    return false
-  end
-  if n == 2 then
-    local tag, a, b = struct.unpack('>Bdd', s)
-    if tag ~= 1 then return false end
-    st[0] = a
-    st[1] = b
-  elseif n == 3 then
-    local tag, a, b, c = struct.unpack('>Bddd', s)
-    if tag ~= 1 then return false end
-    st[0] = a
-    st[1] = b
-    st[2] = c
-  else
-    if string.byte(s, 1) ~= 1 then return false end
-    for i = 0, n - 1 do
-      st[i] = struct.unpack('>d', s, 2 + 8 * i)
-    end
-  end
-  return true
-end
-
 -- A state table with slots 0..n-1 allocated (zeros), so filling it never rehashes; the common
 -- sizes get literal constructors.
 local function new_state(n)
@@ -110,6 +85,36 @@ local function new_state(n)
   for i = 1, n - 1 do st[i] = 0 end
   return st
 end
+
+-- The state table of packed state s of n fields: st filled, or (st nil: a script) a new table
+-- built by one constructor; nil (st untouched) when s is not packed state of n fields.
+local function unpack_state(s, n, st)
+  if #s ~= 1 + 8 * n then
+    return nil
+  end
+  if n == 2 then
+    local tag, a, b = struct.unpack('>Bdd', s)
+    if tag ~= 1 then return nil end
+    if st == nil then return {[0] = a, b} end
+    st[0] = a
+    st[1] = b
+  elseif n == 3 then
+    local tag, a, b, c = struct.unpack('>Bddd', s)
+    if tag ~= 1 then return nil end
+    if st == nil then return {[0] = a, b, c} end
+    st[0] = a
+    st[1] = b
+    st[2] = c
+  else
+    if string.byte(s, 1) ~= 1 then return nil end
+    st = st or new_state(n)
+    for i = 0, n - 1 do
+      st[i] = struct.unpack('>d', s, 2 + 8 * i)
+    end
+  end
+  return st
+end
+
 
 -- Per-algorithm scratch, reused call after call: a Function library builds it once (its top
 -- level runs at load), so a call allocates no table and leaves no garbage. It keeps the
@@ -166,7 +171,6 @@ local function run(algo, keys, args, once)
     if algo.lazy then
       return run_lazy(algo, keys[1], n, p, now_us, cost, tonumber(args[3]))
     end
-    st = new_state(n)
   else
     -- The Function library's path (a script's build drops it: see _redis_lua_script.py).
     --@library
@@ -225,6 +229,7 @@ local function run(algo, keys, args, once)
   local key = keys[1]
   local before = redis.call('GET', key)
   if not before and once then
+    st = new_state(n)
     if args[6] == '' then
       for i = 0, n - 1 do st[i] = 0 end
     else
@@ -239,15 +244,22 @@ local function run(algo, keys, args, once)
     local init = sc.init
     for i = 0, n - 1 do st[i] = init[i] end
     before = sc.init_packed
-  elseif not unpack_state(before, n, st) then
-    -- Text state of an earlier version: compared below in packed form, so a call that changes
-    -- nothing writes nothing whichever encoding the key had.
-    local old = decode_state(before, n)
-    if old == nil then
-      return redis.error_reply('ratesim: state of ' .. key .. ' does not have ' .. n .. ' fields')
+  else
+    -- st: the scratch table (a Function), or nil (a script: unpack_state builds it).
+    local got = unpack_state(before, n, st)
+    if got then
+      st = got
+    else
+      -- Text state of an earlier version: compared below in packed form, so a call that changes
+      -- nothing writes nothing whichever encoding the key had.
+      local old = decode_state(before, n)
+      if old == nil then
+        return redis.error_reply('ratesim: state of ' .. key .. ' does not have ' .. n .. ' fields')
+      end
+      if st == nil then st = new_state(n) end
+      for i = 0, n - 1 do st[i] = old[i] end
+      before = pack_state(st, n)
     end
-    for i = 0, n - 1 do st[i] = old[i] end
-    before = pack_state(st, n)
   end
   local allowed, remaining, retry_after_us, reset_after_us = algo.step(p, st, now_us, cost)
   local new = pack_state(st, n)
