@@ -5,7 +5,7 @@ least 1.7x faster with ``runner="local", workers=2`` than with ``runner="serial"
 and the experiment layer adds less than 10% per run to a bare ``simulate`` loop.
 
     .venv/bin/python benchmarks/bench_experiments.py [--points 40] [--replications 3]
-                                                      [--workers 2] [--engine auto] [--check]
+                                                      [--workers 2] [--engine auto] [--check] [--scale 1]
 
 All parts run in this one process, on the same 40 x 3 runs:
 
@@ -82,6 +82,7 @@ def sweep_point(base: Any, orders: int, quota: float, replications: int, engine:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=40, help="grid points (multiple of 8)")
+    parser.add_argument("--scale", type=float, default=1.0, help="exchange-surge scale")
     parser.add_argument("--replications", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--engine", default="auto", choices=("auto", "event", "fast"))
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from ratesim.experiments.runners import warm_up
     from ratesim.experiments.seeds import replication_seeds
 
-    base = scenarios.get("exchange-surge")
+    base = scenarios.get("exchange-surge", scale=args.scale)
     grid = design(args.points)
     n_points = len(grid[ORDERS]) * len(grid[QUOTA])
     seeds = [p.seed for p in replication_seeds(0, args.replications)]

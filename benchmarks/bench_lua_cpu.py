@@ -27,7 +27,7 @@ per call, parameters chosen so that (almost) every call is admitted and writes s
 costly path.
 
 Usage: ``python benchmarks/bench_lua_cpu.py [--rounds 15] [--chunk 500] [--chunks 4]
-[--before REF|none] [--modes function,script] [--algos gcra,...]``.
+[--before REF|none] [--modes function,script] [--algos gcra,...] [--warmup 8000]``.
 """
 
 from __future__ import annotations
@@ -204,12 +204,13 @@ def main() -> None:
     )
     parser.add_argument("--modes", default="function,script", help="deliveries to measure")
     parser.add_argument("--algos", default=",".join(LIMITERS), help="algorithms to measure")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="unmeasured calls first")
     args = parser.parse_args()
     modes = args.modes.split(",")
     algos = args.algos.split(",")
     old = None if args.before == "none" else before_bundle(args.before)
     bundle = _redis_lua.bundle()
-    keys, times = workload(WARMUP + args.rounds * args.chunks * args.chunk)
+    keys, times = workload(args.warmup + args.rounds * args.chunks * args.chunk)
     with tempfile.TemporaryDirectory(prefix="ratesim-bench-") as tmp:
         proc, port = start_server(tmp)
         try:
@@ -273,12 +274,12 @@ def main() -> None:
             conn = client.connection_pool.get_connection()
             # Warm-up (not measured): every contender's keys exist, so each measured call reads
             # and writes a stored state.
-            warm = range(0, WARMUP)
+            warm = range(0, args.warmup)
             for c in contenders:
                 run_calls(conn, c, keys, times, warm)
             best: dict[tuple[str, str], float] = {}
             ratios: dict[tuple[str, str], list[float]] = {}
-            pos = WARMUP
+            pos = args.warmup
             for r in range(args.rounds):
                 round_us: dict[tuple[str, str], float] = {}
                 replies: dict[tuple[str, str], list[Any]] = {}

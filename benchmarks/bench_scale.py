@@ -85,6 +85,10 @@ def _kernel_loop() -> Any:
     return loop
 
 
+#: The scale of the in-process figures (``--smoke``: 0.01).
+BASE_SCALE = 1.0
+
+
 def _prepared(scale: float) -> tuple[Any, Any, Any, Any]:
     """The scenario at ``scale`` and its arrivals, draws and compiled policy (as simulate)."""
     from ratesim import scenarios
@@ -159,7 +163,7 @@ def loop_seconds(scale: float) -> tuple[int, float]:
 def bare_seconds(repeat: int) -> tuple[float, float]:
     """Best wall seconds of the bare GCRA loop and of the ``rate_kernel`` loop over the
     exchange-surge scale-1 arrivals on its ``tier_quota`` layer's keys and tiers."""
-    _, arrivals, _, layers = _prepared(1.0)
+    _, arrivals, _, layers = _prepared(BASE_SCALE)
     cl = next(c for c in layers if c.spec.name == "tier_quota")
     t = arrivals.time_us.astype(np.int64)
     key = cl.keys.astype(np.int64)
@@ -218,7 +222,7 @@ def log_kernel_seconds(repeat: int) -> tuple[float, float, int]:
     the requests; raise if the two admit differently."""
     from ratesim.fast.logpool import first_rings, new_pools
 
-    _, arrivals, _, layers = _prepared(1.0)
+    _, arrivals, _, layers = _prepared(BASE_SCALE)
     cl = next(c for c in layers if c.spec.name == "user_window")
     alg = cl.algs[0]
     t = arrivals.time_us.astype(np.int64)
@@ -302,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="0.25,1,4,16,25", help="cost per request at these")
     parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--stream-child", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tiny run (scale 0.01): it works")
     args = parser.parse_args(argv)
+    if args.smoke:  # tests/test_benchmarks_smoke.py: every figure at scale 0.01, one child
+        global BASE_SCALE
+        BASE_SCALE, args.repeat, args.scales = 0.01, 1, "0.01"
     if args.child is not None:
         _child_main(args.child)
         return 0
@@ -311,13 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     loop_seconds(0.01)  # load (or compile) the compiled code
-    loops = [loop_seconds(1.0) for _ in range(args.repeat)]
+    loops = [loop_seconds(BASE_SCALE) for _ in range(args.repeat)]
     n1 = loops[0][0]
     loop_ns = min(s for _, s in loops) / n1 * 1e9
     bare_s, kernel_s = bare_seconds(args.repeat)
-    e2e = min(simulate_seconds(1.0)[1] for _ in range(args.repeat))
+    e2e = min(simulate_seconds(BASE_SCALE)[1] for _ in range(args.repeat))
     flat_s, rings_s, n_log = log_kernel_seconds(args.repeat)
-    print(f"exchange-surge scale 1 ({n1:,} requests), best of {args.repeat}:")
+    print(f"exchange-surge scale {BASE_SCALE:g} ({n1:,} requests), best of {args.repeat}:")
     print(f"  compiled loop           {loop_ns:9.0f} ns/request   target <= {TARGET_LOOP_NS}")
     print(f"  bare numba GCRA loop    {bare_s / n1 * 1e9:9.1f} ns/request   (the ceiling)")
     print(f"  rate_kernel, offsets    {kernel_s / n1 * 1e9:9.1f} ns/request   (same loop)")
