@@ -224,7 +224,9 @@ def main() -> None:
                 client.function_load(old["library"], replace=True)
                 for src in old["sources"].values():
                     client.script_load(src)
-            store = RedisStore(client, _warn_retry=False)
+            # An hour's TTL floor: on a loaded machine a run can outlast the default 60 s, and a
+            # key of one contender expiring while another's lives would make replies differ.
+            store = RedisStore(client, ttl_floor_us=3_600_000_000, _warn_retry=False)
             contenders: list[Contender] = []
             for mode in modes:
                 verb = "FCALL" if mode == "function" else "EVALSHA"

@@ -31,36 +31,61 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
     ),
     "bench_experiments.py": (
         ["--points", "2", "--replications", "1", "--workers", "2", "--scale", "0.005"],
-        ["2 points x 1 replications = 2 runs", "(a) bare simulate loop:", "(d) sweep, local",
-         "overhead of the experiment layer per run:",
-         "serial and local tables identical (wall_s aside): True"],
-    ),  # fmt: skip
+        [
+            "2 points x 1 replications = 2 runs",
+            "(a) bare simulate loop:",
+            "(d) sweep, local",
+            "overhead of the experiment layer per run:",
+            "serial and local tables identical (wall_s aside): True",
+        ],
+    ),
     "bench_lua_cpu.py": (
         ["--rounds", "1", "--chunk", "40", "--chunks", "1", "--warmup", "100"],
-        ["its replies equal the current ones byte for byte", "FCALL: trivial GCRA",
-         "EVALSHA: trivial GCRA", "gcra ", "target <= 1.5x:", "double_buffered_window"],
-    ),  # fmt: skip
+        [
+            "its replies equal the current ones byte for byte",
+            "FCALL: trivial GCRA",
+            "EVALSHA: trivial GCRA",
+            "gcra ",
+            "target <= 1.5x:",
+            "double_buffered_window",
+        ],
+    ),
     "bench_redis.py": (
         ["--n", "1000", "--batch", "100", "--rounds", "1"],
-        ["RedisStore.acquire, sequential", "RedisStore.acquire_many, EVALSHA",
-         "RedisStore.acquire_many, FCALL", "redis-benchmark -P 16 -c 50",
-         "server CPU per call, median us:"],
-    ),  # fmt: skip
+        [
+            "RedisStore.acquire, sequential",
+            "RedisStore.acquire_many, EVALSHA",
+            "RedisStore.acquire_many, FCALL",
+            "redis-benchmark -P 16 -c 50",
+            "server CPU per call, median us:",
+        ],
+    ),
     "bench_redis_faults.py": (
         [],
         ["black hole", "SIGSTOP, live connection", "BUSY (long script elsewhere)"],
     ),
     "bench_scale.py": (
         ["--smoke"],
-        ["exchange-surge scale 0.01", "compiled loop", "bare numba GCRA loop",
-         "simulate end to end", "sliding log, rings", "cost per request by scale",
-         "scale  0.01:", "sliding logs' state by scale"],
-    ),  # fmt: skip
+        [
+            "exchange-surge scale 0.01",
+            "compiled loop",
+            "bare numba GCRA loop",
+            "simulate end to end",
+            "sliding log, rings",
+            "cost per request by scale",
+            "scale  0.01:",
+            "sliding logs' state by scale",
+        ],
+    ),
     "bench_simulation.py": (
         ["--events", "5000", "--scale", "0.005", "--repeat", "1"],
-        ["bare SimPy timeout loop", "hand-written SimPy gateway (simpy_gateway.py)",
-         "engine='event'", "engine='fast'"],
-    ),  # fmt: skip
+        [
+            "bare SimPy timeout loop",
+            "hand-written SimPy gateway (simpy_gateway.py)",
+            "engine='event'",
+            "engine='fast'",
+        ],
+    ),
     "fuzz_inputs.py": (
         ["--cases", "1", "--time-bound", "20"],
         ["cases 1,", "tracebacks 0, hangs 0"],

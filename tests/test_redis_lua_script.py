@@ -59,7 +59,9 @@ def plain_script(name: str) -> str:
     head = read("prelude.lua")
     if name in _redis_lua.LAZY_STATE:
         head += "\n" + read("lazy.lua")
-    return f"{head}\n{read(_redis_lua.LUA_FILES[name])}\nreturn run(K['{name}'], KEYS, ARGV, true)\n"
+    return (
+        f"{head}\n{read(_redis_lua.LUA_FILES[name])}\nreturn run(K['{name}'], KEYS, ARGV, true)\n"
+    )
 
 
 def test_every_algorithm_has_a_flat_script_and_the_list_covers_them() -> None:
@@ -68,7 +70,11 @@ def test_every_algorithm_has_a_flat_script_and_the_list_covers_them() -> None:
     for name, (src, _sha) in _redis_lua.bundle().scripts.items():
         assert src == flat_script(
             [("prelude.lua", _redis_lua._read("prelude.lua"))]
-            + ([("lazy.lua", _redis_lua._read("lazy.lua"))] if name in _redis_lua.LAZY_STATE else [])
+            + (
+                [("lazy.lua", _redis_lua._read("lazy.lua"))]
+                if name in _redis_lua.LAZY_STATE
+                else []
+            )
             + [(_redis_lua.LUA_FILES[name], _redis_lua._read(_redis_lua.LUA_FILES[name]))],
             name,
         )
@@ -94,7 +100,9 @@ def test_statements_refuses_an_unknown_layout() -> None:
     with pytest.raises(ValueError, match="x.lua:2: not a top-level statement"):
         statements("local a = 1\nprint(a)\n", "x.lua")
     with pytest.raises(ValueError, match="has no --@end"):
-        flat_script([("x.lua", "local function run(algo, keys, args, once)\n--@library\nend\n")], "a")
+        flat_script(
+            [("x.lua", "local function run(algo, keys, args, once)\n--@library\nend\n")], "a"
+        )
 
 
 def _calls(limiter: Algorithm, rng: np.random.Generator) -> list[tuple[str, str, str]]:

@@ -153,7 +153,9 @@ def flat_script(sources: list[tuple[str, str]], algo: str) -> str:
     runs = [s for s in stmts if "run" in s.defines]
     if len(runs) != 1:
         raise ValueError("Lua: the sources must define run() exactly once")
-    kept = [s.text for s in stmts if s.defines & wanted and s is not runs[0] and "K" not in s.defines]
+    kept = [
+        s.text for s in stmts if s.defines & wanted and s is not runs[0] and "K" not in s.defines
+    ]
     flat = "\n".join(kept + [_flatten_run(runs[0].text, algo)]) + "\n"
     return _kernels_as_locals(flat)
 
