@@ -17,7 +17,7 @@ The figure is ``usec`` / ``calls`` of ``cmdstat_fcall`` / ``cmdstat_evalsha`` in
 ``INFO commandstats``, read after each sample of ``--chunk`` pipelined calls (``CONFIG
 RESETSTAT`` before it): server time inside the command, nested ``GET``/``SET`` included, client
 and network excluded. Redis times a command by the wall clock, so on a shared machine a sample
-the server was preempted in reads high: the contenders run interleaved, sample after sample, and
+the server was preempted in reads high: the contenders run interleaved, round after round, and
 each contender's best sample is kept (the median of the per-round ratios is printed beside it).
 The ratio to ``trivial`` is the ratio of bests within this one run. Target (issue 10, build
 item 5): ratesim's GCRA within 1.5x of the trivial script.
@@ -26,7 +26,7 @@ Workload: 1 000 random keys, all holding state after a warm-up, client time adva
 per call, parameters chosen so that (almost) every call is admitted and writes state: the
 costly path.
 
-Usage: ``python benchmarks/bench_lua_cpu.py [--rounds 15] [--chunk 100] [--chunks 20]
+Usage: ``python benchmarks/bench_lua_cpu.py [--rounds 15] [--chunk 500] [--chunks 4]
 [--before REF|none] [--modes function,script] [--algos gcra,...] [--warmup 8000]``.
 """
 
@@ -196,8 +196,8 @@ def usec_per_call(client: redis.Redis, mode: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunk", type=int, default=100, help="calls per sample (one pipeline)")
-    parser.add_argument("--chunks", type=int, default=20, help="samples per contender and round")
+    parser.add_argument("--chunk", type=int, default=500, help="calls per sample (one pipeline)")
+    parser.add_argument("--chunks", type=int, default=4, help="samples per contender and round")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (best kept)")
     parser.add_argument(
         "--before", default=BEFORE_REF, help="git revision to compare with, or 'none'"
@@ -287,16 +287,15 @@ def main() -> None:
                 replies: dict[tuple[str, str], list[Any]] = {}
                 span = range(pos, pos + args.chunks * args.chunk)
                 pos = span.stop
-                # Sample by sample, every contender in turn: a burst of load on the shared
-                # machine then hits all of them alike.
-                for start in range(span.start, span.stop, args.chunk):
-                    for c in contenders:
-                        label = (c.mode, c.label)
+                for c in contenders:
+                    got: list[Any] = []
+                    for start in range(span.start, span.stop, args.chunk):
                         client.config_resetstat()
-                        got = run_calls(conn, c, keys, times, range(start, start + args.chunk))
-                        replies.setdefault(label, []).extend(got)
+                        got += run_calls(conn, c, keys, times, range(start, start + args.chunk))
                         us = usec_per_call(client, c.mode)
+                        label = (c.mode, c.label)
                         round_us[label] = min(us, round_us.get(label, us))
+                    replies[(c.mode, c.label)] = got
                 for label, us in round_us.items():
                     best[label] = min(us, best.get(label, us))
                 for c in contenders:
