@@ -209,6 +209,19 @@ def window_max_sum_reference(time_us: np.ndarray, d: np.ndarray, window_us: int)
     return max(0, int((c[j] - c[i]).max()))
 
 
+def gap_frame(gap: np.ndarray, layer_names: list[str], tier_names: tuple[str, ...]) -> pd.DataFrame:
+    """The oracle gap's DataFrame (``Result.vs_oracle``) from its ``(groups, 3)`` numbers
+    (:func:`ratesim.fast.oracle_gap`, or :class:`ratesim.oracle_stream.GapStream` streamed)."""
+    keys = [("total", "all")]
+    keys += [("layer", name) for name in layer_names]
+    keys += [("tier", tier) for tier in tier_names]
+    keys += [("abusive", "true"), ("abusive", "false")]
+    frame = pd.DataFrame(gap, columns=["over_admitted", "wrongly_rejected", "peak_excess"])
+    frame.insert(0, "key", [k for _, k in keys])
+    frame.insert(0, "group", [g for g, _ in keys])
+    return frame
+
+
 class Result:
     """The outcome of ``ratesim.simulate`` (see the module docstring for every view)."""
 
@@ -529,16 +542,7 @@ class Result:
         if oracle is None:
             raise ValueError("this Result is an oracle run; it has no oracle to compare with")
         w_us = max(1, round(window_s * 1_000_000))
-        a = self.data.arrivals
-        gap = self._gap(w_us)
-        keys = [("total", "all")]
-        keys += [("layer", name) for name in self.layer_names]
-        keys += [("tier", tier) for tier in a.tier_names]
-        keys += [("abusive", "true"), ("abusive", "false")]
-        frame = pd.DataFrame(gap, columns=["over_admitted", "wrongly_rejected", "peak_excess"])
-        frame.insert(0, "key", [k for _, k in keys])
-        frame.insert(0, "group", [g for g, _ in keys])
-        return frame
+        return gap_frame(self._gap(w_us), self.layer_names, self.data.arrivals.tier_names)
 
     def _gap(self, window_us: int) -> np.ndarray:
         """The oracle gap's numbers, a row per group (:func:`ratesim.fast.oracle_gap`)."""
