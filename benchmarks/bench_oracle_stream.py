@@ -3,7 +3,8 @@ items 1 and 4), and the other row consumers of ``ratesim`` (sample, Parquet).
 
     .venv/bin/python benchmarks/bench_oracle_stream.py [--repeat R] [--scales 1,4]
 
-For exchange-surge at each scale, in this one process, best of R (ns per request):
+For exchange-surge at each scale, in this one process, best of R rounds (each round runs
+every figure in turn), ns per request:
 
 * whole: ``run_oracle(arrivals, layers)`` then ``ratesim.fast.oracle_gap`` (what
   ``Result.vs_oracle`` runs), on the whole run's arrays;
@@ -42,14 +43,16 @@ from ratesim.sampling import RowSample  # noqa: E402
 from ratesim.sinks import ParquetSink  # noqa: E402
 
 
-def best(fn: Callable[[], object], repeat: int) -> float:
-    """The least of ``repeat`` wall times of ``fn()`` (s)."""
-    times = []
+def best_of(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The least of ``repeat`` wall times (s) of each of ``fns``, run in turn each round (so a
+    load that comes and goes weighs on all of them alike)."""
+    least = dict.fromkeys(fns, float("inf"))
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for label, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            least[label] = min(least[label], time.perf_counter() - t0)
+    return least
 
 
 def bench(scale: float, repeat: int, chunk_s: float) -> None:
@@ -98,19 +101,21 @@ def bench(scale: float, repeat: int, chunk_s: float) -> None:
 
     def parquet_whole() -> None:  # what ``ratesim run --out`` does today
         with tempfile.TemporaryDirectory() as tmp:
+            res.__dict__.pop("requests", None)  # the frame built again, as the sink builds it
             res.requests.to_parquet(Path(tmp) / "r.parquet", index=False)
 
     streamed()  # compile and warm up
     gap_every_row()
-    figures = {
-        "oracle + gap, whole": best(whole, repeat),
-        "oracle + gap, streamed": best(streamed, repeat),
-        "gap alone, every row": best(gap_every_row, repeat),
-        "gap alone, disagreeing rows": best(gap_disagreeing, repeat),
-        "RowSample (100k rows)": best(sample, repeat),
-        "ParquetSink": best(parquet, repeat),
-        "requests.to_parquet, whole": best(parquet_whole, repeat),
+    fns: dict[str, Callable[[], object]] = {
+        "oracle + gap, whole": whole,
+        "oracle + gap, streamed": streamed,
+        "gap alone, every row": gap_every_row,
+        "gap alone, disagreeing rows": gap_disagreeing,
+        "RowSample (100k rows)": sample,
+        "ParquetSink": parquet,
+        "requests.to_parquet, whole": parquet_whole,
     }
+    figures = best_of(fns, repeat)
     print(f"exchange-surge scale {scale:g}: {n:,} requests, {len(cut)} batches, best of {repeat}")
     for label, s in figures.items():
         print(f"  {label:30s} {s / n * 1e9:8.1f} ns/request")
