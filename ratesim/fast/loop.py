@@ -153,7 +153,11 @@ from .logpool import (
     snapshot_pool,
     table_kernel,
 )
+from .prefetch import prefetch
 from .retries import client_refused, retry_arrivals
+
+#: Arrivals ahead whose per-request table lines the loop prefetches (``ratesim.fast.prefetch``)
+PF_AHEAD = 16
 
 
 @numba.njit(cache=True, inline="always")
@@ -177,6 +181,32 @@ def _rate_row(LY: Any, TOPO_AT: Any, pos: int, t: int) -> int:
     if not LY[pos, L_FOLLOW]:
         return pos
     return LY[pos, L_FOLLOW] + epoch_at(t, TOPO_AT)
+
+
+@numba.njit(cache=True)
+def _prefetch_request(
+    j: int, c: int, R: Any, KEYS: Any, APPLIES: Any, OUT: Any, REM: Any, LAT: Any, CMD: Any
+) -> None:
+    """Prefetch request ``j``'s lines of the per-request tables (its row of ``R``, its column
+    of the ``(layers, n)`` and ``(g, 3, n)`` ones) and the command table's lines a few
+    requests past command ``c``: each is a stream of its own, which the hardware's
+    prefetchers lose (measured: docs/architecture.md, "The compiled loop's costs")."""
+    cols = R.shape[1]
+    for k in range(0, cols, 8):  # a row spans 2-4 lines: one touch every 64 bytes
+        prefetch(R, j * cols + k)
+    n = KEYS.shape[1]
+    for pos in range(KEYS.shape[0]):
+        prefetch(KEYS, pos * n + j)
+        prefetch(REM, pos * n + j)
+        prefetch(OUT, pos * n + j)
+        prefetch(APPLIES, pos * n + j)
+    m = LAT.shape[2]
+    for r in range(LAT.shape[0] * 3):
+        prefetch(LAT, r * m + j)
+    m = CMD.shape[1]
+    ahead = c + LAT.shape[0] * PF_AHEAD
+    for r in range(3):
+        prefetch(CMD, r * m + ahead)
 
 
 @numba.njit(cache=True)
@@ -434,6 +464,7 @@ def run(limit: int, world: World) -> int:
             i = nxt
             nxt += 1
             C[C_ARRIVED] += 1
+            _prefetch_request(i + PF_AHEAD, C[C_CMD], R, KEYS, APPLIES, OUT, REM, LAT, CMD)
             x = cur
             rej = R[i, R_PRE_REJ]
             if rej < 0:
