@@ -161,8 +161,10 @@ NV_COLS = 7
     C_UNFILLED,
     C_LB,
     C_USERS,
-) = range(22)
-C_COLS = 22
+    C_GLOGS,
+) = range(23)
+C_COLS = 23
+# (C_GLOGS: 1 when a global layer has a sliding log: the loop prefetches its rings)
 # (clients that retry: C_CLIENTS set; C_ROWS rows of R in use; C_PENDING retries to come,
 # C_UNFILLED of them without their draws yet; C_LB the load balancer's code; C_USERS the
 # scenario's user requests, rows 0 .. C_USERS - 1)

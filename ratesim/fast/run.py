@@ -30,6 +30,7 @@ from .layout import (
     C_CMD,
     C_COLS,
     C_DONE,
+    C_GLOGS,
     C_LAYERS,
     C_POOL_SIZE,
     C_POOL_WAIT,
@@ -78,7 +79,7 @@ from .layout import (
     ST_RETRY,
     World,
 )
-from .logpool import first_rings, new_pools, table_size
+from .logpool import first_rings, is_log, new_pools, table_size
 from .loop import prefix, run
 from .retries import client_counters, client_tables, fill_and_grow
 from .stream import fold_decided
@@ -319,6 +320,7 @@ def _heap_and_counters(
     C[C_SHARDS] = scenario.redis.shards if scenario.redis is not None else 1
     C[C_BACKEND] = scenario.backend is not None
     C[C_LAYERS] = len(layers)
+    C[C_GLOGS] = any(is_log(a) for cl in layers if cl.spec.scope != "node" for a in cl.algs)
     # each failover's snapshot and restore, posted before the run as the event engine posts
     # them (``j`` indexes SNAP and FO_FLUSH, which follow the same sorted order)
     for at_us, op, j in failover_schedule(failovers):
