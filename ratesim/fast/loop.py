@@ -227,7 +227,10 @@ def _prefetch_rings(i: int, R: Any, KEYS: Any, LY: Any, KK: Any, GSTATE: Any, RP
         for pos in range(LY.shape[0]):
             if LY[pos, L_IS_NODE] or KK[pos, tr] != LOG_CODE:
                 continue
-            b = GSTATE[LY[pos, L_OFF] + KEYS[pos, j] * LY[pos, L_SIZE]]
+            e = LY[pos, L_OFF] + KEYS[pos, j] * LY[pos, L_SIZE]
+            if e < 0 or e >= GSTATE.shape[0]:
+                continue  # a row not filled yet (room for retries): nothing to prefetch
+            b = GSTATE[e]
             if b <= 0 or b + RING_STAMPS > RPOOL.shape[0]:
                 continue  # no ring yet (or the binding is stale: a hint missed, no more)
             if step == 0:

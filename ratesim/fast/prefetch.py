@@ -11,7 +11,8 @@ the caller needs no bounds check.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from llvmlite import ir
 from numba.core import cgutils, types
@@ -21,7 +22,7 @@ _I32 = ir.IntType(32)
 
 
 @intrinsic
-def prefetch(typingctx: Any, arr: Any, index: Any) -> Any:
+def _prefetch(typingctx: Any, arr: Any, index: Any) -> Any:
     """Prefetch (for reading, kept in every cache level) the line of ``arr``'s element at flat
     index ``index`` (an integer; any value, no bounds check: a hint never faults)."""
     if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
@@ -43,3 +44,8 @@ def prefetch(typingctx: Any, arr: Any, index: Any) -> Any:
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+#: ``prefetch(A, k)``, typed as its callers see it (the intrinsic's own signature is numba's
+#: typing function's).
+prefetch = cast(Callable[[Any, int], None], _prefetch)
