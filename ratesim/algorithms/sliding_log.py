@@ -143,22 +143,26 @@ def sliding_ring_kernel(
     cap = pool[b0 + RING_CAP]
     r0 = b0 + RING_STAMPS
     cutoff = now_us - window_us
+    # the i-th newest entry's slot is head - 1 - i, plus cap when negative (0 <= head < cap,
+    # 0 <= i < count <= cap): one compare, not a division, per probe (the search's cost)
     lo = 0
     hi = count
     while lo < hi:
-        mid = (lo + hi) // 2
-        if pool[r0 + (head - 1 - mid + cap) % cap] > cutoff:
+        mid = (lo + hi) >> 1
+        s = head - 1 - mid
+        if pool[r0 + (s + cap if s < 0 else s)] > cutoff:
             lo = mid + 1
         else:
             hi = mid
     in_window = lo
-    newest = pool[r0 + (head - 1 + cap) % cap]
+    newest = pool[r0 + (head - 1 + cap if head == 0 else head - 1)]
     reset_us = newest + window_us - now_us if in_window > 0 else 0
     if cost > limit:
         return 0, limit - in_window, -1, reset_us
     if in_window + cost > limit:
         # limit - cost < in_window <= count <= cap: the entry is held
-        blocking = pool[r0 + (head - 1 - (limit - cost) + cap) % cap]
+        s = head - 1 - (limit - cost)
+        blocking = pool[r0 + (s + cap if s < 0 else s)]
         return 0, limit - in_window, blocking + window_us - now_us, reset_us
     if cost > 0:
         stamp = now_us

@@ -35,7 +35,8 @@ class World(NamedTuple):
     SNAP: Any  # (failovers, len(GSTATE)): the state each failover brings back
     LOGS: Any  # typed list of int64 pools: the sliding logs' rings (ratesim.fast.logpool)
     FO_FLUSH: Any  # (failovers,) bool: the failover empties the script cache
-    LAT: Any  # (g, 3, n): per global layer: latency out, latency back, service time
+    LAT: Any  # (g, 3, n) int32, int64 when a draw is out of its range or clients retry:
+    # per global layer: latency out, latency back, service time
     SHARD: Any  # (g, n): the shard of each request's command
     NV: Any  # (nodes + 1, NV_COLS): per node (last row: the Redis server's clock)
     CK: Any  # (nodes + 1, 2): each clock's offset_us, drift_ppt (model.clock.ClockTables)
@@ -161,8 +162,10 @@ NV_COLS = 7
     C_UNFILLED,
     C_LB,
     C_USERS,
-) = range(22)
-C_COLS = 22
+    C_GLOGS,
+) = range(23)
+C_COLS = 23
+# (C_GLOGS: 1 when a global layer has a sliding log: the loop prefetches its rings)
 # (clients that retry: C_CLIENTS set; C_ROWS rows of R in use; C_PENDING retries to come,
 # C_UNFILLED of them without their draws yet; C_LB the load balancer's code; C_USERS the
 # scenario's user requests, rows 0 .. C_USERS - 1)

@@ -11,6 +11,7 @@ import numba
 from ..algorithms.breaker import OPEN
 from ..algorithms.breaker import STATE as BREAKER_STATE
 from ..algorithms.concurrency import ADMIT, HANDOFF, IN_FLIGHT, QUEUE
+from ..algorithms.sliding_log import RING_CAP, RING_COUNT, RING_HEAD, RING_STAMPS
 from ..model.faults import OUTAGE_BLACKHOLE, OUTAGE_REFUSED
 from ..model.store_breaker import SB_COLS
 from ..ordering import PRIO_ARRIVAL, PRIO_BACKEND, PRIO_RELEASE, PRIO_STRIDE
@@ -48,6 +49,7 @@ from .layout import (
     C_CLIENTS,
     C_CMD,
     C_DONE,
+    C_GLOGS,
     C_HEAP,
     C_PENDING,
     C_POOL_SIZE,
@@ -145,6 +147,7 @@ from .layout import (
     World,
 )
 from .logpool import (
+    LOG_CODE,
     NODE_POOL,
     POOL_USED,
     REDIS_POOL,
@@ -153,7 +156,11 @@ from .logpool import (
     snapshot_pool,
     table_kernel,
 )
+from .prefetch import prefetch
 from .retries import client_refused, retry_arrivals
+
+#: Arrivals ahead whose per-request table lines the loop prefetches (``ratesim.fast.prefetch``)
+PF_AHEAD = 16
 
 
 @numba.njit(cache=True, inline="always")
@@ -177,6 +184,64 @@ def _rate_row(LY: Any, TOPO_AT: Any, pos: int, t: int) -> int:
     if not LY[pos, L_FOLLOW]:
         return pos
     return LY[pos, L_FOLLOW] + epoch_at(t, TOPO_AT)
+
+
+@numba.njit(cache=True)
+def _prefetch_request(
+    j: int, c: int, R: Any, KEYS: Any, APPLIES: Any, OUT: Any, REM: Any, LAT: Any, CMD: Any
+) -> None:
+    """Prefetch request ``j``'s lines of the per-request tables (its row of ``R``, its column
+    of the ``(layers, n)`` and ``(g, 3, n)`` ones) and the command table's lines a few
+    requests past command ``c``: each is a stream of its own, which the hardware's
+    prefetchers lose (measured: docs/architecture.md, "The compiled loop's costs")."""
+    cols = R.shape[1]
+    for k in range(0, cols, 8):  # a row spans 2-4 lines: one touch every 64 bytes
+        prefetch(R, j * cols + k)
+    n = KEYS.shape[1]
+    for pos in range(KEYS.shape[0]):
+        prefetch(KEYS, pos * n + j)
+        prefetch(REM, pos * n + j)
+        prefetch(OUT, pos * n + j)
+        prefetch(APPLIES, pos * n + j)
+    m = LAT.shape[2]
+    for r in range(LAT.shape[0] * 3):
+        prefetch(LAT, r * m + j)
+    m = CMD.shape[1]
+    ahead = c + LAT.shape[0] * PF_AHEAD
+    for r in range(3):
+        prefetch(CMD, r * m + ahead)
+
+
+@numba.njit(cache=True)
+def _prefetch_rings(i: int, R: Any, KEYS: Any, LY: Any, KK: Any, GSTATE: Any, RPOOL: Any) -> None:
+    """Prefetch, for each global sliding-log layer, the ring header (``count, head, cap``) of
+    request ``i + PF_AHEAD // 2``'s key (its row and keys were prefetched
+    ``PF_AHEAD // 2`` arrivals ago) and, from request ``i``'s header (prefetched as much
+    before), its ring's newest and oldest stamps: the kernel's first reads, each a line at
+    a random place in the Redis-side pool (``ratesim.fast.logpool``)."""
+    for step in range(2):
+        j = i + PF_AHEAD // 2 if step == 0 else i
+        if j >= R.shape[0]:
+            continue
+        tr = R[j, R_TIER]
+        for pos in range(LY.shape[0]):
+            if LY[pos, L_IS_NODE] or KK[pos, tr] != LOG_CODE:
+                continue
+            e = LY[pos, L_OFF] + KEYS[pos, j] * LY[pos, L_SIZE]
+            if e < 0 or e >= GSTATE.shape[0]:
+                continue  # a row not filled yet (room for retries): nothing to prefetch
+            b = GSTATE[e]
+            if b <= 0 or b + RING_STAMPS > RPOOL.shape[0]:
+                continue  # no ring yet (or the binding is stale: a hint missed, no more)
+            if step == 0:
+                prefetch(RPOOL, b)
+                continue
+            head = RPOOL[b + RING_HEAD]
+            oldest = head - RPOOL[b + RING_COUNT]
+            prefetch(
+                RPOOL, b + RING_STAMPS + (oldest + RPOOL[b + RING_CAP] if oldest < 0 else oldest)
+            )
+            prefetch(RPOOL, b + RING_STAMPS + head)
 
 
 @numba.njit(cache=True)
@@ -434,6 +499,9 @@ def run(limit: int, world: World) -> int:
             i = nxt
             nxt += 1
             C[C_ARRIVED] += 1
+            _prefetch_request(i + PF_AHEAD, C[C_CMD], R, KEYS, APPLIES, OUT, REM, LAT, CMD)
+            if C[C_GLOGS]:
+                _prefetch_rings(i, R, KEYS, LY, KK, GSTATE, RPOOL)
             x = cur
             rej = R[i, R_PRE_REJ]
             if rej < 0:

@@ -30,6 +30,7 @@ from .layout import (
     C_CMD,
     C_COLS,
     C_DONE,
+    C_GLOGS,
     C_LAYERS,
     C_POOL_SIZE,
     C_POOL_WAIT,
@@ -78,7 +79,7 @@ from .layout import (
     ST_RETRY,
     World,
 )
-from .logpool import first_rings, new_pools, table_size
+from .logpool import first_rings, is_log, new_pools, table_size
 from .loop import prefix, run
 from .retries import client_counters, client_tables, fill_and_grow
 from .stream import fold_decided
@@ -239,7 +240,7 @@ def _world(
         len(clocks) if clients is not None else 0,
         users,
     )
-    LAT = np.zeros((max(g_count, 1), 3, n), dtype=np.int64)
+    LAT = np.zeros((max(g_count, 1), 3, n), dtype=_lat_dtype(draws, clients is None))
     if g_count:
         LAT[:g_count, 0, :users] = draws.lat_out_us.T
         LAT[:g_count, 1, :users] = draws.lat_back_us.T
@@ -305,6 +306,19 @@ def _world(
     return world, T
 
 
+def _lat_dtype(draws: Draws, compact: bool) -> type:
+    """``LAT``'s dtype: int32 (half the memory the loop streams through) when ``compact`` and
+    every drawn latency and service time fits, else int64. Runs with clients that retry keep
+    int64: their retries' draws are copied in during the run, past this check."""
+    if not compact:
+        return np.int64
+    limit = np.iinfo(np.int32)
+    for a in (draws.lat_out_us, draws.lat_back_us, draws.service_us):
+        if a.size and (a.min() < limit.min or a.max() > limit.max):
+            return np.int64
+    return np.int32
+
+
 def _heap_and_counters(
     scenario: Scenario, layers: list[CompiledLayer], failovers: list[Any], heap_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -319,6 +333,7 @@ def _heap_and_counters(
     C[C_SHARDS] = scenario.redis.shards if scenario.redis is not None else 1
     C[C_BACKEND] = scenario.backend is not None
     C[C_LAYERS] = len(layers)
+    C[C_GLOGS] = any(is_log(a) for cl in layers if cl.spec.scope != "node" for a in cl.algs)
     # each failover's snapshot and restore, posted before the run as the event engine posts
     # them (``j`` indexes SNAP and FO_FLUSH, which follow the same sorted order)
     for at_us, op, j in failover_schedule(failovers):
