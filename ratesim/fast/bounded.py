@@ -120,6 +120,8 @@ class DepthCarry:
         """The depths of a chunk's commands (arrival and finish µs, shard; in execution
         order, after every command of the chunks before)."""
         depth = np.zeros(len(at), dtype=np.int64)
+        if not len(at):
+            return depth
         if shard is None:
             groups = [(0, np.arange(len(at)))]
         else:

@@ -1,0 +1,218 @@
+"""The compiled runner with bounded request tables (``ratesim.fast.bounded``): fed time chunk by
+time chunk, its tables compacted between chunks, it makes the whole run's run. Held to the
+whole-table runner (``run_fast``) row for row, and its aggregates to the views the Result
+computes from the whole run's arrays, on every built-in and on random scenarios, with chunk
+sizes small, odd and unaligned with the bins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_aggregates import _same_totals
+from test_fast_engine import assert_same, scenarios
+
+import ratesim.scenarios as builtin
+from ratesim.aggregates import RunAggregates
+from ratesim.compile import CompiledLayer
+from ratesim.engine import compile_policy, draw_requests
+from ratesim.fast import run_fast
+from ratesim.fast.bounded import BoundedRun, DepthCarry, run_bounded
+from ratesim.fast.chunks import slice_chunks
+from ratesim.model.redis_server import queue_depths
+from ratesim.results import Result, RunData
+from ratesim.rng import Streams
+from ratesim.scenario import Scenario
+from ratesim.traffic import generate_arrivals
+
+
+class Batches:
+    """A row consumer keeping every batch it is handed, and checking the contract as it goes:
+    contiguous batches in arrival order, layers cut to the same rows, ``finish`` once."""
+
+    def __init__(self) -> None:
+        self.parts: list[RunData] = []
+        self.layers: list[list[CompiledLayer]] = []
+        self.next_row = 0
+        self.finished = 0
+
+    def fold(self, data: RunData, layers: list[CompiledLayer], first_row: int) -> None:
+        assert self.finished == 0
+        assert first_row == self.next_row
+        n = len(data.arrivals)
+        for cl in layers:
+            assert len(cl.keys) == n
+        assert len(data.depth) == 0 and data.attempt is None and data.origin is None
+        self.next_row += n
+        self.parts.append(data)
+        self.layers.append(layers)
+
+    def finish(self) -> None:
+        self.finished += 1
+
+    def column(self, name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in self.parts])
+
+    def column_of_arrivals(self, name: str) -> np.ndarray:
+        return np.concatenate([getattr(p.arrivals, name) for p in self.parts])
+
+
+def _inputs(sc: Scenario, seed: int) -> tuple[Any, Any, list[CompiledLayer]]:
+    """The whole run's arrivals, draws and layers, as ``simulate`` makes them."""
+    streams = Streams(seed)
+    arr = generate_arrivals(sc.traffic, sc.population, sc.duration_us, streams)
+    layers = compile_policy(sc, arr)
+    return arr, draw_requests(sc, arr, streams), layers
+
+
+def run_both(
+    sc: Scenario, seed: int, chunk_us: int
+) -> tuple[RunData, list[CompiledLayer], RunAggregates, Batches, BoundedRun]:
+    """The whole-table run, and the bounded run in chunks of ``chunk_us`` (its aggregates,
+    its batches and what it says of itself)."""
+    arr, draws, layers = _inputs(sc, seed)
+    whole = run_fast(sc, arr, draws, layers, seed=seed)
+    arr, draws, layers = _inputs(sc, seed)
+    agg = RunAggregates(sc)
+    batches = Batches()
+    chunks = slice_chunks(sc.duration_us, arr, draws, layers, chunk_us)
+    info = run_bounded(sc, chunks, chunk_us, fold=agg, consumers=[batches], heap_size=8)
+    return whole, layers, agg, batches, info
+
+
+def assert_bounded_same(sc: Scenario, seed: int, chunk_us: int) -> BoundedRun:
+    """The bounded run's rows are the whole run's, row for row, and its aggregates the views
+    of the whole run's arrays."""
+    whole, layers, agg, batches, info = run_both(sc, seed, chunk_us)
+    n = len(whole.arrivals)
+    assert info.rows == n and batches.next_row == n and batches.finished == 1
+    if n:
+        got = RunData(
+            arrivals=whole.arrivals,
+            node=batches.column("node"),
+            outcomes=batches.column("outcomes"),
+            remaining=batches.column("remaining"),
+            decided_us=batches.column("decided_us"),
+            rejected_by=batches.column("rejected_by"),
+            pool_wait_us=batches.column("pool_wait_us"),
+            depth_t_us=whole.depth_t_us,
+            depth=whole.depth,
+            backend_done_us=None
+            if whole.backend_done_us is None
+            else batches.column("backend_done_us"),
+            held_us=None if whole.held_us is None else batches.column("held_us"),
+            store_breakers=info.store_breakers,
+        )
+        assert_same(whole, got)
+        for name in ("time_us", "user", "tier", "route", "cost", "abusive"):
+            np.testing.assert_array_equal(
+                batches.column_of_arrivals(name), getattr(whole.arrivals, name)
+            )
+        for pos, cl in enumerate(layers):
+            keys = np.concatenate([ls[pos].keys for ls in batches.layers])
+            np.testing.assert_array_equal(keys, cl.keys)
+    res = Result(sc, seed, whole, engine="fast")
+    pd.testing.assert_frame_equal(agg.timeseries(), res.timeseries, check_exact=True)
+    pd.testing.assert_frame_equal(agg.summary(), res.summary, check_exact=True)
+    _same_totals(agg.totals(), res.totals)
+    return info
+
+
+def _retries(name: str) -> bool:
+    clients = builtin.get(name, 0.05).clients
+    return clients is not None and clients.any_retries
+
+
+NO_RETRIES = [n for n in builtin.names() if not _retries(n)]
+
+
+@pytest.mark.parametrize("name", NO_RETRIES)
+def test_builtins_bounded_give_the_whole_run(name: str) -> None:
+    # 77.777 ms: many chunks, unaligned with the 1 s bins, requests in flight across the cuts;
+    # 1.000003 s: about one chunk a bin
+    sc = builtin.get(name, 0.05)
+    for chunk_us in (77_777, 1_000_003):
+        info = assert_bounded_same(sc, 3, chunk_us)
+        assert info.rows > 100
+        assert info.chunks == -(-sc.duration_us // chunk_us)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sc=scenarios(),
+    seed=st.integers(0, 2**32 - 1),
+    chunk_us=st.sampled_from([211, 997, 20_011, 10**9]),
+)
+def test_random_scenarios_bounded_give_the_whole_run(
+    sc: Scenario, seed: int, chunk_us: int
+) -> None:
+    assert_bounded_same(sc, seed, chunk_us)
+
+
+def test_the_tables_stay_bounded_by_the_chunk() -> None:
+    """The tables hold a chunk's rows and those in flight, not the run: at 50 ms chunks
+    exchange-surge's tables never hold more than a few chunks' worth of its requests."""
+    sc = builtin.get("exchange-surge", 0.05)
+    info = assert_bounded_same(sc, 1, 50_000)
+    per_chunk = info.rows / info.chunks
+    assert info.peak_rows < 0.05 * info.rows
+    assert info.peak_rows < 20 * per_chunk
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    shards=st.integers(1, 3),
+    n=st.integers(0, 60),
+)
+def test_depths_carried_across_cuts_are_the_whole_runs(
+    data: st.DataObject, shards: int, n: int
+) -> None:
+    """Commands in execution order (arrivals non-decreasing; per shard FIFO, so finishes
+    non-decreasing), cut at any instants: the carried depths equal ``queue_depths`` of them
+    all (zero service times included, where a command's depth counts later ones)."""
+    gaps = data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n))
+    at = np.cumsum(np.array(gaps, dtype=np.int64))
+    sh = np.array(
+        data.draw(st.lists(st.integers(0, shards - 1), min_size=n, max_size=n)), dtype=np.int64
+    )
+    svc = np.array(data.draw(st.lists(st.integers(0, 7), min_size=n, max_size=n)), dtype=np.int64)
+    fin = np.zeros(n, dtype=np.int64)
+    busy = np.zeros(shards, dtype=np.int64)
+    for k in range(n):  # the FIFO shard: start when it is free
+        fin[k] = max(busy[sh[k]], at[k]) + svc[k]
+        busy[sh[k]] = fin[k]
+    shard = sh if shards > 1 else None
+    expected = queue_depths(at, fin, shard)
+    # the runner cuts at chunk ends (instants): commands of one instant are in one chunk
+    limits = sorted(data.draw(st.lists(st.integers(0, 5 * n + 1), max_size=6)))
+    cuts = [int(c) for c in np.searchsorted(at, limits)]
+    carry = DepthCarry()
+    got = []
+    for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+        got.append(carry.depths(at[lo:hi], fin[lo:hi], None if shard is None else shard[lo:hi]))
+    np.testing.assert_array_equal(np.concatenate(got) if got else np.zeros(0), expected)
+
+
+def test_clients_that_retry_are_refused_by_name() -> None:
+    sc = builtin.get("retry-storm", 0.05)
+    arr, draws, layers = _inputs(sc, 1)
+    with pytest.raises(ValueError, match="clients that retry"):
+        run_bounded(sc, slice_chunks(sc.duration_us, arr, draws, layers, 10**6), 10**6)
+
+
+def test_slice_chunks_cover_every_row_once() -> None:
+    sc = builtin.get("single-node-ideal", 0.05)
+    arr, draws, layers = _inputs(sc, 2)
+    parts = list(slice_chunks(sc.duration_us, arr, draws, layers, 333_333))
+    assert len(parts) == -(-sc.duration_us // 333_333)
+    for k, (a, d, ls) in enumerate(parts):
+        assert ((a.time_us >= k * 333_333) & (a.time_us < (k + 1) * 333_333)).all()
+        assert len(d.node) == len(a) and all(len(cl.keys) == len(a) for cl in ls)
+    np.testing.assert_array_equal(np.concatenate([a.time_us for a, _, _ in parts]), arr.time_us)
+    with pytest.raises(ValueError, match="chunk_us"):
+        list(slice_chunks(sc.duration_us, arr, draws, layers, 0))
