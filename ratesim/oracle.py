@@ -5,7 +5,6 @@ What ``Result.oracle`` and ``Result.vs_oracle`` compare a run against (see :func
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,8 +35,9 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
     instead, the reference the tests hold it to (``tests/test_fast_engine.py``);
     :func:`ratesim.replay.replay_policy` is the same semantics on a real store.
     """
-    from .fast import oracle_layer
-
+    if compiled:
+        stream = OracleStream(layers, len(arrivals.tier_names))
+        return stream.step(arrivals, layers)
     n = len(arrivals)
     n_layers = len(layers)
     outcomes = np.zeros((n, n_layers), dtype=np.int8)
@@ -51,16 +51,35 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
         if cl.spec.algorithm.kind in BACKEND_KINDS:
             outcomes[todo, pos] = ALLOWED  # capacity guards, not rate limits: see docstring
             continue
-        layer_loop: Callable[[CompiledLayer, np.ndarray, Arrivals], tuple[Any, Any]]
-        layer_loop = oracle_layer if compiled else _oracle_layer
-        oks, rems = layer_loop(cl, todo, arrivals)
-        ok = np.array(oks, dtype=bool)
-        remaining[todo, pos] = rems
-        outcomes[todo, pos] = np.where(
-            ok, ALLOWED, SHADOW_REJECTED if cl.spec.mode == "shadow" else REJECTED
-        )
-        if cl.spec.mode != "shadow":
-            rejected_by[todo[~ok]] = pos
+        oks, rems = _oracle_layer(cl, todo, arrivals)
+        _set_layer(cl, pos, todo, np.array(oks, dtype=bool), rems, outcomes, remaining, rejected_by)
+    return _oracle_data(arrivals, outcomes, remaining, rejected_by)
+
+
+def _set_layer(
+    cl: CompiledLayer,
+    pos: int,
+    todo: np.ndarray,
+    ok: np.ndarray,
+    rems: Any,
+    outcomes: np.ndarray,
+    remaining: np.ndarray,
+    rejected_by: np.ndarray,
+) -> None:
+    """Layer ``pos``'s decisions ``ok`` / ``rems`` on the rows ``todo`` written to the tables."""
+    remaining[todo, pos] = rems
+    outcomes[todo, pos] = np.where(
+        ok, ALLOWED, SHADOW_REJECTED if cl.spec.mode == "shadow" else REJECTED
+    )
+    if cl.spec.mode != "shadow":
+        rejected_by[todo[~ok]] = pos
+
+
+def _oracle_data(
+    arrivals: Arrivals, outcomes: np.ndarray, remaining: np.ndarray, rejected_by: np.ndarray
+) -> RunData:
+    """The oracle's RunData: no latency, one node, no pool, no Redis."""
+    n = len(arrivals)
     return RunData(
         arrivals=arrivals,
         node=np.zeros(n, dtype=np.int64),
@@ -72,6 +91,68 @@ def run_oracle(arrivals: Arrivals, layers: list[CompiledLayer], compiled: bool =
         depth_t_us=np.zeros(0, dtype=np.int64),
         depth=np.zeros(0, dtype=np.int64),
     )
+
+
+class OracleStream:
+    """:func:`run_oracle`, batch by batch: each rate layer's state table (and its sliding
+    logs' pool) carried from one batch of consecutive rows to the next, so the oracle's rows of
+    a run cut in batches anywhere (empty ones, inside one instant) are those of the whole run.
+
+    The oracle has no latency, so a batch's decisions are final at once. A layer's table is
+    indexed by the run-wide key id (``CompiledLayer.keys``, ``n_keys`` run-constant): ``n_keys
+    * state ints`` int64 zeros, whose pages the OS only maps once a key of them is written.
+    Raise ``ValueError`` for a layer with no compiled kernel (none among the built-ins)."""
+
+    def __init__(self, layers: list[CompiledLayer], n_tiers: int) -> None:
+        from .fast import supports_layer
+        from .fast.kernels import fill_tier_rows
+        from .fast.logpool import first_rings, new_pools, table_size
+
+        self._tables: list[tuple[np.ndarray, np.ndarray, int, np.ndarray, Any] | None] = []
+        for cl in layers:
+            if cl.spec.algorithm.kind in BACKEND_KINDS:
+                self._tables.append(None)
+                continue
+            if not supports_layer(cl):
+                raise ValueError(f"layer {cl.spec.name!r}: no compiled kernel for its algorithm")
+            size = max(table_size(a) for a in cl.algs)
+            max_p = max(len(a.params) for a in cl.algs)
+            kk = np.zeros(max(1, n_tiers), dtype=np.int64)
+            pp = np.zeros((max(1, n_tiers), max_p), dtype=np.int64)
+            fill_tier_rows(kk, pp, cl.algs)
+            state = np.zeros(cl.n_keys * size, dtype=np.int64)
+            # a first ring for some keys; the pool doubles when it needs more
+            logs = new_pools(first_rings(min(cl.n_keys, 1024), list(cl.algs)), 0, 0)
+            self._tables.append((kk, pp, size, state, logs))
+
+    def step(self, arrivals: Arrivals, layers: list[CompiledLayer]) -> RunData:
+        """The oracle's rows for the batch ``arrivals`` (the run's next rows), ``layers``'
+        per-request arrays cut to the same rows; the tables move on past it."""
+        from .fast.oracle import oracle_layer_keyed
+
+        n = len(arrivals)
+        outcomes = np.zeros((n, len(layers)), dtype=np.int8)
+        remaining = np.full((n, len(layers)), -1, dtype=np.int64)
+        rejected_by = np.full(n, -1, dtype=np.int16)
+        tier = arrivals.tier.astype(np.int64)
+        t_us = arrivals.time_us.astype(np.int64)
+        cost = arrivals.cost.astype(np.int64)
+        for pos, cl in enumerate(layers):
+            live = rejected_by < 0
+            if cl.applies_np is not None:
+                live &= cl.applies_np
+            todo = np.flatnonzero(live)
+            table = self._tables[pos]
+            if table is None:
+                outcomes[todo, pos] = ALLOWED  # capacity guards, not rate limits: see run_oracle
+                continue
+            kk, pp, size, state, logs = table
+            oks = np.zeros(len(todo), dtype=np.int64)
+            rems = np.zeros(len(todo), dtype=np.int64)
+            keys = np.ascontiguousarray(cl.keys, dtype=np.int64)
+            oracle_layer_keyed(todo, keys, tier, t_us, cost, kk, pp, size, state, logs, oks, rems)
+            _set_layer(cl, pos, todo, oks.astype(bool), rems, outcomes, remaining, rejected_by)
+        return _oracle_data(arrivals, outcomes, remaining, rejected_by)
 
 
 def _oracle_layer(

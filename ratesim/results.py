@@ -209,6 +209,65 @@ def window_max_sum_reference(time_us: np.ndarray, d: np.ndarray, window_us: int)
     return max(0, int((c[j] - c[i]).max()))
 
 
+def requests_frame(
+    data: RunData, layer_names: list[str], first_row: int = 0, rows: np.ndarray | None = None
+) -> pd.DataFrame:
+    """``Result.requests`` of ``data`` (the module docstring gives its columns), the rows being
+    the run's rows from ``first_row`` on (a batch: a run without retries' ``origin`` is the row
+    number) or, with ``rows``, the rows so numbered, which then index the frame (``row``)."""
+    a = data.arrivals
+    cols: dict[str, Any] = {
+        "time_us": a.time_us,
+        "node": data.node,
+        "user": a.user,
+        "tier": pd.Categorical.from_codes(a.tier.astype(np.int64), pd.Index(a.tier_names))
+        if a.tier_names
+        else pd.Categorical([""] * len(a)),
+        "route": pd.Categorical.from_codes(a.route.astype(np.int64), pd.Index(a.route_names))
+        if a.route_names
+        else pd.Categorical([""] * len(a)),
+        "abusive": a.abusive,
+        "cost": a.cost,
+    }
+    for pos, name in enumerate(layer_names):
+        cols[f"layer:{name}"] = pd.Categorical.from_codes(
+            data.outcomes[:, pos].astype(np.int64), pd.Index(OUTCOMES)
+        )
+    cols["admitted"] = data.rejected_by < 0
+    names = np.array([*layer_names, None], dtype=object)
+    # object dtype keeps None for "admitted" (a string dtype would turn it into NaN)
+    cols["rejected_by"] = pd.Series(names[data.rejected_by.astype(np.int64)], dtype=object)
+    cols["latency_us"] = data.decided_us - a.time_us
+    cols["pool_wait_us"] = data.pool_wait_us
+    if data.held_us is not None:
+        cols["held_us"] = data.held_us
+    if data.backend_done_us is not None:
+        done = data.backend_done_us
+        cols["backend_rt_us"] = np.where(done >= 0, done - a.time_us, -1)
+    if data.attempt is None or data.origin is None:  # every row its own first try
+        cols["attempt"] = np.ones(len(a), dtype=np.int64)
+        cols["origin"] = np.arange(first_row, first_row + len(a), dtype=np.int64)
+    else:
+        cols["attempt"], cols["origin"] = data.attempt, data.origin
+    frame = pd.DataFrame(cols)
+    if rows is not None:
+        frame.index = pd.Index(rows, name="row")
+    return frame
+
+
+def gap_frame(gap: np.ndarray, layer_names: list[str], tier_names: tuple[str, ...]) -> pd.DataFrame:
+    """The oracle gap's DataFrame (``Result.vs_oracle``) from its ``(groups, 3)`` numbers
+    (:func:`ratesim.fast.oracle_gap`, or :class:`ratesim.oracle_stream.GapStream` streamed)."""
+    keys = [("total", "all")]
+    keys += [("layer", name) for name in layer_names]
+    keys += [("tier", tier) for tier in tier_names]
+    keys += [("abusive", "true"), ("abusive", "false")]
+    frame = pd.DataFrame(gap, columns=["over_admitted", "wrongly_rejected", "peak_excess"])
+    frame.insert(0, "key", [k for _, k in keys])
+    frame.insert(0, "group", [g for g, _ in keys])
+    return frame
+
+
 class Result:
     """The outcome of ``ratesim.simulate`` (see the module docstring for every view)."""
 
@@ -265,40 +324,8 @@ class Result:
 
     @cached_property
     def requests(self) -> pd.DataFrame:
-        a = self.data.arrivals
-        cols: dict[str, Any] = {
-            "time_us": a.time_us,
-            "node": self.data.node,
-            "user": a.user,
-            "tier": pd.Categorical.from_codes(a.tier.astype(np.int64), pd.Index(a.tier_names))
-            if a.tier_names
-            else pd.Categorical([""] * len(a)),
-            "route": pd.Categorical.from_codes(a.route.astype(np.int64), pd.Index(a.route_names))
-            if a.route_names
-            else pd.Categorical([""] * len(a)),
-            "abusive": a.abusive,
-            "cost": a.cost,
-        }
-        for pos, name in enumerate(self.layer_names):
-            cols[f"layer:{name}"] = pd.Categorical.from_codes(
-                self.data.outcomes[:, pos].astype(np.int64), pd.Index(OUTCOMES)
-            )
-        cols["admitted"] = self.admitted
-        names = np.array([*self.layer_names, None], dtype=object)
-        # object dtype keeps None for "admitted" (a string dtype would turn it into NaN)
-        cols["rejected_by"] = pd.Series(names[self.data.rejected_by.astype(np.int64)], dtype=object)
-        cols["latency_us"] = self.latency_us
-        cols["pool_wait_us"] = self.data.pool_wait_us
-        if self.data.held_us is not None:
-            cols["held_us"] = self.data.held_us
-        if self.data.backend_done_us is not None:
-            done = self.data.backend_done_us
-            cols["backend_rt_us"] = np.where(done >= 0, done - a.time_us, -1)
-        cols["attempt"], cols["origin"] = self.attempts
-        frame = pd.DataFrame(cols)
-        if self._rows is not None:  # a sample: rows keep their numbers in the whole run
-            frame.index = pd.Index(self._rows, name="row")
-        return frame
+        # a sample: rows keep their numbers in the whole run
+        return requests_frame(self.data, self.layer_names, rows=self._rows)
 
     @property
     def attempts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -529,16 +556,7 @@ class Result:
         if oracle is None:
             raise ValueError("this Result is an oracle run; it has no oracle to compare with")
         w_us = max(1, round(window_s * 1_000_000))
-        a = self.data.arrivals
-        gap = self._gap(w_us)
-        keys = [("total", "all")]
-        keys += [("layer", name) for name in self.layer_names]
-        keys += [("tier", tier) for tier in a.tier_names]
-        keys += [("abusive", "true"), ("abusive", "false")]
-        frame = pd.DataFrame(gap, columns=["over_admitted", "wrongly_rejected", "peak_excess"])
-        frame.insert(0, "key", [k for _, k in keys])
-        frame.insert(0, "group", [g for g, _ in keys])
-        return frame
+        return gap_frame(self._gap(w_us), self.layer_names, self.data.arrivals.tier_names)
 
     def _gap(self, window_us: int) -> np.ndarray:
         """The oracle gap's numbers, a row per group (:func:`ratesim.fast.oracle_gap`)."""

@@ -1,39 +1,36 @@
-"""The oracle's layer loop, compiled (see :func:`ratesim.oracle.run_oracle`)."""
+"""The oracle's layer loop and its gap, compiled (see :func:`ratesim.oracle.run_oracle` and
+``Result.compare_oracle``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numba
 import numpy as np
 
-from .kernels import fill_tier_rows
-from .logpool import NODE_POOL, POOL_USED, STALE, first_rings, new_pools, table_kernel, table_size
-from .support import supports_layer
-
-if TYPE_CHECKING:
-    from ..compile import CompiledLayer
-    from ..traffic import Arrivals
+from .logpool import NODE_POOL, POOL_USED, STALE, table_kernel
 
 
 @numba.njit(cache=True)
-def _oracle_layer(
+def oracle_layer_keyed(
     todo: Any,
-    slot: Any,
+    keys: Any,
     tier: Any,
     t_us: Any,
     cost: Any,
     kk: Any,
     pp: Any,
     size: int,
-    n_slots: int,
+    state: Any,
     logs: Any,
     oks: Any,
     rems: Any,
 ) -> None:
-    """Request ``todo[j]`` on the state of its key, ``slot[j]`` (of ``n_slots``, zeros first;
-    a sliding log's rings in the first pool of ``logs``, :mod:`ratesim.fast.logpool`)."""
-    state = np.zeros(n_slots * size, dtype=np.int64)
+    """Request ``todo[j]`` (a row of the batch) on the state of its key ``keys[todo[j]]``, at
+    ``keys * size`` in ``state``, a table the caller keeps across batches (a sliding log's
+    rings in the first pool of ``logs``, which grows here and is kept too): the oracle's layer
+    loop, with state carried from one batch to the next
+    (:class:`ratesim.oracle.OracleStream`). Whole arrays and offsets, no views per request."""
     width = pp.shape[1]
     pf = pp.reshape(-1)
     pool = logs[NODE_POOL]
@@ -43,49 +40,45 @@ def _oracle_layer(
         if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
             pool = logs[NODE_POOL]
         ok, rem, _, _ = table_kernel(
-            kk[tr], pf, tr * width, state, slot[j] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
+            kk[tr], pf, tr * width, state, keys[i] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
         )
         oks[j] = ok
         rems[j] = rem
 
 
-def oracle_layer(
-    cl: CompiledLayer, todo: np.ndarray, arrivals: Arrivals
-) -> tuple[np.ndarray, np.ndarray]:
-    """One rate layer of the oracle (see :func:`ratesim.oracle.run_oracle`), compiled: the
-    kernel over the requests ``todo`` (arrival order) on one shared table; returns the
-    (allowed, remaining) of each as int64 arrays.
+@numba.njit(cache=True)
+def window_max_between(t: Any, d: Any, n: int, window_us: int, s_lo: int, s_hi: int) -> int:
+    """``max(0, max of sum(d) over windows [s, s + window_us))`` over the starts ``s`` with
+    ``s_lo < s <= s_hi`` among the candidates of :func:`window_max_sorted` (``t[k] + 1`` and
+    ``t[k] - window_us + 1``), for the events ``0 .. n - 1`` (``t`` ascending, µs).
 
-    Only the keys of ``todo`` get a state (a slot each, in key order), so the table holds at
-    most one state per request whatever the number of keys. Raise ``ValueError`` for a layer
-    with no compiled kernel (:func:`ratesim.fast.supports_layer`; none among the built-ins)."""
-    if not supports_layer(cl):
-        raise ValueError(f"layer {cl.spec.name!r}: no compiled kernel for its algorithm")
-    todo = np.asarray(todo, dtype=np.int64)
-    uniq, slot = np.unique(cl.keys[todo], return_inverse=True)
-    n_tiers = max(1, len(arrivals.tier_names))
-    size = max(table_size(a) for a in cl.algs)
-    max_p = max(len(a.params) for a in cl.algs)
-    kk = np.zeros(n_tiers, dtype=np.int64)
-    pp = np.zeros((n_tiers, max_p), dtype=np.int64)
-    fill_tier_rows(kk, pp, cl.algs)
-    oks = np.zeros(len(todo), dtype=np.int64)
-    rems = np.zeros(len(todo), dtype=np.int64)
-    _oracle_layer(
-        todo,
-        slot.astype(np.int64).reshape(-1),
-        arrivals.tier.astype(np.int64),
-        arrivals.time_us.astype(np.int64),
-        arrivals.cost.astype(np.int64),
-        kk,
-        pp,
-        size,
-        len(uniq),
-        new_pools(first_rings(len(uniq), list(cl.algs)), 0, 0),
-        oks,
-        rems,
-    )
-    return oks, rems
+    The streamed gap's step (:class:`ratesim.oracle_stream.GapStream`): the starts of windows
+    complete in the stream so far and not yet tried. A window's sum only needs the events
+    inside it, so the caller passes only the events at or after ``s_lo`` (the last window's)."""
+    best = 0
+    run = 0
+    i = 0
+    j = 0
+    a = 0
+    b = 0
+    while a < n or b < n:
+        if b < n and (a >= n or t[b] - window_us + 1 <= t[a] + 1):
+            s = t[b] - window_us + 1
+            b += 1
+        else:
+            s = t[a] + 1
+            a += 1
+        if s > s_hi:  # candidates ascend: every later one is out of range too
+            break
+        while j < n and t[j] < s + window_us:
+            run += d[j]
+            j += 1
+        while i < n and t[i] < s:
+            run -= d[i]
+            i += 1
+        if s > s_lo and run > best:
+            best = run
+    return best
 
 
 @numba.njit(cache=True)
@@ -142,7 +135,7 @@ def _group(
 
 
 @numba.njit(cache=True)
-def _gap_members(
+def gap_members(
     sys_rej: Any, ora_rej: Any, tier: Any, abusive: Any, nl: int, nt: int
 ) -> tuple[Any, Any]:
     """The requests of each group of :func:`oracle_gap` (see ``_group``) as CSR: offsets and
@@ -180,7 +173,7 @@ def _oracle_gap(
     window_us: int,
 ) -> Any:
     """The compiled body of :func:`oracle_gap`: a row per group (over, wrong, peak)."""
-    off, idx = _gap_members(sys_rej, ora_rej, tier, abusive, n_layers, n_tiers)
+    off, idx = gap_members(sys_rej, ora_rej, tier, abusive, n_layers, n_tiers)
     g_count = off.shape[0] - 1
     d = np.empty(t.shape[0], dtype=np.int64)
     for i in range(t.shape[0]):
@@ -210,16 +203,30 @@ def oracle_gap(
     ``wrongly_rejected`` and ``peak_excess`` (over windows of ``window_us`` µs) for the groups
     total, each layer, each tier (``n_tiers``, 0 for a run without tier names), abusive and
     not abusive, in that order (see ``Result.compare_oracle``). ``t_us``: arrival times
-    (sorted); ``*_rejected_by``: the rejecting layer per request or -1."""
+    (sorted); ``*_rejected_by``: the rejecting layer per request or -1.
+
+    Only the requests where the system and the oracle disagree go to the compiled pass (see
+    :func:`disagreements`): the others add to no count and move no window sum."""
+    keep = disagreements(sys_rejected_by, oracle_rejected_by)
     return np.asarray(
         _oracle_gap(
-            np.ascontiguousarray(t_us, dtype=np.int64),
-            np.ascontiguousarray(sys_rejected_by, dtype=np.int64),
-            np.ascontiguousarray(oracle_rejected_by, dtype=np.int64),
-            np.ascontiguousarray(tier, dtype=np.int64),
-            np.ascontiguousarray(abusive, dtype=np.bool_),
+            np.ascontiguousarray(t_us[keep], dtype=np.int64),
+            np.ascontiguousarray(sys_rejected_by[keep], dtype=np.int64),
+            np.ascontiguousarray(oracle_rejected_by[keep], dtype=np.int64),
+            np.ascontiguousarray(tier[keep], dtype=np.int64),
+            np.ascontiguousarray(abusive[keep], dtype=np.bool_),
             n_layers,
             n_tiers,
             window_us,
         )
     )
+
+
+def disagreements(sys_rejected_by: np.ndarray, oracle_rejected_by: np.ndarray) -> np.ndarray:
+    """The rows where one of the system and the oracle admitted and the other rejected.
+
+    Only they matter to the gap: a row both admitted or both rejected has ``d = 0``, so it adds
+    to neither count, and the window sum, piecewise constant in the window's start, changes
+    only where a row with ``d != 0`` enters or leaves; every piece starts at one of those
+    starts, so the maximum over them is the maximum over all starts."""
+    return np.flatnonzero((sys_rejected_by < 0) != (oracle_rejected_by < 0))

@@ -1,0 +1,174 @@
+"""The oracle and its gap, streamed: a run's rows taken in batches, the same numbers as whole.
+
+:class:`GapStream` folds the oracle gap (``Result.compare_oracle``: ``over_admitted``,
+``wrongly_rejected`` and ``peak_excess`` per group) from batches of consecutive rows in arrival
+order; :class:`OracleGapConsumer` is a row consumer (the bounded runner's ``RowConsumer``:
+``fold(data, layers, first_row)`` then ``finish()``) that runs the oracle on each batch
+(:class:`ratesim.oracle.OracleStream`, its limiter state carried across batches) and folds the
+gap, giving the DataFrame ``compare_oracle(window_s)`` gives on the whole run.
+
+``peak_excess`` is the largest, over every window ``[s, s + window_us)``, of system minus
+oracle admissions in it. Only the rows where the two disagree move a window's sum
+(:func:`ratesim.fast.oracle.disagreements`), and a window is complete once a batch reached an
+arrival at or after its end: after a batch whose last arrival is at ``C`` (µs; later batches
+may still add rows at ``C``), the starts ``s <= C - window_us`` are tried
+(:func:`ratesim.fast.window_max_between`, compiled) and only the disagreements at or after
+``C - window_us`` are kept per group, the last window's. Memory: the groups' last windows of
+disagreements, whatever the run's length.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import pandas as pd
+
+from .fast.oracle import disagreements, gap_members, window_max_between
+from .oracle import OracleStream
+from .results import gap_frame
+
+if TYPE_CHECKING:
+    from .compile import CompiledLayer
+    from .results import RunData
+
+#: A start beyond every window of a run (µs): ``finish`` tries every start left.
+_END_US = np.iinfo(np.int64).max // 4
+
+
+class RowConsumer(Protocol):
+    """What the bounded runner hands finished rows to (contract item 2): every row once, in
+    arrival order, in contiguous batches of any size (empty included)."""
+
+    def fold(self, data: RunData, layers: list[CompiledLayer], first_row: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class GapStream:
+    """The oracle gap folded batch by batch (module docstring); :meth:`finish` gives the
+    ``(groups, 3)`` array of :func:`ratesim.fast.oracle_gap` for the whole run."""
+
+    def __init__(self, n_layers: int, n_tiers: int, window_us: int) -> None:
+        if window_us < 1:
+            raise ValueError(f"window_us must be >= 1 µs, got {window_us!r}")
+        self.n_layers = n_layers
+        self.n_tiers = n_tiers
+        self.window_us = int(window_us)
+        g_count = 1 + n_layers + n_tiers + 2
+        self.counts = np.zeros((g_count, 3), dtype=np.int64)
+        # per group: the disagreements of the last window (times µs, d = +1 / -1)
+        self._t = [np.zeros(0, dtype=np.int64) for _ in range(g_count)]
+        self._d = [np.zeros(0, dtype=np.int64) for _ in range(g_count)]
+        self._tried = np.iinfo(np.int64).min // 4  # every start <= this was tried
+        self._done = False
+
+    def fold(
+        self,
+        time_us: np.ndarray,
+        sys_rejected_by: np.ndarray,
+        oracle_rejected_by: np.ndarray,
+        tier: np.ndarray,
+        abusive: np.ndarray,
+    ) -> None:
+        """The next rows (arrival order): arrival times (µs), the system's and the oracle's
+        rejecting layer (-1: admitted), tier codes and abusive flags."""
+        if self._done:
+            raise ValueError("GapStream.fold after finish")
+        if not len(time_us):
+            return
+        keep = disagreements(sys_rejected_by, oracle_rejected_by)
+        t = np.ascontiguousarray(time_us[keep], dtype=np.int64)
+        sys_rej = np.ascontiguousarray(sys_rejected_by[keep], dtype=np.int64)
+        ora_rej = np.ascontiguousarray(oracle_rejected_by[keep], dtype=np.int64)
+        off, idx = gap_members(
+            sys_rej,
+            ora_rej,
+            np.ascontiguousarray(tier[keep], dtype=np.int64),
+            np.ascontiguousarray(abusive[keep], dtype=np.bool_),
+            self.n_layers,
+            self.n_tiers,
+        )
+        d = (sys_rej < 0).astype(np.int64) - (ora_rej < 0).astype(np.int64)
+        # every window ending at or before the batch's last arrival is complete
+        self._advance(t, d, off, idx, int(time_us[-1]) - self.window_us)
+
+    def _advance(
+        self, t: np.ndarray, d: np.ndarray, off: np.ndarray, idx: np.ndarray, upto: int
+    ) -> None:
+        """Add each group's new disagreements ``idx[off[g]:off[g + 1]]``, try the starts in
+        ``(tried, upto]`` and keep the events at or after ``upto`` (the windows left)."""
+        for g in range(len(self._t)):
+            rows = idx[off[g] : off[g + 1]]
+            gt = np.concatenate((self._t[g], t[rows]))
+            gd = np.concatenate((self._d[g], d[rows]))
+            self.counts[g, 0] += int((d[rows] > 0).sum())
+            self.counts[g, 1] += int((d[rows] < 0).sum())
+            if len(gt):
+                peak = window_max_between(gt, gd, len(gt), self.window_us, self._tried, upto)
+                self.counts[g, 2] = max(self.counts[g, 2], peak)
+            first = int(np.searchsorted(gt, upto, side="left"))
+            self._t[g], self._d[g] = gt[first:], gd[first:]
+        self._tried = max(self._tried, upto)
+
+    def finish(self) -> np.ndarray:
+        """Try every start left; the gap's ``(groups, 3)`` array (over, wrong, peak)."""
+        if not self._done:
+            empty = np.zeros(0, dtype=np.int64)
+            self._advance(empty, empty, np.zeros(len(self._t) + 1, dtype=np.int64), empty, _END_US)
+            self._done = True
+        return self.counts.copy()
+
+
+class OracleGapConsumer:
+    """A row consumer giving ``Result.compare_oracle(window_s)`` of the run it is fed: the
+    oracle run batch by batch on each batch's arrivals and layers, the gap folded.
+
+    ``oracle_sinks``: row consumers that get the oracle's own rows (its RunData per batch, the
+    same ``first_row``), e.g. to fold the oracle's aggregates. :meth:`frame` after
+    :meth:`finish`."""
+
+    def __init__(
+        self,
+        layer_names: list[str],
+        window_s: float = 1.0,
+        oracle_sinks: list[RowConsumer] | None = None,
+    ) -> None:
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s!r}")
+        self.layer_names = list(layer_names)
+        self.window_us = max(1, round(window_s * 1_000_000))
+        self.oracle_sinks = list(oracle_sinks or [])
+        self._oracle: OracleStream | None = None
+        self._gap: GapStream | None = None
+        self._tier_names: tuple[str, ...] = ()
+        self._frame: pd.DataFrame | None = None
+
+    def fold(self, data: RunData, layers: list[CompiledLayer], first_row: int) -> None:
+        """The run's rows ``[first_row, first_row + len)``, ``layers`` cut to them."""
+        a = data.arrivals
+        if self._oracle is None or self._gap is None:
+            self._tier_names = a.tier_names
+            self._oracle = OracleStream(layers, len(a.tier_names))
+            self._gap = GapStream(len(self.layer_names), len(a.tier_names), self.window_us)
+        oracle = self._oracle.step(a, layers)
+        self._gap.fold(a.time_us, data.rejected_by, oracle.rejected_by, a.tier, a.abusive)
+        for sink in self.oracle_sinks:
+            sink.fold(oracle, layers, first_row)
+
+    def finish(self) -> None:
+        """The end of the run: the windows left tried, the oracle sinks finished."""
+        if self._frame is not None:
+            return
+        gap = (
+            GapStream(len(self.layer_names), 0, self.window_us) if self._gap is None else self._gap
+        )
+        self._frame = gap_frame(gap.finish(), self.layer_names, self._tier_names)
+        for sink in self.oracle_sinks:
+            sink.finish()
+
+    def frame(self) -> pd.DataFrame:
+        """The gap, as ``Result.compare_oracle(window_s)`` (after :meth:`finish`)."""
+        if self._frame is None:
+            raise ValueError("OracleGapConsumer.frame before finish")
+        return self._frame
