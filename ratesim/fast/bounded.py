@@ -11,7 +11,7 @@ Per chunk ``[k * chunk_us, (k + 1) * chunk_us)`` (:mod:`ratesim.fast.chunks`):
    keeps each shard's queue across the cut, so a depth is the whole run's) and forgotten;
 3. the longest prefix of finished rows (decided, and named by nothing the loop keeps:
    :func:`ratesim.fast.compact.first_pinned`) goes, in arrival order, to the aggregates and
-   to every :class:`RowConsumer`;
+   to every row consumer (:class:`ratesim.oracle_stream.RowConsumer`);
 4. the tables are compacted: the rows still in flight move to the front and every row index
    the loop keeps is renumbered (:mod:`ratesim.fast.compact`).
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -73,22 +73,12 @@ from .support import unsupported
 if TYPE_CHECKING:
     from ..aggregates import RunAggregates
     from ..compile import CompiledLayer
+    from ..oracle_stream import RowConsumer
     from ..scenario import Scenario
     from ..traffic import Arrivals
 
 #: Rows the tables start with room for (they grow by half again when a chunk needs more).
 MIN_ROWS = 1024
-
-
-class RowConsumer(Protocol):
-    """What takes the bounded run's finished rows: every row once, in arrival order, in
-    contiguous batches (any size, empty included). ``data`` holds rows ``first_row ..
-    first_row + n - 1`` of the run (its depths empty, ``attempt`` / ``origin`` ``None``);
-    ``layers`` the compiled layers with per-request arrays cut to the same rows."""
-
-    def fold(self, data: RunData, layers: list[CompiledLayer], first_row: int) -> None: ...
-
-    def finish(self) -> None: ...
 
 
 @dataclass
@@ -430,4 +420,4 @@ def _bar(progress: bool) -> Any:
     return tqdm(unit="req", desc="simulating")
 
 
-__all__ = ["BoundedRun", "DepthCarry", "RowConsumer", "run_bounded"]
+__all__ = ["BoundedRun", "DepthCarry", "run_bounded"]
