@@ -6,6 +6,7 @@ sizes small, odd and unaligned with the bins."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +16,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_aggregates import _same_totals
 from test_fast_engine import assert_same, scenarios
+from test_sampling import _same_views
 
+import ratesim.engine as engine
+import ratesim.fast.bounded as bounded
+import ratesim.sampling as sampling
 import ratesim.scenarios as builtin
+from ratesim import cli
 from ratesim.aggregates import RunAggregates
 from ratesim.compile import CompiledLayer
-from ratesim.engine import compile_policy, draw_requests
+from ratesim.engine import compile_policy, draw_requests, simulate
 from ratesim.fast import run_fast
 from ratesim.fast.bounded import BoundedRun, DepthCarry, run_bounded
 from ratesim.fast.chunks import slice_chunks
@@ -27,6 +33,7 @@ from ratesim.model.redis_server import queue_depths
 from ratesim.results import Result, RunData
 from ratesim.rng import Streams
 from ratesim.scenario import Scenario
+from ratesim.sinks import ParquetSink
 from ratesim.traffic import generate_arrivals
 
 
@@ -216,3 +223,52 @@ def test_slice_chunks_cover_every_row_once() -> None:
     np.testing.assert_array_equal(np.concatenate([a.time_us for a, _, _ in parts]), arr.time_us)
     with pytest.raises(ValueError, match="chunk_us"):
         list(slice_chunks(sc.duration_us, arr, draws, layers, 0))
+
+
+# --- wired: simulate(requests="sample" | "none") and `ratesim run --requests all` ------------
+
+
+@pytest.mark.parametrize("name", ["redis-saturation", "latency-spike-breaker", "autoscale"])
+def test_simulate_bounded_keeps_the_whole_runs_views_and_streams_every_row(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``requests="none"`` (bounded, in chunks of 0.1 s here) has the whole run's time series,
+    summary, totals and oracle gap; a Parquet sink fed by it reads back as the whole run's
+    ``requests``."""
+    monkeypatch.setattr(engine, "BOUNDED_CHUNK_US", 100_003)
+    sc = builtin.get(name, 0.05)
+    full = simulate(sc, seed=6, engine="fast")
+    path = tmp_path / "requests.parquet"
+    sink = ParquetSink(path, [layer.name for layer in sc.policy.layers], row_group_rows=97)
+    none = simulate(sc, seed=6, engine="fast", requests="none", sinks=[sink])
+    assert none.requests_kind == "none" and len(none.requests) == 0
+    _same_views(full, none)
+    whole = tmp_path / "whole.parquet"
+    full.requests.to_parquet(whole, index=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(whole), check_exact=True)
+
+
+def test_run_requests_all_writes_every_row_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``AUTO_ALL_ROWS`` the command keeps a sample in memory (a bounded run) yet writes
+    every row to requests.parquet, the same file as a run holding every row writes."""
+    argv = ["run", "latency-spike", "--scale", "0.05", "--seed", "2", "--no-progress"]
+    assert cli.main([*argv, "--out", str(tmp_path / "a"), "--no-plots"]) == 0
+    want = pd.read_parquet(tmp_path / "a" / "requests.parquet")
+    monkeypatch.setattr(sampling, "AUTO_ALL_ROWS", 10)
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 10)
+    calls: list[int] = []
+    real = bounded.run_bounded
+
+    def spy(*args: Any, **kw: Any) -> BoundedRun:
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(bounded, "run_bounded", spy)
+    assert cli.main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert calls == [1]
+    got = pd.read_parquet(tmp_path / "b" / "requests.parquet")
+    assert len(got) > 100
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert not list((tmp_path / "b").glob("*.png"))  # the plots need every row in memory
