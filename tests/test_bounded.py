@@ -24,6 +24,7 @@ import ratesim.sampling as sampling
 import ratesim.scenarios as builtin
 from ratesim import cli
 from ratesim.aggregates import RunAggregates
+from ratesim.chunks import iter_chunks
 from ratesim.compile import CompiledLayer
 from ratesim.engine import compile_policy, draw_requests, simulate
 from ratesim.fast import run_fast
@@ -77,24 +78,28 @@ def _inputs(sc: Scenario, seed: int) -> tuple[Any, Any, list[CompiledLayer]]:
 
 
 def run_both(
-    sc: Scenario, seed: int, chunk_us: int
+    sc: Scenario, seed: int, chunk_us: int, made: bool = False
 ) -> tuple[RunData, list[CompiledLayer], RunAggregates, Batches, BoundedRun]:
     """The whole-table run, and the bounded run in chunks of ``chunk_us`` (its aggregates,
-    its batches and what it says of itself)."""
+    its batches and what it says of itself), fed the whole run's inputs cut by time, or with
+    ``made`` the chunks ``ratesim.chunks.iter_chunks`` makes."""
     arr, draws, layers = _inputs(sc, seed)
     whole = run_fast(sc, arr, draws, layers, seed=seed)
     arr, draws, layers = _inputs(sc, seed)
     agg = RunAggregates(sc)
     batches = Batches()
-    chunks = slice_chunks(sc.duration_us, arr, draws, layers, chunk_us)
+    if made:
+        chunks = iter_chunks(Scenario.model_validate(sc.model_dump()), seed, chunk_us)
+    else:
+        chunks = slice_chunks(sc.duration_us, arr, draws, layers, chunk_us)
     info = run_bounded(sc, chunks, chunk_us, fold=agg, consumers=[batches], heap_size=8)
     return whole, layers, agg, batches, info
 
 
-def assert_bounded_same(sc: Scenario, seed: int, chunk_us: int) -> BoundedRun:
+def assert_bounded_same(sc: Scenario, seed: int, chunk_us: int, made: bool = False) -> BoundedRun:
     """The bounded run's rows are the whole run's, row for row, and its aggregates the views
-    of the whole run's arrays."""
-    whole, layers, agg, batches, info = run_both(sc, seed, chunk_us)
+    of the whole run's arrays (``made``: see :func:`run_both`)."""
+    whole, layers, agg, batches, info = run_both(sc, seed, chunk_us, made)
     n = len(whole.arrivals)
     assert info.rows == n and batches.next_row == n and batches.finished == 1
     if n:
@@ -121,7 +126,11 @@ def assert_bounded_same(sc: Scenario, seed: int, chunk_us: int) -> BoundedRun:
             )
         for pos, cl in enumerate(layers):
             keys = np.concatenate([ls[pos].keys for ls in batches.layers])
-            np.testing.assert_array_equal(keys, cl.keys)
+            if made:  # ids fixed up front: the same partition of the requests into keys
+                pairs = np.unique(np.stack([keys, cl.keys]), axis=1)
+                assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+            else:
+                np.testing.assert_array_equal(keys, cl.keys)
     res = Result(sc, seed, whole, engine="fast")
     pd.testing.assert_frame_equal(agg.timeseries(), res.timeseries, check_exact=True)
     pd.testing.assert_frame_equal(agg.summary(), res.summary, check_exact=True)
@@ -148,6 +157,13 @@ def test_builtins_bounded_give_the_whole_run(name: str) -> None:
         assert info.chunks == -(-sc.duration_us // chunk_us)
 
 
+@pytest.mark.parametrize("name", NO_RETRIES)
+def test_builtins_bounded_from_made_chunks_give_the_whole_run(name: str) -> None:
+    """Fed by ``iter_chunks`` (arrivals, draws and key ids made chunk by chunk), the same."""
+    sc = builtin.get(name, 0.05)
+    assert assert_bounded_same(sc, 4, 123_457, made=True).rows > 100
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     sc=scenarios(),
@@ -157,7 +173,7 @@ def test_builtins_bounded_give_the_whole_run(name: str) -> None:
 def test_random_scenarios_bounded_give_the_whole_run(
     sc: Scenario, seed: int, chunk_us: int
 ) -> None:
-    assert_bounded_same(sc, seed, chunk_us)
+    assert_bounded_same(sc, seed, chunk_us, made=chunk_us in (997, 10**9))
 
 
 def test_the_tables_stay_bounded_by_the_chunk() -> None:

@@ -2,7 +2,7 @@
 chunk, its memory bounded by a chunk's requests plus those still in flight (and the limiter
 state, which is run-long), not by the run's length.
 
-Per chunk ``[k * chunk_us, (k + 1) * chunk_us)`` (:mod:`ratesim.fast.chunks`):
+Per chunk ``[k * chunk_us, (k + 1) * chunk_us)`` (:mod:`ratesim.chunks`, or :func:`ratesim.fast.chunks.slice_chunks`):
 
 1. the chunk's rows are appended after the rows still in flight (the tables grow on demand),
    the leading node layers (``loop.prefix``) decide them, and the loop runs to the chunk's end
@@ -31,7 +31,7 @@ import numpy as np
 from ..compile import can_hold
 from ..model.clock import NodeClock
 from ..results import RunData
-from .chunks import Chunk, concat_layers, cut_layer
+from .chunks import concat_layers, cut_layer
 from .compact import first_pinned, prune_waiters, renumber
 from .layout import (
     C_ARRIVED,
@@ -72,6 +72,7 @@ from .support import unsupported
 
 if TYPE_CHECKING:
     from ..aggregates import RunAggregates
+    from ..chunks import Chunk
     from ..compile import CompiledLayer
     from ..oracle_stream import RowConsumer
     from ..scenario import Scenario

@@ -1,7 +1,9 @@
 """Cutting a run's inputs into time chunks: the arrivals, draws and compiled layers of the
 requests arriving in ``[k * chunk_us, (k + 1) * chunk_us)``, as the bounded runner takes them
 (:mod:`ratesim.fast.bounded`). :func:`slice_chunks` cuts whole-run inputs (the reference the
-tests compare with, and the source until the traffic is generated chunk by chunk)."""
+tests compare with, and the source of ``simulate(arrivals=...)``); :mod:`ratesim.chunks` makes
+them chunk by chunk from the scenario (same partition of requests into keys, ids fixed up
+front)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from ..chunks import Chunk
     from ..compile import CompiledLayer, Draws
     from ..traffic import Arrivals
-
-#: One time chunk of a run: its arrivals, their draws, the layers cut to them.
-Chunk = tuple["Arrivals", "Draws", "list[CompiledLayer]"]
 
 
 def cut_draws(draws: Draws, lo: int, hi: int) -> Draws:
