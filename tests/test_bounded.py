@@ -78,7 +78,7 @@ def _inputs(sc: Scenario, seed: int) -> tuple[Any, Any, list[CompiledLayer]]:
 
 
 def run_both(
-    sc: Scenario, seed: int, chunk_us: int, made: bool = False
+    sc: Scenario, seed: int, chunk_us: int, made: bool = False, min_rows: int = 0
 ) -> tuple[RunData, list[CompiledLayer], RunAggregates, Batches, BoundedRun]:
     """The whole-table run, and the bounded run in chunks of ``chunk_us`` (its aggregates,
     its batches and what it says of itself), fed the whole run's inputs cut by time, or with
@@ -92,14 +92,19 @@ def run_both(
         chunks = iter_chunks(Scenario.model_validate(sc.model_dump()), seed, chunk_us)
     else:
         chunks = slice_chunks(sc.duration_us, arr, draws, layers, chunk_us)
-    info = run_bounded(sc, chunks, chunk_us, fold=agg, consumers=[batches], heap_size=8)
+    info = run_bounded(
+        sc, chunks, chunk_us, fold=agg, consumers=[batches], heap_size=8, min_rows=min_rows
+    )
     return whole, layers, agg, batches, info
 
 
-def assert_bounded_same(sc: Scenario, seed: int, chunk_us: int, made: bool = False) -> BoundedRun:
+def assert_bounded_same(
+    sc: Scenario, seed: int, chunk_us: int, made: bool = False, min_rows: int = 0
+) -> BoundedRun:
     """The bounded run's rows are the whole run's, row for row, and its aggregates the views
-    of the whole run's arrays (``made``: see :func:`run_both`)."""
-    whole, layers, agg, batches, info = run_both(sc, seed, chunk_us, made)
+    of the whole run's arrays (``made``: see :func:`run_both`; ``min_rows``: chunks joined
+    into steps of so many rows, 0 a step per chunk)."""
+    whole, layers, agg, batches, info = run_both(sc, seed, chunk_us, made, min_rows)
     n = len(whole.arrivals)
     assert info.rows == n and batches.next_row == n and batches.finished == 1
     if n:
@@ -155,6 +160,9 @@ def test_builtins_bounded_give_the_whole_run(name: str) -> None:
         info = assert_bounded_same(sc, 3, chunk_us)
         assert info.rows > 100
         assert info.chunks == -(-sc.duration_us // chunk_us)
+    # 10 ms chunks joined into steps of 200 rows or more
+    info = assert_bounded_same(sc, 3, 10_000, min_rows=200)
+    assert 1 < info.chunks < info.rows / 200 + 1
 
 
 @pytest.mark.parametrize("name", NO_RETRIES)
@@ -173,7 +181,7 @@ def test_builtins_bounded_from_made_chunks_give_the_whole_run(name: str) -> None
 def test_random_scenarios_bounded_give_the_whole_run(
     sc: Scenario, seed: int, chunk_us: int
 ) -> None:
-    assert_bounded_same(sc, seed, chunk_us, made=chunk_us in (997, 10**9))
+    assert_bounded_same(sc, seed, chunk_us, made=chunk_us in (997, 10**9), min_rows=chunk_us % 7)
 
 
 def test_the_tables_stay_bounded_by_the_chunk() -> None:
@@ -252,6 +260,7 @@ def test_simulate_bounded_keeps_the_whole_runs_views_and_streams_every_row(
     summary, totals and oracle gap; a Parquet sink fed by it reads back as the whole run's
     ``requests``."""
     monkeypatch.setattr(engine, "BOUNDED_CHUNK_US", 100_003)
+    monkeypatch.setattr(bounded, "MIN_STEP_ROWS", 50)
     sc = builtin.get(name, 0.05)
     full = simulate(sc, seed=6, engine="fast")
     path = tmp_path / "requests.parquet"
