@@ -1,6 +1,8 @@
 """The oracle: the intended policy, ideally executed, over a run's own arrivals.
 
-What ``Result.oracle`` and ``Result.vs_oracle`` compare a run against (see :func:`run_oracle`).
+What ``Result.oracle`` and ``Result.vs_oracle`` compare a run against (see :func:`run_oracle`),
+whole or batch by batch (:class:`OracleStream`, the same rows; the gap streamed is
+:mod:`ratesim.oracle_stream`).
 """
 
 from __future__ import annotations

@@ -125,14 +125,15 @@ class OracleGapConsumer:
     oracle run batch by batch on each batch's arrivals and layers, the gap folded.
 
     ``oracle_sinks``: row consumers that get the oracle's own rows (its RunData per batch, the
-    same ``first_row``), e.g. to fold the oracle's aggregates. :meth:`frame` after
-    :meth:`finish`."""
+    same ``first_row``), e.g. to fold the oracle's aggregates; ``tier_names``: the run's
+    (``Arrivals.tier_names``), else the first batch's. :meth:`frame` after :meth:`finish`."""
 
     def __init__(
         self,
         layer_names: list[str],
         window_s: float = 1.0,
         oracle_sinks: list[RowConsumer] | None = None,
+        tier_names: tuple[str, ...] | None = None,
     ) -> None:
         if not window_s > 0:
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
@@ -141,14 +142,15 @@ class OracleGapConsumer:
         self.oracle_sinks = list(oracle_sinks or [])
         self._oracle: OracleStream | None = None
         self._gap: GapStream | None = None
-        self._tier_names: tuple[str, ...] = ()
+        # the frame's tier rows: given, else the first batch's (a run fed no batch has none)
+        self._tier_names: tuple[str, ...] | None = tier_names
         self._frame: pd.DataFrame | None = None
 
     def fold(self, data: RunData, layers: list[CompiledLayer], first_row: int) -> None:
         """The run's rows ``[first_row, first_row + len)``, ``layers`` cut to them."""
         a = data.arrivals
         if self._oracle is None or self._gap is None:
-            self._tier_names = a.tier_names
+            self._tier_names = a.tier_names if self._tier_names is None else self._tier_names
             self._oracle = OracleStream(layers, len(a.tier_names))
             self._gap = GapStream(len(self.layer_names), len(a.tier_names), self.window_us)
         oracle = self._oracle.step(a, layers)
@@ -160,10 +162,9 @@ class OracleGapConsumer:
         """The end of the run: the windows left tried, the oracle sinks finished."""
         if self._frame is not None:
             return
-        gap = (
-            GapStream(len(self.layer_names), 0, self.window_us) if self._gap is None else self._gap
-        )
-        self._frame = gap_frame(gap.finish(), self.layer_names, self._tier_names)
+        tiers = self._tier_names or ()
+        gap = self._gap or GapStream(len(self.layer_names), len(tiers), self.window_us)
+        self._frame = gap_frame(gap.finish(), self.layer_names, tiers)
         for sink in self.oracle_sinks:
             sink.finish()
 

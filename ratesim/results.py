@@ -62,7 +62,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -209,6 +209,22 @@ def window_max_sum_reference(time_us: np.ndarray, d: np.ndarray, window_us: int)
     return max(0, int((c[j] - c[i]).max()))
 
 
+@lru_cache(maxsize=64)
+def _categories(names: tuple[str, ...]) -> pd.CategoricalDtype:
+    """The categorical dtype of ``names``, built once: pandas checks the categories each time
+    one is built, which cost most of a batch's frame (:class:`ratesim.sinks.ParquetSink`)."""
+    return pd.CategoricalDtype(pd.Index(names))
+
+
+def _categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
+    """``codes`` into ``names`` as a categorical (all ``""`` when there are no names)."""
+    if not names:
+        return pd.Categorical.from_codes(
+            np.zeros(len(codes), dtype=np.int64), dtype=_categories(("",))
+        )
+    return pd.Categorical.from_codes(codes.astype(np.int64), dtype=_categories(names))
+
+
 def requests_frame(
     data: RunData, layer_names: list[str], first_row: int = 0, rows: np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -220,19 +236,13 @@ def requests_frame(
         "time_us": a.time_us,
         "node": data.node,
         "user": a.user,
-        "tier": pd.Categorical.from_codes(a.tier.astype(np.int64), pd.Index(a.tier_names))
-        if a.tier_names
-        else pd.Categorical([""] * len(a)),
-        "route": pd.Categorical.from_codes(a.route.astype(np.int64), pd.Index(a.route_names))
-        if a.route_names
-        else pd.Categorical([""] * len(a)),
+        "tier": _categorical(a.tier, a.tier_names),
+        "route": _categorical(a.route, a.route_names),
         "abusive": a.abusive,
         "cost": a.cost,
     }
     for pos, name in enumerate(layer_names):
-        cols[f"layer:{name}"] = pd.Categorical.from_codes(
-            data.outcomes[:, pos].astype(np.int64), pd.Index(OUTCOMES)
-        )
+        cols[f"layer:{name}"] = _categorical(data.outcomes[:, pos], tuple(OUTCOMES))
     cols["admitted"] = data.rejected_by < 0
     names = np.array([*layer_names, None], dtype=object)
     # object dtype keeps None for "admitted" (a string dtype would turn it into NaN)

@@ -146,3 +146,11 @@ def test_bad_windows_are_refused_by_name() -> None:
         OracleGapConsumer(["a"], 0.0)
     with pytest.raises(ValueError, match="window_us"):
         GapStream(1, 0, 0)
+
+
+def test_a_run_fed_no_batch_has_a_zero_gap_per_group() -> None:
+    consumer = OracleGapConsumer(["a", "b"], tier_names=("free", "pro"))
+    consumer.finish()
+    frame = consumer.frame()
+    assert frame["key"].tolist() == ["all", "a", "b", "free", "pro", "true", "false"]
+    assert (frame[["over_admitted", "wrongly_rejected", "peak_excess"]] == 0).all().all()
