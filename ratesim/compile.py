@@ -16,9 +16,16 @@ import numpy as np
 
 from .algorithms import Algorithm, shapes
 from .model import counter, retry
-from .model.clock import ms_to_us
+from .model.clock import ms_to_us, s_to_us
 from .model.cluster import shard_of
-from .model.latency import apply_spikes, draws_per_sample, sample_us, sample_us_from
+from .model.latency import (
+    AnyLatency,
+    SpikeSpec,
+    apply_spikes,
+    draws_per_sample,
+    sample_us,
+    sample_us_from,
+)
 from .model.node import NodeAssigner, assign_nodes, assign_nodes_live, user_hash
 from .model.topology import epoch_at, epoch_counts, follow_params, slot_fills, slot_of
 from .policy import (
@@ -114,17 +121,39 @@ class ChunkDrawer:
             out, back, svc = z, z, z
         else:
             assert self._lat is not None and self._svc is not None and sc.redis is not None
-            lat = sample_us(sc.network.latency, self._lat, n * g * 2).reshape(n, g, 2)
-            if sc.network.spikes:
-                t = np.repeat(arrivals.time_us, g * 2).reshape(n, g, 2)
-                lat = apply_spikes(sc.network.spikes, t, lat)
+            lat = _samples(sc.network.latency, self._lat, n * g * 2).reshape(n, g, 2)
+            _spike_rows(sc.network.spikes, arrivals.time_us, lat)
             out, back = lat[:, :, 0].copy(), lat[:, :, 1].copy()
-            svc = sample_us(sc.redis.service_time, self._svc, n * g).reshape(n, g)
+            svc = _samples(sc.redis.service_time, self._svc, n * g).reshape(n, g)
         backend = np.zeros(0, dtype=np.int64)
         if self._backend is not None:
             assert sc.backend is not None
-            backend = sample_us(sc.backend.service_time, self._backend, n)
+            backend = _samples(sc.backend.service_time, self._backend, n)
         return Draws(node, out, back, svc, backend)
+
+
+#: Samples drawn per ``sample_us`` call by :class:`ChunkDrawer` (consecutive calls give the
+#: one call's values; the cap bounds the float temporaries of a big chunk to a few MB).
+SAMPLE_BATCH = 1 << 18
+
+
+def _samples(spec: AnyLatency, rng: np.random.Generator, m: int) -> np.ndarray:
+    """``sample_us(spec, rng, m)``, made ``SAMPLE_BATCH`` samples at a time."""
+    out = np.empty(m, dtype=np.int64)
+    for lo in range(0, m, SAMPLE_BATCH):
+        hi = min(lo + SAMPLE_BATCH, m)
+        out[lo:hi] = sample_us(spec, rng, hi - lo)
+    return out
+
+
+def _spike_rows(spikes: list[SpikeSpec], time_us: np.ndarray, lat: np.ndarray) -> None:
+    """:func:`ratesim.model.latency.apply_spikes` in place on ``lat`` (rows = requests at the
+    sorted ``time_us``): each spike, in list order, on the rows its window holds only."""
+    for spike in spikes:
+        lo, hi = np.searchsorted(time_us, [s_to_us(spike.start_s), s_to_us(spike.end_s)])
+        if hi > lo:
+            rows = lat[lo:hi]
+            rows[...] = np.rint(rows * spike.factor).astype(np.int64) + ms_to_us(spike.add_ms)
 
 
 def draw_retries(

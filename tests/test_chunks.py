@@ -337,3 +337,11 @@ def test_microsecond_chunks_split_ties_and_still_join_into_the_whole_run(chunk_u
         redis={"shards": 2, "service_time": MIXTURE},
     )  # fmt: skip
     check_chunks(sc, 11, chunk_us)
+
+
+def test_the_stream_check_refuses_a_bad_chunk_size_by_name() -> None:
+    sc = builtin.get("single-node-ideal")
+    for bad in (0, 2.5, None):
+        with pytest.raises(ScenarioError, match="chunk_us must be an integer >= 1"):
+            check_stream_size(sc, bad)  # type: ignore[arg-type]
+    check_stream_size(sc, 1_000_000)

@@ -113,7 +113,8 @@ class BoundedInts:
         self._rng = rng
         self._high = np.uint64(high)
         self._threshold = np.uint64((2**32 - high) % high)
-        self._words = np.zeros(0, dtype=np.uint64)
+        self._words = np.zeros(0, dtype=np.uint64)  # 32-bit words, low half first
+        self._pos = 0  # the next unread word
 
     def take(self, n: int) -> np.ndarray:
         """The next ``n`` values (int64 in ``0 .. high - 1``)."""
@@ -122,25 +123,28 @@ class BoundedInts:
         out: list[np.ndarray] = []
         need = n
         while need:
-            if len(self._words) < need:
-                self._refill(need)
-            m = self._words * self._high
+            # a few words more than needed cover the rare rejections (about high / 2**32)
+            want = need + 16 + (need >> 8)
+            if len(self._words) - self._pos < want:
+                self._refill(want)
+            words = self._words[self._pos : self._pos + want]
+            m = words * self._high
             ok = np.flatnonzero((m & np.uint64(0xFFFFFFFF)) >= self._threshold)
-            # the accepted words up to the need-th one; the rest stay for the next piece
-            used = int(ok[need - 1]) + 1 if len(ok) >= need else len(self._words)
-            got = ok[: min(need, len(ok))]
+            got = ok[:need]
             out.append((m[got] >> np.uint64(32)).astype(np.int64))
+            # past the need-th accepted word, or past the whole window if fewer were accepted
+            self._pos += int(got[-1]) + 1 if len(got) == need else len(words)
             need -= len(got)
-            self._words = self._words[used:]
         return np.concatenate(out)
 
-    def _refill(self, need: int) -> None:
-        blocks = -(-need // (2 * self.BLOCK))
+    def _refill(self, want: int) -> None:
+        blocks = -(-want // (2 * self.BLOCK))
         raw = self._rng.bit_generator.random_raw(blocks * self.BLOCK)
         words = np.empty(2 * len(raw), dtype=np.uint64)
         words[0::2] = raw & np.uint64(0xFFFFFFFF)
         words[1::2] = raw >> np.uint64(32)
-        self._words = np.concatenate([self._words, words])
+        self._words = np.concatenate([self._words[self._pos :], words])
+        self._pos = 0
 
 
 class NodeAssigner:
