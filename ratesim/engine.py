@@ -316,7 +316,9 @@ def _bounded_result(
     from .fast.bounded import run_bounded
 
     agg = RunAggregates(scenario)
-    gap = OracleGapConsumer([layer.name for layer in scenario.policy.layers])
+    gap = OracleGapConsumer(
+        [layer.name for layer in scenario.policy.layers], tier_names=shape[0].tier_names
+    )
     sample = RowSample(seed) if kind == "sample" else None
     consumers: list[RowConsumer] = [gap, *([sample] if sample else []), *sinks]
     info = run_bounded(
