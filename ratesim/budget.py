@@ -30,14 +30,17 @@ from .model.latency import max_sample_ms, max_spiked_ms
 from .policy import LayerSpec
 from .scenario import Scenario, ScenarioError
 from .traffic import MMPPTraffic, TraceTraffic
-from .traffic.intensity import intensity_of
+from .traffic.intensity import PeriodicRate, PiecewiseLinearRate, intensity_of
 
 __all__ = [
+    "BYTES_PER_CHUNK_REQUEST",
     "BYTES_PER_REQUEST",
     "BYTES_PER_REQUEST_LAYER",
     "RunSize",
     "check_run_size",
+    "check_stream_size",
     "estimate_run_size",
+    "estimate_stream_size",
     "memory_budget",
 ]
 
@@ -283,3 +286,73 @@ def check_run_size(scenario: Scenario, *, max_bytes: int | None = None) -> None:
             f"{_largest(size.horizon_parts)} us). Shorten the service times, latencies, "
             "timeouts or waits, or send fewer requests."
         )
+
+
+#: Bytes per request of a chunk in a streamed run (``ratesim.chunks``): its arrivals (41 B),
+#: draws (8 B node + 24 B per global layer) and per-layer columns (8 B key, 8 B shard, 1 B
+#: mask), counted with the whole run's margin as the runner's tables and temporaries come on
+#: top; the whole-run figures above are used for it.
+BYTES_PER_CHUNK_REQUEST = BYTES_PER_REQUEST
+
+
+def _peak_rate(scenario: Scenario) -> float:
+    """The highest arrival rate (per s) the synthetic traffic reaches at any instant."""
+    traffic = scenario.traffic
+    if isinstance(traffic, MMPPTraffic):
+        return float(max(traffic.rates_per_s))
+    rate = intensity_of(traffic)  # type: ignore[arg-type]
+    table = rate.table if isinstance(rate, PeriodicRate) else rate  # a period repeats its table
+    assert isinstance(table, PiecewiseLinearRate)
+    starts = table.start_rate
+    ends = starts[:-1] + table.slope[:-1] * (table.knots_s[1:] - table.knots_s[:-1])
+    return float(max(starts.max(), ends.max() if len(ends) else 0.0))
+
+
+def estimate_stream_size(scenario: Scenario, chunk_us: int) -> RunSize:
+    """:func:`estimate_run_size` for a run streamed in time chunks of ``chunk_us`` µs: the
+    requests (and their bytes) are those of the busiest chunk (the peak rate over
+    ``chunk_us``, with the same Poisson margin, at most the run's), while the limiter state
+    (bounded by the keys, not the chunk), the users, the time series and the event horizon
+    stay the whole run's. A trace is read whole: its rows count whole."""
+    whole = estimate_run_size(scenario)
+    size = RunSize()
+    size.horizon_us, size.horizon_parts = whole.horizon_us, whole.horizon_parts
+    if isinstance(scenario.traffic, TraceTraffic):
+        size.requests, size.requests_from = whole.requests, whole.requests_from
+    else:
+        mean = _peak_rate(scenario) * chunk_us / 1e6
+        chunk = (mean + 10.0 * math.sqrt(mean) + 10.0) * _attempts(scenario)
+        size.requests = min(chunk, whole.requests)
+        size.requests_from = (
+            f"the busiest chunk of {chunk_us} us (the peak rate, {_peak_rate(scenario):.6g}/s)"
+        )
+    layers = len(scenario.policy.layers)
+    parts = dict(whole.bytes_parts)
+    parts["requests"] = size.requests * (BYTES_PER_CHUNK_REQUEST + layers * BYTES_PER_REQUEST_LAYER)
+    parts["limiter state"] = _state_ints(scenario, whole.requests) * BYTES_PER_STATE_INT
+    size.bytes_parts = parts
+    size.bytes = sum(parts.values())
+    return size
+
+
+def check_stream_size(scenario: Scenario, chunk_us: int, *, max_bytes: int | None = None) -> None:
+    """:func:`check_run_size` for a run streamed in chunks of ``chunk_us`` µs (integer >= 1):
+    raise :class:`ScenarioError` when what one chunk holds plus the run's live state
+    (:func:`estimate_stream_size`) exceeds the memory budget, or the event horizon reaches
+    ``2**49`` µs. The whole-run check is unchanged; use this one for a streamed run only."""
+    if isinstance(chunk_us, bool) or not isinstance(chunk_us, int) or chunk_us < 1:
+        raise ScenarioError(f"chunk_us must be an integer >= 1 (microseconds), got {chunk_us!r}")
+    size = estimate_stream_size(scenario, chunk_us)
+    budget = memory_budget() if max_bytes is None else max_bytes
+    if size.bytes > budget:
+        part, value = max(size.bytes_parts.items(), key=lambda kv: kv[1])
+        raise ScenarioError(
+            f"scenario {scenario.name!r} is too large to stream with chunk_us = {chunk_us}: "
+            f"about {size.requests:.3g} requests in a chunk ({size.requests_from}) and the "
+            f"run's limiter state need about {_human_bytes(size.bytes)} of memory, more than "
+            f"the budget of {_human_bytes(budget)} (the {part} take {_human_bytes(value)}). "
+            "Use a shorter chunk_us, or lower the traffic rates, users or limits; the budget "
+            f"is set by {ENV_BUDGET} (e.g. {ENV_BUDGET}=32G)."
+        )
+    if size.horizon_us >= MAX_HORIZON_US:
+        check_run_size(scenario, max_bytes=2**62)  # the whole run's horizon message

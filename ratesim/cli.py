@@ -221,11 +221,25 @@ def _check_size(scenario: Any, source: str) -> None:
 
 
 def _simulate(
-    scenario: Any, seed: int | None, progress: bool, engine: str = "auto", requests: str = "all"
+    scenario: Any,
+    seed: int | None,
+    progress: bool,
+    engine: str = "auto",
+    requests: str = "all",
+    sinks: Any = (),
 ) -> Any:
     from ratesim import simulate
 
-    return simulate(scenario, seed=seed, progress=progress, engine=engine, requests=requests)
+    return simulate(
+        scenario, seed=seed, progress=progress, engine=engine, requests=requests, sinks=sinks
+    )
+
+
+def _streams_rows(scenario: Any, engine: str) -> bool:
+    """Whether ``run --requests all`` writes requests.parquet as the run goes (a row sink):
+    any run but the event engine's and those with clients that retry (rows out of order)."""
+    clients = getattr(scenario, "clients", None)
+    return engine != "event" and not (clients is not None and clients.any_retries)
 
 
 # --------------------------------------------------------------------------- summary
@@ -354,19 +368,22 @@ def _jsonable(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def write_outputs(result: Any, out_dir: Path, plots: bool = True) -> list[Path]:
+def write_outputs(
+    result: Any, out_dir: Path, plots: bool = True, *, requests_written: bool = False
+) -> list[Path]:
     """Write requests.parquet, timeseries.parquet, summary.csv, totals.json, vs_oracle.csv and PNGs.
 
     Returns the paths written, in that order. A Result holding a sample of its rows writes
     them with their row numbers (column ``row``), one holding none writes no requests.parquet;
-    the plots, drawn from every row, are then left out.
+    the plots, drawn from every row, are then left out. ``requests_written``: every row is
+    in requests.parquet already (written during the run by a ``ratesim.sinks.ParquetSink``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = getattr(result, "requests_kind", "all")
     written = [out_dir / "requests.parquet", out_dir / "timeseries.parquet"]
-    if kind == "none":
+    if kind == "none" and not requests_written:
         written.pop(0)
-    else:
+    elif not requests_written:
         result.requests.to_parquet(written[0], index=kind == "sample")
     result.timeseries.to_parquet(written[-1])
     result.summary.to_csv(out_dir / "summary.csv", index=False)
@@ -408,8 +425,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_out_dir(str(scenario.name))
     check_writable(out_dir)
     started = time.perf_counter()
+    requests, sinks = args.requests, []
+    if requests == "all" and _streams_rows(scenario, args.engine):
+        # every row written as the run goes; the Result keeps them all when the run is small
+        # (the plots need them), a sample above AUTO_ALL_ROWS: memory stays bounded
+        from ratesim.sinks import ParquetSink
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        names = [layer.name for layer in scenario.policy.layers]
+        requests, sinks = "auto", [ParquetSink(out_dir / "requests.parquet", names)]
     try:
-        result = _simulate(scenario, args.seed, not args.no_progress, args.engine, args.requests)
+        result = _simulate(scenario, args.seed, not args.no_progress, args.engine, requests, sinks)
     except errors as err:  # e.g. an impossible topology, refused before the run starts
         raise InputError(f"the run was refused: {_bad_input_message(err, source)}") from err
     wall_s = time.perf_counter() - started
@@ -417,7 +443,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(format_summary(result, wall_s, 1.0 if args.scale is None else args.scale))
     _status(f"writing the results to {out_dir}/", not args.no_progress)
     try:
-        written = write_outputs(result, out_dir, plots=not args.no_plots)
+        written = write_outputs(
+            result, out_dir, plots=not args.no_plots, requests_written=bool(sinks)
+        )
     except OSError as err:
         raise InputError(f"cannot write the results to {out_dir}: {err}") from err
     print(f"\nWrote {len(written)} files to {out_dir}/: " + ", ".join(p.name for p in written))
@@ -490,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests",
         choices=("all", "sample", "none", "auto"),
         default="all",
-        help="the per-request rows kept and written to requests.parquet: all (default), a "
+        help="the per-request rows kept and written to requests.parquet: all (default; "
+        "written as the run goes on the fast engine, the run's memory bounded; above "
+        "1,000,000 rows only a sample stays in memory and the plots are left out), a "
         "seeded sample of 100,000 (with their row numbers), none, or auto (all up to 1,000,000 "
         "rows, else a sample); the time series, summary, totals and oracle gap are exact "
         "either way; the plots need every row",

@@ -16,10 +16,17 @@ import numpy as np
 
 from .algorithms import Algorithm, shapes
 from .model import counter, retry
-from .model.clock import ms_to_us
+from .model.clock import ms_to_us, s_to_us
 from .model.cluster import shard_of
-from .model.latency import apply_spikes, draws_per_sample, sample_us, sample_us_from
-from .model.node import assign_nodes, assign_nodes_live, user_hash
+from .model.latency import (
+    AnyLatency,
+    SpikeSpec,
+    apply_spikes,
+    draws_per_sample,
+    sample_us,
+    sample_us_from,
+)
+from .model.node import NodeAssigner, assign_nodes, assign_nodes_live, user_hash
 from .model.topology import epoch_at, epoch_counts, follow_params, slot_fills, slot_of
 from .policy import (
     LayerSpec,
@@ -73,6 +80,80 @@ def draw_requests(scenario: Scenario, arrivals: Arrivals, streams: Streams) -> D
     if scenario.backend is not None:
         backend = sample_us(scenario.backend.service_time, streams.get("backend"), n)
     return Draws(node, out, back, svc, backend)
+
+
+class ChunkDrawer:
+    """:func:`draw_requests` in consecutive pieces of a run's arrivals: ``draw(arrivals)``
+    makes the draws of the next piece, and the pieces' draws concatenate (row by row) to the
+    one call on the whole run, whatever the cuts.
+
+    Each stream is read as the one call reads it, strictly in order: ``"nodes"`` through
+    :class:`ratesim.model.node.NodeAssigner`; ``"latency"``, ``"service"`` and ``"backend"``
+    through :func:`ratesim.model.latency.sample_us`, whose ``rng.random((m, k))`` turns each
+    64-bit output into one double in row-major order, so ``m`` samples for the piece's ``n``
+    requests (``m = n * G * 2``, ``n * G``, ``n``) are the next ``m`` of the one call; spikes
+    are applied by each request's own arrival time. Retries (``scenario.clients``) draw from
+    counters instead (:func:`draw_retries`), not from here.
+    """
+
+    def __init__(self, scenario: Scenario, streams: Streams) -> None:
+        self.scenario = scenario
+        topo = scenario.topology
+        at_us, counts = topo.change_tables()
+        if not topo.changes:
+            counts = counts[:0]
+        self._nodes = NodeAssigner(
+            topo.load_balancer, topo.nodes, at_us, counts, streams.get("nodes")
+        )
+        self._g = sum(1 for layer in scenario.policy.layers if layer.scope == "global")
+        self._redis = self._g > 0 and scenario.redis is not None
+        self._lat = streams.get("latency") if self._redis else None
+        self._svc = streams.get("service") if self._redis else None
+        self._backend = streams.get("backend") if scenario.backend is not None else None
+
+    def draw(self, arrivals: Arrivals) -> Draws:
+        """The draws of the next ``len(arrivals)`` requests of the run (see the class)."""
+        n, g = len(arrivals), self._g
+        sc = self.scenario
+        node = self._nodes.piece(arrivals.user, arrivals.time_us)
+        if not self._redis:
+            z = np.zeros((n, 0), dtype=np.int64)
+            out, back, svc = z, z, z
+        else:
+            assert self._lat is not None and self._svc is not None and sc.redis is not None
+            lat = _samples(sc.network.latency, self._lat, n * g * 2).reshape(n, g, 2)
+            _spike_rows(sc.network.spikes, arrivals.time_us, lat)
+            out, back = lat[:, :, 0].copy(), lat[:, :, 1].copy()
+            svc = _samples(sc.redis.service_time, self._svc, n * g).reshape(n, g)
+        backend = np.zeros(0, dtype=np.int64)
+        if self._backend is not None:
+            assert sc.backend is not None
+            backend = _samples(sc.backend.service_time, self._backend, n)
+        return Draws(node, out, back, svc, backend)
+
+
+#: Samples drawn per ``sample_us`` call by :class:`ChunkDrawer` (consecutive calls give the
+#: one call's values; the cap bounds the float temporaries of a big chunk to a few MB).
+SAMPLE_BATCH = 1 << 18
+
+
+def _samples(spec: AnyLatency, rng: np.random.Generator, m: int) -> np.ndarray:
+    """``sample_us(spec, rng, m)``, made ``SAMPLE_BATCH`` samples at a time."""
+    out = np.empty(m, dtype=np.int64)
+    for lo in range(0, m, SAMPLE_BATCH):
+        hi = min(lo + SAMPLE_BATCH, m)
+        out[lo:hi] = sample_us(spec, rng, hi - lo)
+    return out
+
+
+def _spike_rows(spikes: list[SpikeSpec], time_us: np.ndarray, lat: np.ndarray) -> None:
+    """:func:`ratesim.model.latency.apply_spikes` in place on ``lat`` (rows = requests at the
+    sorted ``time_us``): each spike, in list order, on the rows its window holds only."""
+    for spike in spikes:
+        lo, hi = np.searchsorted(time_us, [s_to_us(spike.start_s), s_to_us(spike.end_s)])
+        if hi > lo:
+            rows = lat[lo:hi]
+            rows[...] = np.rint(rows * spike.factor).astype(np.int64) + ms_to_us(spike.add_ms)
 
 
 def draw_retries(
@@ -303,10 +384,26 @@ class CompiledLayer:
 
 def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer]:
     """Build every layer's algorithms and per-request keys/shards for ``arrivals``."""
-    tier_names = arrivals.tier_names or ("",)
+    shards = scenario.redis.shards if scenario.redis is not None else 1
+    out = layer_templates(scenario, arrivals.tier_names or ("",))
+    for cl in out:
+        layer = cl.spec
+        keys = key_ids(layer, arrivals)
+        cl.applies_np = applies_of(layer, arrivals)
+        if layer.scope == "global":
+            cl.shard = _q(shards_of(layer, arrivals, keys, shards))
+        uniq, dense = np.unique(keys, return_inverse=True)
+        cl.keys = dense.reshape(-1).astype(np.int64)
+        cl.n_keys = len(uniq)
+    return out
+
+
+def layer_templates(scenario: Scenario, tier_names: tuple[str, ...]) -> list[CompiledLayer]:
+    """Every layer's run-constant part (algorithms per tier code, local fallbacks, the global
+    layer index, ``follow`` tables, ``holds``), its per-request arrays still empty (``keys``
+    of length 0, ``n_keys`` 0, ``applies_np`` and ``shard`` ``None``)."""
     out = []
     g = 0
-    shards = scenario.redis.shards if scenario.redis is not None else 1
     for layer in scenario.policy.layers:
         try:
             algs = build_tier_algorithms(layer, tier_names)
@@ -317,28 +414,12 @@ def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer
             )
         except (ValueError, TypeError) as exc:
             raise ScenarioError(f"layer {layer.name!r}: cannot build its algorithm: {exc}") from exc
-        keys = key_ids(layer, arrivals)
-        applies_np = None
-        if layer.routes is not None:
-            codes = [c for c, r in enumerate(arrivals.route_names) if layer_applies(layer, r)]
-            applies_np = np.isin(arrivals.route, codes)
-        shard = None
         gidx = -1
         if layer.scope == "global":
-            shard = _q(shards_of(layer, arrivals, keys, shards))
             gidx = g
             g += 1
-        uniq, dense = np.unique(keys, return_inverse=True)
-        cl = CompiledLayer(
-            layer,
-            algs,
-            local,
-            dense.reshape(-1).astype(np.int64),
-            len(uniq),
-            applies_np,
-            shard,
-            gidx,
-        )
+        empty = np.zeros(0, dtype=np.int64)
+        cl = CompiledLayer(layer, algs, local, empty, 0, None, None, gidx)
         if layer.local_share == "follow":
             _follow(cl, scenario, tier_names)
         enforce = layer.mode == "enforce"
@@ -346,6 +427,14 @@ def compile_policy(scenario: Scenario, arrivals: Arrivals) -> list[CompiledLayer
         cl.local_holds = [enforce and shapes(a) for a in local or ()]
         out.append(cl)
     return out
+
+
+def applies_of(layer: LayerSpec, arrivals: Arrivals) -> np.ndarray | None:
+    """Whether ``layer`` applies to each request (booleans; ``None``: to every request)."""
+    if layer.routes is None:
+        return None
+    codes = [c for c, r in enumerate(arrivals.route_names) if layer_applies(layer, r)]
+    return np.isin(arrivals.route, codes)
 
 
 def can_hold(layers: list[CompiledLayer]) -> bool:

@@ -51,14 +51,27 @@ a user's own SimPy process adds (``Gateway.handle``) draw from streams ``"client
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from .aggregates import RunAggregates
 from .budget import check_run_size
-from .compile import CompiledLayer, Draws, compile_policy, draw_requests, key_ids, shards_of
+from .chunks import Chunk
+from .compile import (
+    CompiledLayer,
+    Draws,
+    can_hold,
+    compile_policy,
+    draw_requests,
+    key_ids,
+    shards_of,
+)
 from .des.world import run_world
 from .oracle import run_oracle
+from .oracle_stream import OracleGapConsumer, RowConsumer
 from .ordering import (
     MAX_LAYERS,
     PRIO_ARRIVAL,
@@ -69,7 +82,7 @@ from .ordering import (
 )
 from .results import Result, RunData
 from .rng import Streams
-from .sampling import resolve_requests, sample_rows, take_rows
+from .sampling import RowSample, resolve_requests, sample_rows, take_rows
 from .scenario import Scenario, ScenarioError, load_scenario
 from .traffic import Arrivals, generate_arrivals
 
@@ -120,6 +133,7 @@ def simulate(
     engine: str = "auto",
     arrivals: Arrivals | None = None,
     requests: str = "all",
+    sinks: Sequence[RowConsumer] = (),
 ) -> Result:
     """Run ``scenario`` and return its :class:`~ratesim.results.Result`.
 
@@ -132,7 +146,12 @@ def simulate(
     parity checks. ``requests``: which per-request rows the Result keeps, ``"all"``,
     ``"sample"``, ``"none"`` or ``"auto"`` (:mod:`ratesim.sampling`; ``Result.requests_kind``
     says which); the aggregates and the oracle gap are exact whichever it is (the compiled
-    runner folds them as it runs, :mod:`ratesim.fast.stream`).
+    runner folds them as it runs). With ``"sample"`` or ``"none"`` on the fast engine (and no
+    clients that retry) the run's request tables are bounded (:mod:`ratesim.fast.bounded`):
+    memory does not grow with the run's length beyond its arrivals and draws.
+    ``sinks``: row consumers (:class:`ratesim.oracle_stream.RowConsumer`, e.g.
+    :class:`ratesim.sinks.ParquetSink`) handed every row once, in arrival order (a bounded
+    run: chunk by chunk; else the finished run as one batch; not with clients that retry).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -146,6 +165,8 @@ def simulate(
     except ValueError as exc:
         raise ScenarioError(f"scenario {scenario.name!r} cannot run: {exc}") from None
     seed = scenario.seed if seed is None else seed
+    if arrivals is None and _streams_inputs(scenario, engine, requests):
+        return _simulate_streamed(scenario, seed, engine, requests, progress, sinks)
     streams = Streams(seed)
     if arrivals is None:
         check_run_size(scenario)
@@ -153,25 +174,10 @@ def simulate(
             scenario.traffic, scenario.population, scenario.duration_us, streams
         )
     layers = compile_policy(scenario, arrivals)  # draws nothing: the draw order is unchanged
-    if engine != "event":
-        from .fast import run_fast, unsupported
-
-        reason = unsupported(scenario, layers)
-        if reason is None:
-            engine = "fast"
-        elif engine == "fast":
-            raise ScenarioError(
-                f"scenario {scenario.name!r}: the fast engine does not model {reason}; "
-                "use engine='event' (or 'auto')"
-            )
-        else:
-            warnings.warn(
-                f"scenario {scenario.name!r} runs on the event engine: the compiled runner "
-                f"does not model {reason}",
-                stacklevel=2,
-            )
-            engine = "event"
+    engine = _pick_engine(scenario, layers, engine)
     kind = resolve_requests(requests, len(arrivals))
+    if engine == "fast" and kind != "all" and not _retries(scenario):
+        return _simulate_bounded(scenario, seed, arrivals, layers, streams, kind, progress, sinks)
     agg = None if kind == "all" else RunAggregates(scenario)
     # the draws go straight in, so that the run can free them once converted
     draws = draw_requests(scenario, arrivals, streams)
@@ -183,12 +189,187 @@ def simulate(
         data = run_events(scenario, arrivals, draws, layers, progress, seed=seed)
         if agg is not None:
             agg.fold_run_data(data)
+    if sinks:
+        _feed_whole(data, layers, sinks)
     result = Result(
         scenario, seed, data, oracle_fn=_oracle_of(scenario, data, layers), engine=engine
     )
     if agg is None:
         return result
     return _kept_rows(result, agg, kind)
+
+
+def _pick_engine(scenario: Scenario, layers: list[CompiledLayer], engine: str) -> str:
+    """The engine that runs: ``"fast"`` when asked for or ``"auto"`` and it models the
+    scenario; ``"auto"`` falls back to ``"event"`` with a warning naming why."""
+    if engine == "event":
+        return engine
+    from .fast import unsupported
+
+    reason = unsupported(scenario, layers)
+    if reason is None:
+        return "fast"
+    if engine == "fast":
+        raise ScenarioError(
+            f"scenario {scenario.name!r}: the fast engine does not model {reason}; "
+            "use engine='event' (or 'auto')"
+        )
+    warnings.warn(
+        f"scenario {scenario.name!r} runs on the event engine: the compiled runner "
+        f"does not model {reason}",
+        stacklevel=3,
+    )
+    return "event"
+
+
+#: ``requests="auto"`` streams the run's inputs too (never holding its whole arrivals) when the
+#: expected arrivals (:func:`ratesim.budget.estimate_run_size`) exceed this many times
+#: ``AUTO_ALL_ROWS``; nearer the threshold the arrivals are made whole and counted, so
+#: ``"auto"`` resolves by the exact row count.
+STREAM_AUTO_FACTOR = 4
+
+
+def _streams_inputs(scenario: Scenario, engine: str, requests: str) -> bool:
+    """Whether the run is fed chunk by chunk from :func:`ratesim.chunks.iter_chunks` (no
+    whole arrivals or draws): the fast engine, no clients that retry, no rows kept whole."""
+    if engine == "event" or _retries(scenario) or requests == "all":
+        return False
+    if requests != "auto":
+        return requests in ("sample", "none")
+    from . import sampling
+    from .budget import estimate_run_size
+
+    return estimate_run_size(scenario).requests > STREAM_AUTO_FACTOR * sampling.AUTO_ALL_ROWS
+
+
+def _simulate_streamed(
+    scenario: Scenario,
+    seed: int,
+    engine: str,
+    requests: str,
+    progress: bool,
+    sinks: Sequence[RowConsumer],
+) -> Result:
+    """The run fed chunk by chunk (:class:`ratesim.chunks.ChunkSource`) to the bounded runner:
+    memory bounded by a chunk and the live state, whatever the run's length."""
+    from .budget import check_stream_size
+    from .chunks import ChunkSource
+
+    source = ChunkSource(scenario, seed, BOUNDED_CHUNK_US)
+    if _pick_engine(scenario, source.layers, engine) == "event":
+        return simulate(scenario, seed, progress, engine="event", requests=requests, sinks=sinks)
+    check_stream_size(scenario, BOUNDED_CHUNK_US)
+    kind = "sample" if requests == "auto" else requests
+    empty = Arrivals.empty(source.tier_names, source.route_names)
+    return _bounded_result(
+        scenario, seed, source.chunks(), (empty, source.layers), kind, progress, sinks
+    )
+
+
+#: Simulated µs per chunk of a bounded run (``ratesim.fast.bounded``): its tables hold about a
+#: chunk's requests (plus those in flight); smaller chunks cost more calls of the loop.
+BOUNDED_CHUNK_US = 250_000
+
+
+def _retries(scenario: Scenario) -> bool:
+    """Whether the scenario's clients retry (such a run keeps whole tables)."""
+    return scenario.clients is not None and scenario.clients.any_retries
+
+
+def _simulate_bounded(
+    scenario: Scenario,
+    seed: int,
+    arrivals: Arrivals,
+    layers: list[CompiledLayer],
+    streams: Streams,
+    kind: str,
+    progress: bool,
+    sinks: Sequence[RowConsumer],
+) -> Result:
+    """The bounded run of whole-run inputs (``simulate(arrivals=...)``, or ``"auto"`` near its
+    threshold): the chunks cut from them (:func:`ratesim.fast.chunks.slice_chunks`), so these
+    are held whole; the request tables are bounded."""
+    from .fast.chunks import slice_chunks
+
+    draws = draw_requests(scenario, arrivals, streams)
+    chunks = slice_chunks(scenario.duration_us, arrivals, draws, layers, BOUNDED_CHUNK_US)
+    del draws  # the chunks hold them
+    shape = (arrivals.take(slice(0, 0)), layers)
+    return _bounded_result(scenario, seed, chunks, shape, kind, progress, sinks)
+
+
+def _bounded_result(
+    scenario: Scenario,
+    seed: int,
+    chunks: Iterable[Chunk],
+    shape: tuple[Arrivals, list[CompiledLayer]],
+    kind: str,
+    progress: bool,
+    sinks: Sequence[RowConsumer],
+) -> Result:
+    """The fast engine's run with bounded request tables (:mod:`ratesim.fast.bounded`) from its
+    time ``chunks``: the aggregates, the oracle gap
+    (:class:`ratesim.oracle_stream.OracleGapConsumer`) and the kept rows (``kind``:
+    ``"sample"``, :class:`ratesim.sampling.RowSample`, or ``"none"``) folded chunk by chunk;
+    every row also handed to ``sinks``. ``shape``: no arrivals (their code tables) and the
+    layers, for a Result that keeps no row."""
+    from .fast.bounded import run_bounded
+
+    agg = RunAggregates(scenario)
+    gap = OracleGapConsumer(
+        [layer.name for layer in scenario.policy.layers], tier_names=shape[0].tier_names
+    )
+    sample = RowSample(seed) if kind == "sample" else None
+    consumers: list[RowConsumer] = [gap, *([sample] if sample else []), *sinks]
+    info = run_bounded(
+        scenario, chunks, BOUNDED_CHUNK_US, fold=agg, consumers=consumers, progress=progress
+    )
+    if sample is not None and sample.data is not None:
+        data, rows = sample.data, sample.rows
+    else:
+        data, rows = take_rows(_empty_run_data(*shape, scenario), _NO_ROWS), _NO_ROWS
+    data = replace(data, store_breakers=info.store_breakers)
+
+    def no_oracle() -> RunData:
+        raise AssertionError("unreachable: Result._whole refuses the oracle first")
+
+    return Result(
+        scenario, seed, data, oracle_fn=no_oracle, engine="fast", aggregates=agg, rows=rows,
+        requests_kind=kind, vs_oracle=gap.frame(),
+    )  # fmt: skip
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def _empty_run_data(arrivals: Arrivals, layers: list[CompiledLayer], scenario: Scenario) -> RunData:
+    """A :class:`RunData` of no rows (``arrivals``: none, the run's code tables), with the
+    run's columns."""
+    z = np.zeros(0, dtype=np.int64)
+    return RunData(
+        arrivals=arrivals,
+        node=z,
+        outcomes=np.zeros((0, len(layers)), dtype=np.int8),
+        remaining=np.zeros((0, len(layers)), dtype=np.int64),
+        decided_us=z,
+        rejected_by=np.zeros(0, dtype=np.int16),
+        pool_wait_us=z,
+        depth_t_us=z,
+        depth=z,
+        backend_done_us=z if scenario.backend is not None else None,
+        held_us=z if can_hold(layers) else None,
+    )
+
+
+def _feed_whole(data: RunData, layers: list[CompiledLayer], sinks: Sequence[RowConsumer]) -> None:
+    """A run with whole tables handed to ``sinks`` as one batch (no retries: rows in arrival
+    order), its depth samples left out as the bounded runner leaves them."""
+    if data.attempt is not None:
+        raise ValueError("row sinks take no run with clients that retry (rows out of order)")
+    batch = replace(data, depth_t_us=_NO_ROWS, depth=_NO_ROWS, store_breakers=None)
+    for sink in sinks:
+        sink.fold(batch, layers, 0)
+        sink.finish()
 
 
 def _kept_rows(full: Result, agg: RunAggregates, kind: str) -> Result:

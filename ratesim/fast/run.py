@@ -226,7 +226,6 @@ def _world(
     if clients is not None:
         n = users + max(64, users // 4)  # rows of room: retries are appended
     redis = scenario.redis
-    backend = scenario.backend
     g_count = draws.lat_out_us.shape[1]
     failovers = sorted(redis.failovers, key=lambda f: f.at_us) if redis is not None else []
     clocks = [NodeClock(spec) for spec in scenario.topology.clock_specs()]
@@ -245,8 +244,6 @@ def _world(
         LAT[:g_count, 0, :users] = draws.lat_out_us.T
         LAT[:g_count, 1, :users] = draws.lat_back_us.T
         LAT[:g_count, 2, :users] = draws.service_us.T
-    ck = clock_tables([*clocks, redis_clock(redis)])
-    faults = fault_tables(scenario)
     H, C = _heap_and_counters(scenario, layers, failovers, heap_size)
     if clients is not None:
         client_counters(C, LB_CODES[scenario.topology.load_balancer], users)
@@ -258,7 +255,37 @@ def _world(
     else:
         INST = np.zeros(0, dtype=np.int64)
         BOUNDS = np.zeros(1, dtype=np.int64)
-    world = World(
+    world = assemble_world(
+        scenario, layers, T, R, LAT, (INST, BOUNDS), (H, C), clocks, failovers, g_count,
+        client_tables(scenario, clients, users, g_count, layers, arrivals.user),
+    )  # fmt: skip
+    return world, T
+
+
+def assemble_world(
+    scenario: Scenario,
+    layers: list[CompiledLayer],
+    T: _Tables,
+    R: np.ndarray,
+    LAT: np.ndarray,
+    batches: tuple[np.ndarray, np.ndarray],
+    heap: tuple[np.ndarray, np.ndarray],
+    clocks: list[NodeClock],
+    failovers: list[Any],
+    g_count: int,
+    client_fields: dict[str, Any],
+) -> World:
+    """The :class:`World` of a run from its request table ``R``, latencies ``LAT``, layer
+    tables ``T``, arrival ``batches`` (INST, BOUNDS), ``heap`` (H, C), clocks, sorted
+    failovers, the ``g_count`` global layers and the clients' fields (:func:`ratesim.fast.retries.client_tables`); the
+    per-request tables have ``R``'s rows."""
+    redis = scenario.redis
+    backend = scenario.backend
+    INST, BOUNDS = batches
+    H, C = heap
+    ck = clock_tables([*clocks, redis_clock(redis)])
+    faults = fault_tables(scenario)
+    return World(
         INST=INST,
         BOUNDS=BOUNDS,
         R=R,
@@ -301,9 +328,8 @@ def _world(
         TOPO_AT=scenario.topology.change_tables()[0],
         SHP=T.SHP,
         SB=_store_breaker_table(layers, scenario.topology.slots),
-        **client_tables(scenario, clients, users, g_count, layers, arrivals.user),
+        **client_fields,
     )
-    return world, T
 
 
 def _lat_dtype(draws: Draws, compact: bool) -> type:
@@ -387,11 +413,7 @@ def _drive(
                 C = world.C
                 continue
             if status == ST_GROW:
-                H = world.H
-                need = int(room(C, int(np.diff(BOUNDS).max(initial=1))))
-                grown = np.zeros((2 * H.shape[0] + need, H_ROWS), dtype=np.int64)
-                grown[: H.shape[0]] = H
-                world = world._replace(H=grown)
+                world = grow_heap(world, int(np.diff(BOUNDS).max(initial=1)))
                 continue
             if on_chunk is not None:
                 on_chunk(world)
@@ -406,6 +428,16 @@ def _drive(
                 bar.total = max(int(bar.total or 0), int(C[C_ROWS]))
             bar.update(int(C[C_DONE]) - bar.n)
             bar.close()
+
+
+def grow_heap(world: World, width: int) -> World:
+    """``world`` with a larger event heap: twice the room, plus what one event (an arrival
+    batch of ``width`` requests at the most) may push (:func:`ratesim.fast.heaps.room`)."""
+    H = world.H
+    need = int(room(world.C, width))
+    grown = np.zeros((2 * H.shape[0] + need, H_ROWS), dtype=H.dtype)
+    grown[: H.shape[0]] = H
+    return world._replace(H=grown)
 
 
 def _request_table(
@@ -591,7 +623,7 @@ def _layer_tables(
         for epoch_algs in cl.follow or ():
             fill_tier_rows(KK[follow_row], PP[follow_row], epoch_algs)
             follow_row += 1
-        if cl.shard is not None:
+        if cl.shard is not None and users:
             SHARD[cl.gidx, :users] = np.frombuffer(cl.shard, dtype=np.int64)
     STATE = np.zeros(off, dtype=np.int64)
     for start, entries, state in initial:
@@ -632,6 +664,21 @@ def _check_conservation(
     R: np.ndarray, NV: np.ndarray, C: np.ndarray, T: _Tables, nodes: int
 ) -> None:
     """Every arrival has one final decision; nothing in flight; pools and slots whole."""
+    _check_conservation_counts(R.shape[0], int(C[C_ARRIVED]), int(C[C_DONE]), R, NV, C, T, nodes)
+
+
+def _check_conservation_counts(
+    n: int,
+    arrived: int,
+    done: int,
+    R: np.ndarray,
+    NV: np.ndarray,
+    C: np.ndarray,
+    T: _Tables,
+    nodes: int,
+) -> None:
+    """:func:`_check_conservation` for a run of ``n`` requests (``arrived`` and ``done`` of
+    them), ``R`` the rows still in its tables (a bounded run: none once over)."""
     held = 0
     for pos in range(T.LY.shape[0]):
         if T.LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
@@ -640,9 +687,9 @@ def _check_conservation(
             held += int(table[:, IN_FLIGHT].sum() + table[:, QUEUED].sum())
     pool = NV[:nodes]
     check_conservation(
-        R.shape[0],
-        int(C[C_ARRIVED]),
-        int(C[C_DONE]),
+        n,
+        arrived,
+        done,
         R[:, R_DECIDED],
         {
             "pool connections": int(np.abs(pool[:, N_IN_USE] - pool[:, N_RLEN]).sum()),

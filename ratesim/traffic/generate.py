@@ -136,6 +136,12 @@ class ArrivalGenerator:
         """The route code table of every piece."""
         return self._trace.route_names if self._trace is not None else self._pop.route_names
 
+    @property
+    def trace(self) -> Arrivals | None:
+        """For trace traffic, every arrival of the run (the trace is read whole, up front);
+        ``None`` for synthetic traffic."""
+        return self._trace
+
     def mmpp_path(self) -> tuple[np.ndarray, np.ndarray] | None:
         """For MMPP traffic, the state path drawn so far: segment start times (s) and rates
         (per s); ``None`` for other kinds."""

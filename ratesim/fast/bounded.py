@@ -1,0 +1,476 @@
+"""The compiled runner with bounded request tables: a run fed and decided time chunk by time
+chunk, its memory bounded by a chunk's requests plus those still in flight (and the limiter
+state, which is run-long), not by the run's length.
+
+Per chunk ``[k * chunk_us, (k + 1) * chunk_us)`` (:mod:`ratesim.chunks`, or :func:`ratesim.fast.chunks.slice_chunks`):
+
+1. the chunk's rows are appended after the rows still in flight (the tables grow on demand),
+   the leading node layers (``loop.prefix``) decide them, and the loop runs to the chunk's end
+   on the chunk's arrival instants (``INST`` / ``BOUNDS``, the batch counter reset);
+2. the Redis commands it executed are folded into the queue depths (:class:`DepthCarry`
+   keeps each shard's queue across the cut, so a depth is the whole run's) and forgotten;
+3. the longest prefix of finished rows (decided, and named by nothing the loop keeps:
+   :func:`ratesim.fast.compact.first_pinned`) goes, in arrival order, to the aggregates and
+   to every row consumer (:class:`ratesim.oracle_stream.RowConsumer`);
+4. the tables are compacted: the rows still in flight move to the front and every row index
+   the loop keeps is renumbered (:mod:`ratesim.fast.compact`).
+
+Node-side limiter slots are numbered ``node * n_keys + key`` (grid mode), stable across
+chunks. Runs with clients that retry keep whole tables (their rows arrive out of order:
+:func:`ratesim.fast.run.run_fast`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..compile import can_hold
+from ..model.clock import NodeClock
+from ..results import RunData
+from .chunks import concat_layers, cut_layer
+from .compact import first_pinned, prune_waiters, renumber
+from .layout import (
+    C_ARRIVED,
+    C_BATCH,
+    C_CMD,
+    C_DONE,
+    C_HEAP,
+    C_PRE,
+    C_STACK,
+    G_RATE,
+    L_GUARD_KIND,
+    R_BK_DONE,
+    R_COLS,
+    R_DECIDED,
+    R_HELD,
+    R_NODE,
+    R_POOL_WAIT,
+    R_REJ,
+    R_T,
+    ST_FINISHED,
+    ST_GROW,
+    ST_LIMIT,
+    World,
+)
+from .loop import prefix, run
+from .retries import client_tables
+from .run import (
+    _check_conservation_counts,
+    _heap_and_counters,
+    _layer_tables,
+    _request_columns,
+    _request_table,
+    _store_breakers,
+    assemble_world,
+    grow_heap,
+)
+from .support import unsupported
+
+if TYPE_CHECKING:
+    from ..aggregates import RunAggregates
+    from ..chunks import Chunk
+    from ..compile import CompiledLayer
+    from ..oracle_stream import RowConsumer
+    from ..scenario import Scenario
+    from ..traffic import Arrivals
+
+#: Rows the tables start with room for (they grow by half again when a chunk needs more).
+MIN_ROWS = 1024
+
+
+@dataclass
+class BoundedRun:
+    """What a bounded run says of itself once over: its ``rows`` (requests), the store
+    breakers' end state (as :attr:`RunData.store_breakers`), the steps it ran (``chunks``:
+    chunks joined into steps of ``min_rows`` rows) and the most rows its tables held at once
+    (``peak_rows``)."""
+
+    rows: int
+    store_breakers: np.ndarray | None
+    chunks: int
+    peak_rows: int
+
+
+class DepthCarry:
+    """Redis queue depths computed chunk by chunk, equal to
+    :func:`ratesim.model.redis_server.queue_depths` over the whole run's commands.
+
+    A command's depth is the commands ahead of it on its shard still queued or in service when
+    it arrives: on one shard (FIFO) finishes never decrease, so it is its index among the
+    shard's commands minus those finished by its arrival. Arrivals never decrease either, so
+    a command finished by a chunk's last arrival is finished for every later one: each shard
+    carries only the finishes after that (``fins``) into the next chunk."""
+
+    def __init__(self) -> None:
+        self.fins: dict[int, np.ndarray] = {}
+
+    def depths(self, at: np.ndarray, fin: np.ndarray, shard: np.ndarray | None) -> np.ndarray:
+        """The depths of a chunk's commands (arrival and finish µs, shard; in execution
+        order, after every command of the chunks before)."""
+        depth = np.zeros(len(at), dtype=np.int64)
+        if not len(at):
+            return depth
+        if shard is None:
+            groups = [(0, np.arange(len(at)))]
+        else:
+            groups = [(int(s), np.flatnonzero(shard == s)) for s in np.unique(shard)]
+        for s, idx in groups:
+            carried = self.fins.get(s, np.zeros(0, dtype=np.int64))
+            f = np.concatenate((carried, fin[idx]))
+            a = at[idx]
+            k = np.arange(len(idx)) + len(carried)
+            depth[idx] = k - np.searchsorted(f, a, side="right")
+            self.fins[s] = f[np.searchsorted(f, a[-1], side="right") :]
+        return depth
+
+
+class _Bounded:
+    """The tables of a bounded run and what it has done so far (``used`` rows in the tables,
+    the first of them the run's row ``base``)."""
+
+    def __init__(self, scenario: Scenario, first: Chunk, heap_size: int) -> None:
+        arrivals, _, layers = first
+        self.scenario = scenario
+        self.layers = layers
+        self.holds = can_hold(layers)
+        self.clocks = [NodeClock(spec) for spec in scenario.topology.clock_specs()]
+        redis = scenario.redis
+        failovers = sorted(redis.failovers, key=lambda f: f.at_us) if redis is not None else []
+        self.g = int(first[1].lat_out_us.shape[1])  # global layers with draws
+        cap = MIN_ROWS
+        T = _layer_tables(
+            [cut_layer(cl, 0, 0) for cl in layers], np.zeros(cap, dtype=np.int64), max(1, len(arrivals.tier_names)), self.g,
+            len(failovers), len(self.clocks), 0,
+        )  # fmt: skip
+        self.T = T
+        self.guards = int((T.LY[:, L_GUARD_KIND] != G_RATE).sum())
+        self.any_local = any(cl.local_algs for cl in layers)
+        H, C = _heap_and_counters(scenario, layers, failovers, heap_size)
+        R = np.zeros((cap, R_COLS), dtype=np.int64)
+        LAT = np.zeros((max(self.g, 1), 3, cap), dtype=np.int64)
+        zero = np.zeros(0, dtype=np.int64)
+        self.world: World = assemble_world(
+            scenario, layers, T, R, LAT, (zero, np.zeros(1, dtype=np.int64)), (H, C),
+            self.clocks, failovers, self.g, client_tables(scenario, None, 0, self.g, layers, zero),
+        )  # fmt: skip
+        self.cap = cap
+        self.used = 0
+        self.base = 0
+        self.peak = 0
+        self.width = 1  # the widest arrival batch so far (heap growth)
+        self.pending: Arrivals | None = None  # the arrivals of the rows in the tables
+        self.pending_layers: list[CompiledLayer] | None = None
+        self.depth = DepthCarry()
+
+    # --- the tables' rows -----------------------------------------------------------------
+
+    def _row_tables(self) -> list[tuple[str, int]]:
+        """The World's per-request tables and their row axis (the placeholders of tables a
+        run does not use are left out)."""
+        out = [("R", 0), ("KEYS", 1), ("APPLIES", 1), ("OUT", 1), ("REM", 1), ("LAT", 2)]
+        out.append(("SHARD", 1))
+        if self.any_local:
+            out.append(("LKEYS", 1))
+        if self.guards:
+            out.append(("PRL", 1))
+        return out
+
+    def grow(self, need: int) -> None:
+        """Room for ``need`` rows at least (by half again): every per-request table grown,
+        its ``used`` rows copied, dtypes kept; the command log and stack resized."""
+        cap = max(need, self.cap + self.cap // 2)
+        w = self.world
+        fields: dict[str, np.ndarray] = {}
+        for name, axis in self._row_tables():
+            old = getattr(w, name)
+            shape = list(old.shape)
+            shape[axis] = cap
+            new = np.zeros(shape, dtype=old.dtype)
+            keep = [slice(None)] * old.ndim
+            keep[axis] = slice(0, self.used)
+            new[tuple(keep)] = old[tuple(keep)]
+            fields[name] = new
+        fields["CMD"] = np.zeros((3, cap * self.g), dtype=w.CMD.dtype)
+        fields["STACK"] = np.zeros((cap * self.guards + 1, 4), dtype=w.STACK.dtype)
+        self.world = w._replace(**fields)
+        self.cap = cap
+
+    def append(self, chunk: Chunk, keep_inputs: bool) -> None:
+        """Add a chunk's rows after the rows in the tables, decided by the leading node layers
+        (``loop.prefix``, on the chunk's own rows: a chunk's rows come after every earlier
+        one, as the whole run takes them), with the chunk's arrival batches set up."""
+        arrivals, draws, layers = chunk
+        m = len(arrivals)
+        if self.used + m > self.cap:
+            self.grow(self.used + m)
+        w = self.world
+        rows = slice(self.used, self.used + m)
+        n_layers = len(layers)
+        Rn = _request_table(arrivals, draws, self.clocks)
+        KEYSn = np.zeros((n_layers, m), dtype=w.KEYS.dtype)
+        LKEYSn = np.zeros((n_layers, m) if self.any_local else (1, 1), dtype=w.LKEYS.dtype)
+        APPn = np.ones((n_layers, m), dtype=w.APPLIES.dtype)
+        for pos, cl in enumerate(layers):
+            _request_columns(cl, pos, draws.node, len(self.clocks), KEYSn, LKEYSn, APPn)
+        OUTn = np.zeros((n_layers, m), dtype=w.OUT.dtype)
+        REMn = np.full((n_layers, m), -1, dtype=w.REM.dtype)
+        prefix(
+            Rn, KEYSn, APPn, OUTn, REMn, w.LY, w.KK, w.PP, w.PF, w.STATE, w.LOGS,
+            int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
+        )  # fmt: skip
+        w.R[rows] = Rn
+        w.KEYS[:, rows] = KEYSn
+        if self.any_local:
+            w.LKEYS[:, rows] = LKEYSn
+        w.APPLIES[:, rows] = APPn
+        w.OUT[:, rows] = OUTn
+        w.REM[:, rows] = REMn
+        self._append_draws(chunk, rows)
+        if self.guards:
+            w.PRL[:, rows, :] = 0
+        instants, starts = np.unique(arrivals.time_us, return_index=True)
+        bounds = np.append(starts, m).astype(np.int64) + self.used
+        if m:
+            self.width = max(self.width, int(np.diff(bounds).max()))
+        self.world = w._replace(INST=instants.astype(np.int64), BOUNDS=bounds)
+        self.world.C[C_BATCH] = 0
+        if keep_inputs:
+            self.pending = arrivals if self.pending is None else _concat(self.pending, arrivals)
+            self.pending_layers = (
+                layers
+                if self.pending_layers is None
+                else concat_layers(self.pending_layers, layers)
+            )
+        self.used += m
+        self.peak = max(self.peak, self.used)
+
+    def _append_draws(self, chunk: Chunk, rows: slice) -> None:
+        """The chunk's latencies, service times and shards into ``LAT`` and ``SHARD``."""
+        _, draws, layers = chunk
+        w = self.world
+        if self.g:
+            w.LAT[: self.g, 0, rows] = draws.lat_out_us.T
+            w.LAT[: self.g, 1, rows] = draws.lat_back_us.T
+            w.LAT[: self.g, 2, rows] = draws.service_us.T
+        w.SHARD[:, rows] = 0
+        for cl in layers:
+            if cl.shard is not None and len(cl.shard):
+                w.SHARD[cl.gidx, rows] = np.frombuffer(cl.shard, dtype=np.int64)
+
+    # --- one chunk ------------------------------------------------------------------------
+
+    def run_to(self, limit: int) -> int:
+        """Run the loop until ``limit`` (µs of true time) or the end; returns the status."""
+        while True:
+            status = int(run(limit, self.world))
+            if status == ST_GROW:
+                self.world = grow_heap(self.world, self.width)
+                continue
+            if status not in (ST_LIMIT, ST_FINISHED):
+                raise AssertionError(f"bounded run: unexpected loop status {status}")
+            return status
+
+    def fold_depths(self, agg: RunAggregates | None) -> None:
+        """The commands the chunk executed, folded into ``agg``'s queue depths, then dropped."""
+        w = self.world
+        n_cmd = int(w.C[C_CMD])
+        if n_cmd and agg is not None:
+            at = w.CMD[0, :n_cmd].astype(np.int64)
+            fin = w.CMD[1, :n_cmd].astype(np.int64)
+            shard = w.CMD[2, :n_cmd].astype(np.int64) if w.BUSY.shape[0] > 1 else None
+            agg.fold_depth(at, self.depth.depths(at, fin, shard))
+        w.C[C_CMD] = 0
+
+    def release(self, agg: RunAggregates | None, consumers: Sequence[RowConsumer]) -> None:
+        """Hand the finished head of the tables on, then compact them (module docstring)."""
+        w = self.world
+        if int(w.C[C_STACK]) != 0:
+            raise AssertionError("bounded run: the hand-off stack is not empty between chunks")
+        prune_waiters(w.R, w.NV, w.CQ, w.PRL, w.LY)
+        n_heap = int(w.C[C_HEAP])
+        cut = int(first_pinned(w.R, self.used, w.H, n_heap, w.NV, w.CQ, w.SB))
+        if cut == 0:
+            return
+        self._emit(cut, agg, consumers)
+        renumber(cut, self.used, w.R, w.H, n_heap, w.NV, w.CQ, w.PRL, w.SB)
+        left = self.used - cut
+        for name, axis in self._row_tables():
+            table = getattr(w, name)
+            src = [slice(None)] * table.ndim
+            dst = [slice(None)] * table.ndim
+            src[axis] = slice(cut, self.used)
+            dst[axis] = slice(0, left)
+            table[tuple(dst)] = table[tuple(src)].copy()  # overlapping: copy first
+        if self.pending is not None:
+            self.pending = self.pending.take(slice(cut, None))
+            assert self.pending_layers is not None
+            self.pending_layers = [cut_layer(cl, cut, cut + left) for cl in self.pending_layers]
+        self.used = left
+        self.base += cut
+
+    def _emit(self, cut: int, agg: RunAggregates | None, consumers: Sequence[RowConsumer]) -> None:
+        """Rows ``0 .. cut - 1`` of the tables (the run's ``base ..``) to ``agg`` and the
+        ``consumers``."""
+        w = self.world
+        s = slice(0, cut)
+        R = w.R
+        if agg is not None:
+            agg.fold(
+                R[s, R_T], R[s, R_REJ], w.OUT[:, s].T.astype(np.int64), w.REM[:, s].T,
+                R[s, R_DECIDED], R[s, R_POOL_WAIT], R[s, R_HELD] if self.holds else None,
+            )  # fmt: skip
+        if not consumers:
+            return
+        assert self.pending is not None and self.pending_layers is not None
+        data = RunData(
+            arrivals=self.pending.take(s),
+            node=R[s, R_NODE].astype(np.int64),
+            # copies (C order): the tables are overwritten once compacted, and a one-layer
+            # view would pass for contiguous
+            outcomes=w.OUT[:, s].T.copy(),
+            remaining=w.REM[:, s].T.copy(),
+            decided_us=R[s, R_DECIDED].astype(np.int64),
+            rejected_by=R[s, R_REJ].astype(np.int16),
+            pool_wait_us=R[s, R_POOL_WAIT].astype(np.int64),
+            depth_t_us=np.zeros(0, dtype=np.int64),
+            depth=np.zeros(0, dtype=np.int64),
+            backend_done_us=(
+                R[s, R_BK_DONE].astype(np.int64) if self.scenario.backend is not None else None
+            ),
+            held_us=R[s, R_HELD].astype(np.int64) if self.holds else None,
+        )
+        layers = [cut_layer(cl, 0, cut) for cl in self.pending_layers]
+        for consumer in consumers:
+            consumer.fold(data, layers, self.base)
+
+    def check(self) -> None:
+        """Conservation at the end: every arrival decided and handed on, nothing in flight."""
+        w = self.world
+        if self.used:
+            raise AssertionError(f"conservation violated: {self.used} rows left in flight")
+        _check_conservation_counts(
+            self.base, int(w.C[C_ARRIVED]), int(w.C[C_DONE]), w.R[:0], w.NV, w.C, self.T,
+            self.scenario.topology.slots,
+        )  # fmt: skip
+
+
+def _concat(a: Arrivals, b: Arrivals) -> Arrivals:
+    from ..traffic import Arrivals as _Arrivals
+
+    return _Arrivals.concat([a, b]) if len(a) else b
+
+
+#: A step of the bounded runner takes consecutive chunks until it holds this many rows at least
+#: (or the run ends): each step costs a few ms whatever its size (the loop's call, the folds),
+#: so a sparse run in short chunks would spend its time there (measured: 600 s of
+#: exchange-surge at scale 1, 1.6M requests in 2,400 chunks of 0.25 s, 38 s of CPU, against
+#: 5.4 s for its 30 s, 0.48M requests in 120 chunks).
+MIN_STEP_ROWS = 131_072
+
+
+def _steps(chunks: Iterable[Chunk], chunk_us: int, min_rows: int) -> Iterator[tuple[Chunk, int]]:
+    """Consecutive ``chunks`` joined until a step holds ``min_rows`` rows (the last step may
+    hold fewer), each with the end of its time span (µs; ``2**62`` for the last step)."""
+    it = iter(chunks)
+    parts: list[Chunk] = []
+    rows = 0
+    k = 0
+    nxt = next(it, None)
+    while nxt is not None:
+        parts.append(nxt)
+        rows += len(nxt[0])
+        k += 1
+        nxt = next(it, None)
+        if nxt is None:
+            yield _join(parts), 2**62
+        elif rows >= min_rows:
+            yield _join(parts), k * chunk_us
+            parts, rows = [], 0
+
+
+def _join(parts: list[Chunk]) -> Chunk:
+    """Consecutive chunks as one."""
+    if len(parts) == 1:
+        return parts[0]
+    from ..traffic import Arrivals as _Arrivals
+
+    arrivals = _Arrivals.concat([a for a, _, _ in parts])
+    draws = parts[0][1]
+    draws = replace(
+        draws,
+        **{
+            name: np.concatenate([getattr(d, name) for _, d, _ in parts])
+            for name in ("node", "lat_out_us", "lat_back_us", "service_us", "backend_us")
+        },
+    )
+    layers = parts[0][2]
+    for _, _, more in parts[1:]:
+        layers = concat_layers(layers, more)
+    return arrivals, draws, layers
+
+
+def run_bounded(
+    scenario: Scenario,
+    chunks: Iterable[Chunk],
+    chunk_us: int,
+    *,
+    fold: RunAggregates | None = None,
+    consumers: Sequence[RowConsumer] = (),
+    heap_size: int = 4096,
+    progress: bool = False,
+    min_rows: int | None = None,
+) -> BoundedRun:
+    """Run ``scenario`` (no clients that retry) on the compiled loop from its time ``chunks``
+    of ``chunk_us`` µs (chunk ``k`` holds the arrivals in ``[k * chunk_us, (k + 1) *
+    chunk_us)``, :mod:`ratesim.fast.chunks`), folding every request into ``fold`` (its
+    depths and end state included; ``finish`` called) and handing it to each of
+    ``consumers`` (``finish`` called); the same run as :func:`ratesim.fast.run.run_fast`.
+    Consecutive chunks are run as one step until it holds ``min_rows`` rows (default
+    :data:`MIN_STEP_ROWS`; 0: a step per chunk); the tables hold about a step's rows plus those in flight."""
+    if scenario.clients is not None and scenario.clients.any_retries:
+        raise ValueError("the bounded runner does not take clients that retry (use run_fast)")
+    steps = _steps(chunks, chunk_us, MIN_STEP_ROWS if min_rows is None else min_rows)
+    first = next(steps, None)
+    if first is None:
+        raise ValueError("run_bounded: no chunks (a run has one at least)")
+    reason = unsupported(scenario, first[0][2])
+    if reason is not None:
+        raise ValueError(f"the fast engine does not model {reason}")
+    state = _Bounded(scenario, first[0], heap_size)
+    bar = _bar(progress)
+    k = 0
+    step: tuple[Chunk, int] | None = first
+    while step is not None:
+        state.append(step[0], bool(consumers))
+        state.run_to(step[1])
+        state.fold_depths(fold)
+        state.release(fold, consumers)
+        if bar is not None:
+            bar.update(state.base - bar.n)
+        step = next(steps, None)
+        k += 1
+    if bar is not None:
+        bar.close()
+    state.check()
+    breakers = _store_breakers(state.world.SB, state.layers, scenario.topology.slots)
+    if fold is not None:
+        fold.finish(breakers)
+    for consumer in consumers:
+        consumer.finish()
+    return BoundedRun(state.base, breakers, k, state.peak)
+
+
+def _bar(progress: bool) -> Any:
+    """A progress bar of requests handed on (``None``: no bar)."""
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit="req", desc="simulating")
+
+
+__all__ = ["BoundedRun", "DepthCarry", "run_bounded"]
