@@ -13,11 +13,10 @@
 * exchange-surge at scale 25 (12.1M requests): wall time and peak RSS of one
   ``simulate(..., engine="fast")`` in a child process (its own ``ru_maxrss``; the child also
   times the loop alone first, at the same scale).
-* exchange-surge at scale 25, again with ``requests="none"`` (the aggregates folded chunk by
-  chunk, ``ratesim.fast.stream``, and the oracle gap computed), in its own child process.
-* exchange-surge at scale 25 for 600 simulated seconds: needs bounded request tables (issue
-  10's Build item 1, its last step, not built); printed as not measured (at ~600 B a request
-  it would need ~140 GB).
+* exchange-surge at scale 25, bounded (``requests="none"``: inputs made chunk by chunk,
+  ``ratesim.chunks``; bounded request tables, ``ratesim.fast.bounded``; aggregates and the
+  oracle gap streamed), in its own child process: the issue's wall and RSS targets.
+* exchange-surge at scale 25 for 600 simulated seconds, bounded, in its own child process.
 * the loop's cost per request at each of ``--scales``, each in its own child process (so one
   run's memory does not weigh on the next), with its wall time and peak RSS.
 * the sliding logs' state at each scale (issue 10's Build item 3), from the run's own tables:
@@ -46,6 +45,8 @@ TARGET_LOOP_NS = 250
 TARGET_E2E_RPS = 2_000_000
 TARGET_S25_WALL_S = 10.0
 TARGET_S25_RSS_GIB = 1.5
+TARGET_600_WALL_S = 60.0
+TARGET_600_RSS_GIB = 2.0
 
 
 @numba.njit(cache=True)
@@ -246,33 +247,42 @@ def log_kernel_seconds(repeat: int) -> tuple[float, float, int]:
     return best_flat, best_rings, len(t)
 
 
-def simulate_seconds(scale: float, requests: str = "all") -> tuple[int, float]:
+def simulate_seconds(
+    scale: float, requests: str = "all", duration_s: float | None = None
+) -> tuple[int, float]:
     """(requests, wall seconds) of one ``simulate(..., engine="fast")`` end to end; with
-    ``requests`` other than "all" the aggregates are streamed and the oracle gap included."""
-    from ratesim import scenarios, simulate
+    ``requests`` other than "all" the run is bounded (``ratesim.fast.bounded``: inputs made
+    chunk by chunk, aggregates, sample and oracle gap streamed); ``duration_s`` overrides the
+    simulated time (as ``ratesim run --duration``)."""
+    from ratesim import Scenario, scenarios, simulate
 
     sc = scenarios.get("exchange-surge", scale=scale)
+    if duration_s is not None:
+        sc = Scenario.model_validate({**sc.model_dump(), "duration_s": duration_s})
     started = time.perf_counter()
     r = simulate(sc, engine="fast", requests=requests)
     wall = time.perf_counter() - started
     return int(r.totals["arrivals"]), wall
 
 
-def stream_child(scale: float) -> dict[str, Any]:
-    """One ``simulate(..., requests="none")`` at ``scale`` in a child process: requests, wall
-    seconds (streamed aggregates and the oracle gap included) and its own peak RSS (GiB)."""
+def stream_child(scale: float, duration_s: float | None = None) -> dict[str, Any]:
+    """One bounded ``simulate(..., requests="none")`` at ``scale`` (for ``duration_s`` simulated
+    seconds, default the scenario's) in a child process: requests, wall seconds (streamed
+    aggregates and the oracle gap included) and its own peak RSS (GiB)."""
     cmd = [sys.executable, __file__, "--stream-child", str(scale)]
+    if duration_s is not None:
+        cmd += ["--duration", str(duration_s)]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
     info: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     info["rss_gib"] = info["self_rss_kib"] / 2**20
     return info
 
 
-def _stream_child_main(scale: float) -> None:
+def _stream_child_main(scale: float, duration_s: float | None) -> None:
     import resource
 
     simulate_seconds(0.01, "none")  # load the compiled code
-    n, wall = simulate_seconds(scale, "none")
+    n, wall = simulate_seconds(scale, "none", duration_s)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"n": n, "wall_s": wall, "self_rss_kib": rss}))
 
@@ -306,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="0.25,1,4,16,25", help="cost per request at these")
     parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--stream-child", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help="tiny run (scale 0.01): it works")
     args = parser.parse_args(argv)
     if args.smoke:  # tests/test_benchmarks_smoke.py: every figure at scale 0.01, one child
@@ -315,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         _child_main(args.child)
         return 0
     if args.stream_child is not None:
-        _stream_child_main(args.stream_child)
+        _stream_child_main(args.stream_child, args.duration)
         return 0
 
     loop_seconds(0.01)  # load (or compile) the compiled code
@@ -335,22 +346,27 @@ def main(argv: list[str] | None = None) -> int:
 
     scales = [float(s) for s in args.scales.split(",") if s]
     per_scale = {s: child(s) for s in scales}
-    if 25.0 in per_scale:
-        r = per_scale[25.0]
-        print(f"exchange-surge scale 25 ({r['n']:,} requests), child process:")
+    big = 25.0 if not args.smoke else BASE_SCALE
+    if big in per_scale:
+        r = per_scale[big]
+        st = stream_child(big)
+        print(f"exchange-surge scale {big:g} ({st['n']:,} requests), child process each:")
         print(
-            f"  wall (simulate)         {r['wall_s']:9.1f} s            target < {TARGET_S25_WALL_S}"
+            f"  bounded run (requests='none': inputs chunk by chunk, aggregates, oracle gap)"
+            f"\n    wall {st['wall_s']:9.1f} s            target < {TARGET_S25_WALL_S}"
+            f"\n    peak RSS {st['rss_gib']:5.2f} GiB          target < {TARGET_S25_RSS_GIB}"
         )
         print(
-            f"  peak RSS                {r['rss_gib']:9.2f} GiB          target < {TARGET_S25_RSS_GIB}"
+            f"  whole-table run (requests='all'): wall {r['wall_s']:.1f} s, "
+            f"peak RSS {r['rss_gib']:.2f} GiB"
         )
-        st = stream_child(25.0)
-        print("  requests='none' (aggregates folded per chunk, oracle gap included):")
+        long = stream_child(big, 600.0 if not args.smoke else 6.0)
         print(
-            f"    wall {st['wall_s']:.1f} s, peak RSS {st['rss_gib']:.2f} GiB (the tables are whole)"
+            f"exchange-surge scale {big:g} --duration {600 if not args.smoke else 6}"
+            f" ({long['n']:,} requests), bounded, child process:"
         )
-    print("exchange-surge scale 25, --duration 600: not measured (the aggregates stream, but the")
-    print("  request tables are still allocated for the whole run, ~600 B a request: ~140 GB)")
+        print(f"    wall {long['wall_s']:9.1f} s            target < {TARGET_600_WALL_S}")
+        print(f"    peak RSS {long['rss_gib']:5.2f} GiB          target < {TARGET_600_RSS_GIB}")
     print("cost per request by scale (child processes; loop alone, and simulate end to end):")
     for s, r in per_scale.items():
         print(

@@ -72,6 +72,8 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
             "bare numba GCRA loop",
             "simulate end to end",
             "sliding log, rings",
+            "bounded run (requests='none'",
+            "--duration 6 (",
             "cost per request by scale",
             "scale  0.01:",
             "sliding logs' state by scale",
