@@ -29,6 +29,10 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
         ["--requests", "500", "--keys", "20", "--repeats", "1"],
         ["bare loop (dict + int compare)", "GCRA ", "SlidingWindowLog", "CircuitBreaker"],
     ),
+    "bench_chunks.py": (
+        ["--scale", "0.01"],
+        ["chunks  exchange-surge x0.01:", "whole   exchange-surge x0.01:", "peak RSS"],
+    ),
     "bench_experiments.py": (
         ["--points", "2", "--replications", "1", "--workers", "2", "--scale", "0.005"],
         [
@@ -48,6 +52,16 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
             "gcra ",
             "target <= 1.5x:",
             "double_buffered_window",
+        ],
+    ),
+    "bench_oracle_stream.py": (
+        ["--repeat", "1", "--scales", "0.01"],
+        [
+            "exchange-surge scale 0.01:",
+            "oracle + gap, streamed",
+            "RowSample",
+            "ParquetSink",
+            "streamed / whole:",
         ],
     ),
     "bench_redis.py": (
