@@ -259,6 +259,15 @@ def _largest(parts: dict[str, float]) -> str:
     return f"{name}: {value:.3g}"
 
 
+def _over_budget(size: RunSize, budget: int) -> str:
+    """The clause of a too-large message: the estimate, the budget and the largest part."""
+    part, value = max(size.bytes_parts.items(), key=lambda kv: kv[1])
+    return (
+        f"need about {_human_bytes(size.bytes)} of memory, more than the budget of "
+        f"{_human_bytes(budget)} (the {part} take {_human_bytes(value)})"
+    )
+
+
 def check_run_size(scenario: Scenario, *, max_bytes: int | None = None) -> None:
     """Raise :class:`ScenarioError` when a run of ``scenario`` is too large to start.
 
@@ -270,11 +279,9 @@ def check_run_size(scenario: Scenario, *, max_bytes: int | None = None) -> None:
     budget = memory_budget() if max_bytes is None else max_bytes
     name = scenario.name
     if size.bytes > budget:
-        part, value = max(size.bytes_parts.items(), key=lambda kv: kv[1])
         raise ScenarioError(
             f"scenario {name!r} is too large to run: about {size.requests:.3g} requests "
-            f"({size.requests_from}) need about {_human_bytes(size.bytes)} of memory, more than "
-            f"the budget of {_human_bytes(budget)} (the {part} take {_human_bytes(value)}). "
+            f"({size.requests_from}) {_over_budget(size, budget)}. "
             "Lower the traffic rates, duration_s, users or limits (or raise interval_s for the "
             f"time series); the budget is set by {ENV_BUDGET} (e.g. {ENV_BUDGET}=32G)."
         )
@@ -345,12 +352,10 @@ def check_stream_size(scenario: Scenario, chunk_us: int, *, max_bytes: int | Non
     size = estimate_stream_size(scenario, chunk_us)
     budget = memory_budget() if max_bytes is None else max_bytes
     if size.bytes > budget:
-        part, value = max(size.bytes_parts.items(), key=lambda kv: kv[1])
         raise ScenarioError(
             f"scenario {scenario.name!r} is too large to stream with chunk_us = {chunk_us}: "
             f"about {size.requests:.3g} requests in a chunk ({size.requests_from}) and the "
-            f"run's limiter state need about {_human_bytes(size.bytes)} of memory, more than "
-            f"the budget of {_human_bytes(budget)} (the {part} take {_human_bytes(value)}). "
+            f"run's limiter state {_over_budget(size, budget)}. "
             "Use a shorter chunk_us, or lower the traffic rates, users or limits; the budget "
             f"is set by {ENV_BUDGET} (e.g. {ENV_BUDGET}=32G)."
         )

@@ -21,7 +21,7 @@ run, so choosing to sample changes no draw.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -94,68 +94,37 @@ def take_rows(data: RunData, rows: np.ndarray) -> RunData:
     return kept
 
 
-def cut_run_data(data: RunData, rows: np.ndarray) -> RunData:
-    """Every per-row array of ``data`` at the positions ``rows``; no Redis depth samples."""
-    a = data.arrivals
+#: The per-row columns of a ``RunData`` (``None`` allowed for the last four); the Redis depth
+#: samples are per sample, not per row, and a cut or a join of rows leaves them out.
+_ROW_FIELDS = ("node", "outcomes", "remaining", "decided_us", "rejected_by", "pool_wait_us")
+_OPTIONAL_ROW_FIELDS = ("backend_done_us", "held_us", "attempt", "origin")
+_NO_DEPTHS = {"depth_t_us": np.zeros(0, dtype=np.int64), "depth": np.zeros(0, dtype=np.int64)}
 
-    def cut(x: np.ndarray | None) -> np.ndarray | None:
-        return None if x is None else x[rows]
 
-    arrivals = Arrivals(
-        time_us=a.time_us[rows],
-        user=a.user[rows],
-        tier=a.tier[rows],
-        route=a.route[rows],
-        cost=a.cost[rows],
-        abusive=a.abusive[rows],
-        tier_names=a.tier_names,
-        route_names=a.route_names,
-        user_names=a.user_names,
-    )
-    return replace(
-        data,
-        arrivals=arrivals,
-        node=data.node[rows],
-        outcomes=data.outcomes[rows],
-        remaining=data.remaining[rows],
-        decided_us=data.decided_us[rows],
-        rejected_by=data.rejected_by[rows],
-        pool_wait_us=data.pool_wait_us[rows],
-        depth_t_us=np.zeros(0, dtype=np.int64),
-        depth=np.zeros(0, dtype=np.int64),
-        backend_done_us=cut(data.backend_done_us),
-        held_us=cut(data.held_us),
-        attempt=cut(data.attempt),
-        origin=cut(data.origin),
-    )
+def cut_run_data(data: RunData, rows: slice | np.ndarray) -> RunData:
+    """Every per-row array of ``data`` at the positions ``rows`` (a slice, or an index that
+    keeps time order); no Redis depth samples."""
+    fields: dict[str, Any] = {f: getattr(data, f)[rows] for f in _ROW_FIELDS}
+    for f in _OPTIONAL_ROW_FIELDS:
+        column = getattr(data, f)
+        fields[f] = None if column is None else column[rows]
+    return replace(data, arrivals=data.arrivals.take(rows), **fields, **_NO_DEPTHS)
 
 
 def concat_run_data(parts: list[RunData]) -> RunData:
     """The rows of ``parts`` (RunData of one run, no depth samples) one after the other."""
     first = parts[0]
-    a = first.arrivals
 
-    def cat(name: str, of_arrivals: bool = False) -> np.ndarray:
-        return np.concatenate([getattr(p.arrivals if of_arrivals else p, name) for p in parts])
+    def cat(name: str) -> np.ndarray | None:
+        if getattr(first, name) is None:
+            return None
+        return np.concatenate([getattr(p, name) for p in parts])
 
-    def cat_opt(name: str) -> np.ndarray | None:
-        return None if getattr(first, name) is None else cat(name)
-
-    arrivals = Arrivals(
-        **{f: cat(f, True) for f in ("time_us", "user", "tier", "route", "cost", "abusive")},
-        tier_names=a.tier_names,
-        route_names=a.route_names,
-        user_names=a.user_names,
-    )
+    fields: dict[str, Any] = {f: cat(f) for f in (*_ROW_FIELDS, *_OPTIONAL_ROW_FIELDS)}
     return replace(
         first,
-        arrivals=arrivals,
-        **{f: cat(f) for f in ("node", "outcomes", "remaining", "decided_us", "rejected_by")},
-        pool_wait_us=cat("pool_wait_us"),
-        backend_done_us=cat_opt("backend_done_us"),
-        held_us=cat_opt("held_us"),
-        attempt=cat_opt("attempt"),
-        origin=cat_opt("origin"),
+        arrivals=Arrivals.concat([p.arrivals for p in parts]),
+        **fields,
     )
 
 

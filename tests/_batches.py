@@ -10,7 +10,7 @@ import numpy as np
 
 from ratesim.compile import CompiledLayer
 from ratesim.results import RunData
-from ratesim.traffic import Arrivals
+from ratesim.sampling import cut_run_data
 
 
 def cut_rows(
@@ -18,29 +18,8 @@ def cut_rows(
 ) -> tuple[RunData, list[CompiledLayer]]:
     """Rows ``[lo, hi)`` of a run without retries and its layers' per-request arrays, as a
     batch: no Redis depth samples, ``attempt`` / ``origin`` ``None``."""
-    a = data.arrivals
     s = slice(lo, hi)
-    arrivals = Arrivals(
-        time_us=a.time_us[s], user=a.user[s], tier=a.tier[s], route=a.route[s], cost=a.cost[s],
-        abusive=a.abusive[s], tier_names=a.tier_names, route_names=a.route_names,
-        user_names=a.user_names,
-    )  # fmt: skip
-    batch = replace(
-        data,
-        arrivals=arrivals,
-        node=data.node[s],
-        outcomes=data.outcomes[s],
-        remaining=data.remaining[s],
-        decided_us=data.decided_us[s],
-        rejected_by=data.rejected_by[s],
-        pool_wait_us=data.pool_wait_us[s],
-        depth_t_us=np.zeros(0, dtype=np.int64),
-        depth=np.zeros(0, dtype=np.int64),
-        backend_done_us=None if data.backend_done_us is None else data.backend_done_us[s],
-        held_us=None if data.held_us is None else data.held_us[s],
-        attempt=None,
-        origin=None,
-    )
+    batch = replace(cut_run_data(data, s), attempt=None, origin=None)
     cut = [
         replace(
             cl,
