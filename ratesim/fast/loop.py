@@ -186,7 +186,7 @@ def _rate_row(LY: Any, TOPO_AT: Any, pos: int, t: int) -> int:
     return LY[pos, L_FOLLOW] + epoch_at(t, TOPO_AT)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _prefetch_request(
     j: int, c: int, R: Any, KEYS: Any, APPLIES: Any, OUT: Any, REM: Any, LAT: Any, CMD: Any
 ) -> None:
@@ -212,7 +212,7 @@ def _prefetch_request(
         prefetch(CMD, r * m + ahead)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _prefetch_rings(i: int, R: Any, KEYS: Any, LY: Any, KK: Any, GSTATE: Any, RPOOL: Any) -> None:
     """Prefetch, for each global sliding-log layer, the ring header (``count, head, cap``) of
     request ``i + PF_AHEAD // 2``'s key (its row and keys were prefetched
@@ -244,7 +244,7 @@ def _prefetch_rings(i: int, R: Any, KEYS: Any, LY: Any, KK: Any, GSTATE: Any, RP
             prefetch(RPOOL, b + RING_STAMPS + head)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _node_kernel(
     row: int,
     s0: int,
@@ -270,7 +270,7 @@ def _node_kernel(
     return ok, rem, rt
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _backend_start(i: int, y: int, R: Any, H: Any, C: Any, BKF: Any) -> None:
     """Admitted request ``i`` enters the backend at ``y`` (== now); its completion is an event
     after its base service time slowed by the load (``model.backend.slowed_service_us``)."""
@@ -279,7 +279,7 @@ def _backend_start(i: int, y: int, R: Any, H: Any, C: Any, BKF: Any) -> None:
     push(H, C, done, i * PRIO_STRIDE + PRIO_BACKEND + 1, K_BACKEND_DONE, i, 0, 0, 0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _release_held(
     i: int,
     y: int,
@@ -357,7 +357,7 @@ def _release_held(
         hi -= 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def prefix(
     R: Any,
     KEYS: Any,
@@ -406,7 +406,7 @@ def prefix(
                 R[i, R_PRE_REJ] = pos
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def run(limit: int, world: World) -> int:
     """Process events in key order while they come before ``limit`` (µs of true time).
 

@@ -11,7 +11,7 @@ import numpy as np
 from .logpool import NODE_POOL, POOL_USED, STALE, table_kernel
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def oracle_layer_keyed(
     todo: Any,
     keys: Any,
@@ -46,7 +46,7 @@ def oracle_layer_keyed(
         rems[j] = rem
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def window_max_between(t: Any, d: Any, n: int, window_us: int, s_lo: int, s_hi: int) -> int:
     """``max(0, max of sum(d) over windows [s, s + window_us))`` over the starts ``s`` with
     ``s_lo < s <= s_hi`` among the candidates of :func:`window_max_sorted` (``t[k] + 1`` and
@@ -81,7 +81,7 @@ def window_max_between(t: Any, d: Any, n: int, window_us: int, s_lo: int, s_hi: 
     return best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def window_max_sorted(t: Any, d: Any, idx: Any, lo: int, hi: int, window_us: int) -> int:
     """``max(0, max over windows [s, s + window_us) of sum(d))`` over the events
     ``idx[lo:hi]`` (their times ``t[idx[k]]`` ascending, µs), in one sorted pass.
@@ -134,7 +134,7 @@ def _group(
     return 1 + nl + nt + (0 if abusive[i] else 1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def gap_members(
     sys_rej: Any, ora_rej: Any, tier: Any, abusive: Any, nl: int, nt: int
 ) -> tuple[Any, Any]:
@@ -161,7 +161,7 @@ def gap_members(
     return off, idx
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _oracle_gap(
     t: Any,
     sys_rej: Any,
