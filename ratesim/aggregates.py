@@ -30,6 +30,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .fast.fold import (
+    C_ADMITTED,
+    C_ARRIVALS,
+    C_LAYERS,
+    C_RETRIES,
+    LAYER_ROWS,
+    close_bins,
+    fold_series,
+    hist_add,
+    is_ascending,
+)
 from .model.topology import epoch_counts
 from .outcomes import (
     ALLOWED,
@@ -51,6 +62,11 @@ if TYPE_CHECKING:
 _QUANTILES = (0.5, 0.99, 0.999)
 #: The outcomes decided by a layer's failure mode (its ``degraded_s`` bins).
 _FAILURE_MODE = np.array([FAIL_OPEN, LOCAL_ALLOWED, FAIL_CLOSED, LOCAL_REJECTED])
+#: Per outcome code: one decided by a failure mode (the compiled fold's lookup).
+_DEGRADED = np.isin(np.arange(len(OUTCOMES)), _FAILURE_MODE)
+#: The failure columns' outcome codes, in ``FAILURE_COLUMNS`` order.
+_FAILURE_CODES = np.array([code for code, _ in FAILURE_COLUMNS], dtype=np.int64)
+_QS = np.array(_QUANTILES)
 
 
 def percentile_from_counts(values: np.ndarray, counts: np.ndarray, q: float) -> float:
@@ -74,53 +90,91 @@ def percentile_from_counts(values: np.ndarray, counts: np.ndarray, q: float) -> 
     return float(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
 
 
+#: The dense part of a value histogram covers ``0 <= value < DENSE_MAX`` (µs; 32 MiB of counts
+#: at most, and only the pages written are mapped); values outside are kept sparse.
+DENSE_MAX = 1 << 22
+
+
 class _Histogram:
-    """An exact multiset of integers: sorted distinct values and their counts."""
+    """An exact multiset of integers: a dense count per value in ``[0, len(dense))`` (grown in
+    powers of two up to :data:`DENSE_MAX` as larger values come, counted by the compiled
+    :func:`ratesim.fast.fold.hist_add`: no sort per batch) and the values outside it as sorted
+    distinct values with their counts (``np.unique``, the rare ones)."""
 
     def __init__(self) -> None:
+        self.dense = np.zeros(0, dtype=np.int64)
         self.values = np.zeros(0, dtype=np.int64)
         self.counts = np.zeros(0, dtype=np.int64)
 
     def add(self, x: np.ndarray) -> None:
         if not len(x):
             return
-        v, c = np.unique(np.asarray(x, dtype=np.int64), return_counts=True)
-        allv = np.concatenate((self.values, v))
-        allc = np.concatenate((self.counts, c))
-        self.values, inverse = np.unique(allv, return_inverse=True)
-        self.counts = np.bincount(inverse, weights=allc, minlength=len(self.values)).astype(
-            np.int64
+        x = np.asarray(x)
+        hi = int(x.max())
+        if len(self.dense) <= hi < DENSE_MAX:
+            grown = np.zeros(max(1024, 1 << hi.bit_length()), dtype=np.int64)
+            grown[: len(self.dense)] = self.dense
+            self.dense = grown
+        if hist_add(self.dense, x):
+            self._add_sparse(x[(x < 0) | (x >= len(self.dense))])
+
+    def _add_sparse(self, x: np.ndarray) -> None:
+        """The values outside the dense range, merged into ``values`` / ``counts``."""
+        self.values, self.counts = _merge_counts(
+            self.values, self.counts, *np.unique(np.asarray(x, dtype=np.int64), return_counts=True)
         )
 
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The multiset as sorted distinct values and their counts (dense and sparse merged:
+        the dense range may have grown over values once kept sparse)."""
+        nz = np.flatnonzero(self.dense)
+        return _merge_counts(self.values, self.counts, nz.astype(np.int64), self.dense[nz])
+
     def percentile(self, q: float) -> float:
-        return percentile_from_counts(self.values, self.counts, q)
+        return percentile_from_counts(*self.table(), q)
+
+
+def _merge_counts(
+    v1: np.ndarray, c1: np.ndarray, v2: np.ndarray, c2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two (sorted distinct values, counts) multisets as one."""
+    if not len(v1):
+        return v2, c2
+    if not len(v2):
+        return v1, c1
+    values, inverse = np.unique(np.concatenate((v1, v2)), return_inverse=True)
+    counts = np.zeros(len(values), dtype=np.int64)
+    np.add.at(counts, inverse, np.concatenate((c1, c2)))
+    return values, counts
 
 
 class _Bins:
-    """Integer arrays indexed by bin that grow as later bins are met."""
+    """The per-bin tables, grown as later bins are met: ``counts`` (int64, rows as
+    :mod:`ratesim.fast.fold`'s ``C_*`` and ``LAYER_ROWS`` per layer), ``gauges`` (float, a row
+    per layer, NaN where no value was reported) and ``quant`` (float, the pool wait's p99 then
+    the latency's ``_QUANTILES``; NaN for a bin without rows)."""
 
-    def __init__(self, n_bins: int) -> None:
-        self.arrays: dict[str, np.ndarray] = {}
+    def __init__(self, n_bins: int, n_layers: int) -> None:
         self.n = n_bins
+        self.counts = np.zeros((C_LAYERS + n_layers * LAYER_ROWS, n_bins), dtype=np.int64)
+        self.gauges = np.full((n_layers, n_bins), np.nan)
+        self.quant = np.full((1 + len(_QUANTILES), n_bins), np.nan)
 
     def grow(self, n_bins: int) -> None:
         if n_bins <= self.n:
             return
+        old = self.n
         self.n = max(n_bins, 2 * self.n)
-        for name, arr in self.arrays.items():
-            grown = np.full(self.n, np.nan if arr.dtype.kind == "f" else 0, dtype=arr.dtype)
-            grown[: len(arr)] = arr
-            self.arrays[name] = grown
+        for name in ("counts", "gauges", "quant"):
+            arr = getattr(self, name)
+            grown = np.full((arr.shape[0], self.n), np.nan if arr.dtype.kind == "f" else 0)
+            grown = grown.astype(arr.dtype)
+            grown[:, :old] = arr
+            setattr(self, name, grown)
 
-    def get(self, name: str, dtype: Any = np.int64) -> np.ndarray:
-        if name not in self.arrays:
-            self.arrays[name] = np.full(self.n, np.nan if dtype is float else 0, dtype=dtype)
-        return self.arrays[name]
-
-    def count(self, name: str, b: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Add one to ``name`` at each bin of ``b`` (where ``mask``)."""
-        arr = self.get(name)
-        arr += np.bincount(b if mask is None else b[mask], minlength=self.n)
+    def layer_row(self, pos: int, k: int) -> np.ndarray:
+        """Layer ``pos``'s count row ``k`` (0 rejected, 1-5 the failure columns, 6 degraded)."""
+        return self.counts[C_LAYERS + pos * LAYER_ROWS + k]
 
 
 class RunAggregates:
@@ -136,11 +190,12 @@ class RunAggregates:
         iv = scenario.interval_us
         self._iv = iv
         self._min_bins = max(1, -(-scenario.duration_us // iv))
-        self._bins = _Bins(self._min_bins)
+        self._bins = _Bins(self._min_bins, self.n_layers)
         self._last_bin = -1  # the highest bin met (n_bins = _last_bin + 1 at least)
         self._depth_bins: dict[int, int] = {}  # bin (unclipped) -> max depth
-        self._open: list[pd.DataFrame] = []  # raw (bin, pool wait, latency) of open bins
-        self._closed: list[pd.DataFrame] = []  # the closed bins' quantiles
+        # raw (bin, pool wait, latency) of the open bin's rows (a closed bin's quantiles are
+        # in the bins' ``quant``)
+        self._open = (np.zeros(0, dtype=np.int64),) * 3
         self.outcome_counts = np.zeros((self.n_layers, len(OUTCOMES)), dtype=np.int64)
         self.rejected_counts = np.zeros(self.n_layers + 1, dtype=np.int64)
         self.latency = _Histogram()
@@ -181,68 +236,43 @@ class RunAggregates:
         top = int(b[-1])
         self._bins.grow(top + 1)
         self._last_bin = max(self._last_bin, top)
-        admitted = rejected_by < 0
-        self._fold_series(b, admitted, rejected_by, outcomes, remaining)
+        bins = self._bins
+        n_admitted = fold_series(
+            b, rejected_by, outcomes, remaining, _FAILURE_CODES, _DEGRADED,
+            bins.counts, bins.gauges, self.outcome_counts, self.rejected_counts,
+        )  # fmt: skip
         lat = decided_us - time_us
         self._fold_quantiles(b, pool_wait_us, lat, top)
-        for pos in range(self.n_layers):
-            self.outcome_counts[pos] += np.bincount(outcomes[:, pos], minlength=len(OUTCOMES))
-        self.rejected_counts += np.bincount(rejected_by + 1, minlength=self.n_layers + 1)
         self.arrivals += len(time_us)
-        self.admitted += int(admitted.sum())
+        self.admitted += n_admitted
         self.latency.add(lat)
         self.max_decided_us = max(self.max_decided_us, int(decided_us.max()))
         if held_us is not None:
             self.has_held = True
-            self.held_count += int((held_us > 0).sum())
+            self.held_count += int(np.count_nonzero(held_us > 0))
             self.held.add(held_us)
         if attempt is None or final is None or first_time_us is None:
             self.user_requests += len(time_us)
-            self.goodput += int(admitted.sum())
+            self.goodput += n_admitted
             self.user_latency.add(lat)
         else:
             self.has_retries = True
-            self._bins.count("retries", b, attempt > 1)
+            bins.counts[C_RETRIES] += np.bincount(b[attempt > 1], minlength=bins.n)
             self.user_requests += int(final.sum())
-            self.goodput += int((final & admitted).sum())
+            self.goodput += int((final & (rejected_by < 0)).sum())
             self.user_latency.add((decided_us - first_time_us)[final])
 
-    def _fold_series(
-        self,
-        b: np.ndarray,
-        admitted: np.ndarray,
-        rejected_by: np.ndarray,
-        outcomes: np.ndarray,
-        remaining: np.ndarray,
-    ) -> None:
-        """The per-bin counts and gauges of a batch (``b``: each row's bin)."""
-        bins = self._bins
-        bins.count("arrivals", b)
-        bins.count("admitted", b, admitted)
-        for pos, name in enumerate(self.layer_names):
-            o = outcomes[:, pos]
-            bins.count(f"rejected:{name}", b, rejected_by == pos)
-            for code, label in FAILURE_COLUMNS:
-                bins.count(f"{label}:{name}", b, o == code)
-            fm = np.isin(o, _FAILURE_MODE)
-            bins.count(f"degraded:{name}", b, fm)
-            rem = remaining[:, pos]
-            sel = rem >= 0
-            bs, vs = b[sel], rem[sel]
-            if len(bs):  # the last value reported in each bin of the batch wins
-                last = np.flatnonzero(np.append(bs[1:] != bs[:-1], True))
-                gauge = bins.get(f"remaining:{name}", float)
-                gauge[bs[last]] = vs[last]
-
     def _fold_quantiles(self, b: np.ndarray, pw: np.ndarray, lat: np.ndarray, top: int) -> None:
-        """Hold the batch's raw values of open bins; close (compute) every bin below ``top``."""
-        self._open.append(pd.DataFrame({"b": b, "pw": pw, "lat": lat}))
-        frame = pd.concat(self._open, ignore_index=True) if len(self._open) > 1 else self._open[0]
-        done = frame["b"].to_numpy() < top
-        if done.any():
-            self._closed.append(_bin_quantiles(frame[done]))
-            frame = frame[~done].reset_index(drop=True)
-        self._open = [frame]
+        """Hold the batch's raw values of the open bin; close (compute) every bin below
+        ``top`` (compiled, :func:`ratesim.fast.fold.close_bins`: pandas' quantile formula)."""
+        ob, opw, olat = self._open
+        if len(ob):
+            b, pw, lat = np.concatenate((ob, b)), np.concatenate((opw, pw)), np.concatenate((olat, lat))
+        if not is_ascending(b):  # rows out of bin order: a bin's quantiles ignore row order
+            order = np.argsort(b, kind="stable")
+            b, pw, lat = b[order], pw[order], lat[order]
+        cut = close_bins(b, pw, lat, top, _QUANTILES[1], _QS, self._bins.quant)
+        self._open = (b[cut:].copy(), np.array(pw[cut:]), np.array(lat[cut:]))
 
     def fold_depth(self, depth_t_us: np.ndarray, depth: np.ndarray) -> None:
         """Fold Redis commands' queue depths (each command's arrival µs and depth)."""
@@ -258,9 +288,11 @@ class RunAggregates:
     def finish(self, store_breakers: np.ndarray | None = None) -> None:
         """The run's end: close the open bins; ``store_breakers`` as :class:`RunData` holds
         them."""
-        if self._open and len(self._open[0]):
-            self._closed.append(_bin_quantiles(self._open[0]))
-        self._open = []
+        ob, opw, olat = self._open
+        if len(ob):
+            self._bins.grow(int(ob.max()) + 1)
+            close_bins(ob, opw, olat, int(ob.max()) + 1, _QUANTILES[1], _QS, self._bins.quant)
+        self._open = (np.zeros(0, dtype=np.int64),) * 3
         self.store_breakers = store_breakers
 
     @classmethod
@@ -314,33 +346,31 @@ class RunAggregates:
         n_bins = self.n_bins
         bins = self._bins
 
-        def col(name: str, dtype: Any = np.int64) -> np.ndarray:
-            return bins.get(name, dtype)[:n_bins].copy()
-
-        cols: dict[str, Any] = {"arrivals": col("arrivals"), "admitted": col("admitted")}
-        for name in self.layer_names:
-            cols[f"rejected:{name}"] = col(f"rejected:{name}")
-            for _, label in FAILURE_COLUMNS:
-                cols[f"{label}:{name}"] = col(f"{label}:{name}")
-        for name in self.layer_names:
-            cols[f"remaining:{name}"] = col(f"remaining:{name}", float)
+        cols: dict[str, Any] = {
+            "arrivals": bins.counts[C_ARRIVALS, :n_bins].copy(),
+            "admitted": bins.counts[C_ADMITTED, :n_bins].copy(),
+        }
+        for pos, name in enumerate(self.layer_names):
+            cols[f"rejected:{name}"] = bins.layer_row(pos, 0)[:n_bins].copy()
+            for k, (_, label) in enumerate(FAILURE_COLUMNS):
+                cols[f"{label}:{name}"] = bins.layer_row(pos, 1 + k)[:n_bins].copy()
+        for pos, name in enumerate(self.layer_names):
+            cols[f"remaining:{name}"] = bins.gauges[pos, :n_bins].copy()
         depth = np.zeros(n_bins, dtype=np.int64)
         for k, v in self._depth_bins.items():  # commands past the last bin count in it
             j = min(k, n_bins - 1)
             depth[j] = max(depth[j], v)
         cols["redis_queue_depth"] = depth
-        q = pd.concat(self._closed) if self._closed else pd.DataFrame(columns=["pw", *_QUANTILES])
-        q = q.reindex(range(n_bins))
-        cols["pool_wait_p99_us"] = q["pw"].to_numpy(dtype=float)
-        for quant, label in zip(_QUANTILES, ("p50", "p99", "p999"), strict=True):
-            cols[f"latency_{label}_us"] = q[quant].to_numpy(dtype=float)
+        cols["pool_wait_p99_us"] = bins.quant[0, :n_bins].copy()
+        for k, label in enumerate(("p50", "p99", "p999")):
+            cols[f"latency_{label}_us"] = bins.quant[1 + k, :n_bins].copy()
         if sc.topology.changes:
             at_us, counts = sc.topology.change_tables()
             starts = np.arange(n_bins, dtype=np.int64) * self._iv
             epoch = np.searchsorted(at_us, starts, side="right")
             cols["live_nodes"] = epoch_counts(sc.topology.nodes, counts)[epoch]
         if self.has_retries:
-            cols["retries"] = col("retries")
+            cols["retries"] = bins.counts[C_RETRIES, :n_bins].copy()
         index = pd.Index(np.arange(n_bins) * sc.interval_s, name="time_s")
         return pd.DataFrame(cols, index=index)
 
@@ -350,7 +380,8 @@ class RunAggregates:
         for pos, layer in enumerate(self.scenario.policy.layers):
             c = self.outcome_counts[pos]
             short, opens, open_s = self._breaker_figures(pos)
-            degraded = int((self._bins.get(f"degraded:{layer.name}")[: self.n_bins] > 0).sum())
+            degraded_bins = self._bins.layer_row(pos, LAYER_ROWS - 1)[: self.n_bins]
+            degraded = int(np.count_nonzero(degraded_bins))
             rows.append(
                 {
                     "layer": layer.name,
@@ -415,19 +446,6 @@ class RunAggregates:
             out["held"] = self.held_count
             out["held_p99_us"] = self.held.percentile(99)
         return out
-
-
-def _bin_quantiles(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per bin of ``frame`` (columns ``b``, ``pw``, ``lat``): the pool wait's p99 (``pw``) and
-    the latency's quantiles (columns 0.5, 0.99, 0.999), by the same pandas calls as
-    ``Result.timeseries`` (a group's quantile depends on its own rows only)."""
-    grouped = frame.groupby("b")
-    pw = grouped["pw"].quantile(0.99)
-    lat = grouped["lat"].quantile(np.array(_QUANTILES)).unstack()
-    out = pd.DataFrame({"pw": pw.astype(float)})
-    for q in _QUANTILES:
-        out[q] = lat[q].astype(float) if q in lat else np.nan
-    return out
 
 
 def _final_rows(attempt: np.ndarray, origin: np.ndarray) -> np.ndarray:
