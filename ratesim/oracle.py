@@ -130,30 +130,31 @@ class OracleStream:
     def step(self, arrivals: Arrivals, layers: list[CompiledLayer]) -> RunData:
         """The oracle's rows for the batch ``arrivals`` (the run's next rows), ``layers``'
         per-request arrays cut to the same rows; the tables move on past it."""
-        from .fast.oracle import oracle_layer_keyed
+        from .fast.oracle import oracle_layer_rows
 
         n = len(arrivals)
         outcomes = np.zeros((n, len(layers)), dtype=np.int8)
         remaining = np.full((n, len(layers)), -1, dtype=np.int64)
         rejected_by = np.full(n, -1, dtype=np.int16)
-        tier = arrivals.tier.astype(np.int64)
-        t_us = arrivals.time_us.astype(np.int64)
-        cost = arrivals.cost.astype(np.int64)
+        # no copy of a column already int64 and contiguous (``astype`` made one per batch)
+        tier = np.ascontiguousarray(arrivals.tier, dtype=np.int64)
+        t_us = np.ascontiguousarray(arrivals.time_us, dtype=np.int64)
+        cost = np.ascontiguousarray(arrivals.cost, dtype=np.int64)
+        every = np.zeros(0, dtype=np.bool_)
         for pos, cl in enumerate(layers):
-            live = rejected_by < 0
-            if cl.applies_np is not None:
-                live &= cl.applies_np
-            todo = np.flatnonzero(live)
             table = self._tables[pos]
+            applies = every if cl.applies_np is None else np.asarray(cl.applies_np, dtype=np.bool_)
             if table is None:
-                outcomes[todo, pos] = ALLOWED  # capacity guards, not rate limits: see run_oracle
+                live = rejected_by < 0
+                if len(applies):
+                    live &= applies
+                outcomes[live, pos] = ALLOWED  # capacity guards, not rate limits: see run_oracle
                 continue
             kk, pp, size, state, logs = table
-            oks = np.zeros(len(todo), dtype=np.int64)
-            rems = np.zeros(len(todo), dtype=np.int64)
-            keys = np.ascontiguousarray(cl.keys, dtype=np.int64)
-            oracle_layer_keyed(todo, keys, tier, t_us, cost, kk, pp, size, state, logs, oks, rems)
-            _set_layer(cl, pos, todo, oks.astype(bool), rems, outcomes, remaining, rejected_by)
+            oracle_layer_rows(
+                pos, cl.spec.mode == "shadow", applies, np.ascontiguousarray(cl.keys, dtype=np.int64),
+                tier, t_us, cost, kk, pp, size, state, logs, outcomes, remaining, rejected_by,
+            )  # fmt: skip
         return _oracle_data(arrivals, outcomes, remaining, rejected_by)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from ..outcomes import ALLOWED, REJECTED, SHADOW_REJECTED
 from .logpool import NODE_POOL, POOL_USED, STALE, table_kernel
 
 
@@ -44,6 +45,53 @@ def oracle_layer_keyed(
         )
         oks[j] = ok
         rems[j] = rem
+
+
+@numba.njit(cache=True, nogil=True)
+def oracle_layer_rows(
+    pos: int,
+    shadow: bool,
+    applies: Any,
+    keys: Any,
+    tier: Any,
+    t_us: Any,
+    cost: Any,
+    kk: Any,
+    pp: Any,
+    size: int,
+    state: Any,
+    logs: Any,
+    outcomes: Any,
+    remaining: Any,
+    rejected_by: Any,
+) -> None:
+    """Rate layer ``pos`` of the oracle over a batch, in one pass: every row not rejected by
+    an earlier layer (``rejected_by < 0``) and that the layer applies to (``applies``, or
+    every row when it is empty) decided on its key's state as :func:`oracle_layer_keyed`
+    does, its outcome (``ALLOWED``, else ``SHADOW_REJECTED`` for a ``shadow`` layer or
+    ``REJECTED``, which also sets ``rejected_by``) and remaining written to column ``pos``.
+    No index array of the live rows and no second pass to write the decisions."""
+    width = pp.shape[1]
+    pf = pp.reshape(-1)
+    pool = logs[NODE_POOL]
+    every = applies.shape[0] == 0
+    denied = SHADOW_REJECTED if shadow else REJECTED
+    for i in range(keys.shape[0]):
+        if rejected_by[i] >= 0 or not (every or applies[i]):
+            continue
+        tr = tier[i]
+        if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
+            pool = logs[NODE_POOL]
+        ok, rem, _, _ = table_kernel(
+            kk[tr], pf, tr * width, state, keys[i] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
+        )
+        remaining[i, pos] = rem
+        if ok:
+            outcomes[i, pos] = ALLOWED
+        else:
+            outcomes[i, pos] = denied
+            if not shadow:
+                rejected_by[i] = pos
 
 
 @numba.njit(cache=True, nogil=True)
