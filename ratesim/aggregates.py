@@ -64,9 +64,11 @@ _QUANTILES = (0.5, 0.99, 0.999)
 _FAILURE_MODE = np.array([FAIL_OPEN, LOCAL_ALLOWED, FAIL_CLOSED, LOCAL_REJECTED])
 #: Per outcome code: one decided by a failure mode (the compiled fold's lookup).
 _DEGRADED = np.isin(np.arange(len(OUTCOMES)), _FAILURE_MODE)
-#: The failure columns' outcome codes, in ``FAILURE_COLUMNS`` order.
-_FAILURE_CODES = np.array([code for code, _ in FAILURE_COLUMNS], dtype=np.int64)
+#: Per outcome code: its failure column (``FAILURE_COLUMNS`` order), -1 for none.
+_FAILURE_COL = np.full(len(OUTCOMES), -1, dtype=np.int64)
+_FAILURE_COL[[code for code, _ in FAILURE_COLUMNS]] = np.arange(len(FAILURE_COLUMNS))
 _QS = np.array(_QUANTILES)
+_PW_Q = np.array([0.99])  # the pool wait's per-bin quantile
 
 
 def percentile_from_counts(values: np.ndarray, counts: np.ndarray, q: float) -> float:
@@ -238,7 +240,7 @@ class RunAggregates:
         self._last_bin = max(self._last_bin, top)
         bins = self._bins
         n_admitted = fold_series(
-            b, rejected_by, outcomes, remaining, _FAILURE_CODES, _DEGRADED,
+            b, rejected_by, outcomes, remaining, _FAILURE_COL, _DEGRADED,
             bins.counts, bins.gauges, self.outcome_counts, self.rejected_counts,
         )  # fmt: skip
         lat = decided_us - time_us
@@ -271,7 +273,7 @@ class RunAggregates:
         if not is_ascending(b):  # rows out of bin order: a bin's quantiles ignore row order
             order = np.argsort(b, kind="stable")
             b, pw, lat = b[order], pw[order], lat[order]
-        cut = close_bins(b, pw, lat, top, _QUANTILES[1], _QS, self._bins.quant)
+        cut = close_bins(b, pw, lat, top, _PW_Q, _QS, self._bins.quant)
         self._open = (b[cut:].copy(), np.array(pw[cut:]), np.array(lat[cut:]))
 
     def fold_depth(self, depth_t_us: np.ndarray, depth: np.ndarray) -> None:
@@ -291,7 +293,7 @@ class RunAggregates:
         ob, opw, olat = self._open
         if len(ob):
             self._bins.grow(int(ob.max()) + 1)
-            close_bins(ob, opw, olat, int(ob.max()) + 1, _QUANTILES[1], _QS, self._bins.quant)
+            close_bins(ob, opw, olat, int(ob.max()) + 1, _PW_Q, _QS, self._bins.quant)
         self._open = (np.zeros(0, dtype=np.int64),) * 3
         self.store_breakers = store_breakers
 

@@ -71,7 +71,9 @@ def test_fold_series_matches_numpy(seed: int) -> None:
     b, rej, out, rem = _batch(rng, int(rng.integers(0, 3000)), n_layers, n_bins)
     # a transposed outcome table, as the bounded runner hands it (not C-contiguous)
     out_t = np.ascontiguousarray(out.T).T
-    admitted = fold_series(b, rej, out_t, rem, CODES, degraded, counts, gauges, oc, rc)
+    col_of = np.full(len(OUTCOMES), -1, dtype=np.int64)
+    col_of[CODES] = np.arange(len(CODES))
+    admitted = fold_series(b, rej, out_t, rem, col_of, degraded, counts, gauges, oc, rc)
     want = _naive_series(b, rej, out, rem, n_layers, n_bins)
     assert admitted == int((rej < 0).sum())
     np.testing.assert_array_equal(counts, want[0])
@@ -124,7 +126,11 @@ def test_hist_add_counts_inside_only() -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 6), st.integers(-10, 10**7)), min_size=1, max_size=200),
+    st.lists(
+        st.tuples(st.integers(0, 6), st.one_of(st.integers(-10, 300), st.integers(-10, 10**7))),
+        min_size=1,
+        max_size=200,
+    ),
     st.integers(0, 8),
 )
 def test_close_bins_matches_pandas(rows: list[tuple[int, int]], top: int) -> None:
@@ -136,7 +142,7 @@ def test_close_bins_matches_pandas(rows: list[tuple[int, int]], top: int) -> Non
     pw = v // 3
     qs = np.array([0.5, 0.99, 0.999])
     quant = np.full((4, 9), np.nan)
-    cut = close_bins(b, pw, v, top, 0.99, qs, quant)
+    cut = close_bins(b, pw, v, top, np.array([0.99]), qs, quant)
     assert cut == int((b < top).sum())
     frame = pd.DataFrame({"b": b, "pw": pw, "lat": v})[b < top]
     want = np.full((4, 9), np.nan)
@@ -148,6 +154,22 @@ def test_close_bins_matches_pandas(rows: list[tuple[int, int]], top: int) -> Non
         for k, q in enumerate(qs):
             want[1 + k, lat.index.to_numpy()] = lat[q].to_numpy(dtype=float)
     np.testing.assert_array_equal(quant, want)
+
+
+@pytest.mark.parametrize("high", [3, 2000, 40_000, 10**9])
+def test_close_bins_counted_and_sorted_paths(high: int) -> None:
+    """Large bins, values narrow (counted) to wide (sorted): pandas' floats either way."""
+    rng = np.random.default_rng(high)
+    b = np.sort(rng.integers(0, 5, 20_000))
+    v = rng.integers(0, high, len(b))
+    quant = np.full((4, 5), np.nan)
+    qs = np.array([0.5, 0.99, 0.999])
+    assert close_bins(b, v, v, 5, np.array([0.99]), qs, quant) == len(b)
+    grouped = pd.DataFrame({"b": b, "v": v}).groupby("b")["v"]
+    np.testing.assert_array_equal(quant[0], grouped.quantile(0.99).to_numpy(dtype=float))
+    lat = grouped.quantile(qs).unstack()
+    for k, q in enumerate(qs):
+        np.testing.assert_array_equal(quant[1 + k], lat[q].to_numpy(dtype=float))
 
 
 def test_group_quantile_matches_pandas_on_one_group() -> None:
