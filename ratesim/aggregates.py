@@ -107,10 +107,12 @@ class _Histogram:
         self.dense = np.zeros(0, dtype=np.int64)
         self.values = np.zeros(0, dtype=np.int64)
         self.counts = np.zeros(0, dtype=np.int64)
+        self._table: tuple[np.ndarray, np.ndarray] | None = None  # table() until the next add
 
     def add(self, x: np.ndarray) -> None:
         if not len(x):
             return
+        self._table = None
         x = np.asarray(x)
         hi = int(x.max())
         if len(self.dense) <= hi < DENSE_MAX:
@@ -129,8 +131,12 @@ class _Histogram:
     def table(self) -> tuple[np.ndarray, np.ndarray]:
         """The multiset as sorted distinct values and their counts (dense and sparse merged:
         the dense range may have grown over values once kept sparse)."""
-        nz = np.flatnonzero(self.dense)
-        return _merge_counts(self.values, self.counts, nz.astype(np.int64), self.dense[nz])
+        if self._table is None:
+            nz = np.flatnonzero(self.dense)
+            self._table = _merge_counts(
+                self.values, self.counts, nz.astype(np.int64), self.dense[nz]
+            )
+        return self._table
 
     def percentile(self, q: float) -> float:
         return percentile_from_counts(*self.table(), q)
@@ -269,7 +275,11 @@ class RunAggregates:
         ``top`` (compiled, :func:`ratesim.fast.fold.close_bins`: pandas' quantile formula)."""
         ob, opw, olat = self._open
         if len(ob):
-            b, pw, lat = np.concatenate((ob, b)), np.concatenate((opw, pw)), np.concatenate((olat, lat))
+            b, pw, lat = (
+                np.concatenate((ob, b)),
+                np.concatenate((opw, pw)),
+                np.concatenate((olat, lat)),
+            )
         if not is_ascending(b):  # rows out of bin order: a bin's quantiles ignore row order
             order = np.argsort(b, kind="stable")
             b, pw, lat = b[order], pw[order], lat[order]

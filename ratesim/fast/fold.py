@@ -175,7 +175,7 @@ def close_bins(b: Any, pw: Any, lat: Any, top: int, pw_q: Any, qs: Any, quant: A
 @numba.njit(cache=True, nogil=True)
 def is_ascending(b: Any) -> bool:
     """``b`` is non-decreasing."""
-    for i in range(1, b.shape[0]):
+    for i in range(1, b.shape[0]):  # noqa: SIM110 (a loop numba compiles; no generator)
         if b[i] < b[i - 1]:
             return False
     return True
