@@ -8,18 +8,21 @@ memory does not grow with the run's length:
 
 * counts are per-bin integer arrays (a bin is ``scenario.interval_s`` of arrival time);
 * the per-bin quantiles (``pool_wait_p99_us``, ``latency_p50/p99/p999_us``) are computed from a
-  bin's raw values once the bin is closed (a batch reached a later bin), with the same pandas
-  call the Result makes, so only the open bin's values are held;
+  bin's raw values once the bin is closed (a batch reached a later bin), by the formula of the
+  pandas call the Result makes (compiled, :func:`ratesim.fast.fold.close_bins`: the same
+  floats), so only the open bin's values are held;
 * the run-wide quantiles (``latency_p*_us``, ``user_latency_p*_us``, ``held_p99_us``) come from
-  exact value histograms (integer µs: distinct values, with counts), read the way
-  ``numpy.percentile`` reads the sorted values (:func:`percentile_from_counts`); their size is
-  the number of distinct latencies, bounded by the model's timeouts and waits, not by the run;
+  exact value histograms (integer µs: a dense count per value below :data:`DENSE_MAX`, the
+  rest as distinct values with counts), read the way ``numpy.percentile`` reads the sorted
+  values (:func:`percentile_from_counts`); their size is bounded by the model's timeouts and
+  waits, not by the run;
 * the ``remaining:<layer>`` gauge is the last value reported in a bin, so batches must come in
   arrival order (the last row folded wins);
 * the Redis queue depths are folded separately (:meth:`RunAggregates.fold_depth`), as their
   commands are sampled apart from the requests.
 
-What it does not fold: the per-request rows themselves (``Result.requests``) and the oracle gap
+The fold of a batch is compiled (:mod:`ratesim.fast.fold`: counts, gauges and histograms in
+one pass each, no ``np.unique`` / ``np.isin`` / pandas per batch). What it does not fold: the per-request rows themselves (``Result.requests``) and the oracle gap
 (``vs_oracle``), which needs the oracle's run over the same arrivals.
 """
 
