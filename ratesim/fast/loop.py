@@ -51,6 +51,7 @@ from .layout import (
     C_DONE,
     C_GLOGS,
     C_HEAP,
+    C_OVERFLOW,
     C_PENDING,
     C_POOL_SIZE,
     C_POOL_WAIT,
@@ -486,6 +487,8 @@ def run(limit: int, world: World) -> int:
     rnxt = 0  # clients: the retries that arrive right after the batch in hand (rnxt .. rend - 1)
     rend = 0
     while True:
+        if C[C_OVERFLOW]:  # a push found the heap full (never: room is reserved per event)
+            raise RuntimeError("ratesim.fast: event heap overflow")
         if NPOOL[POOL_USED] == STALE:
             NPOOL = LOGS[NODE_POOL]
         if RPOOL[POOL_USED] == STALE:
