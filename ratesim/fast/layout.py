@@ -163,8 +163,10 @@ NV_COLS = 7
     C_LB,
     C_USERS,
     C_GLOGS,
-) = range(23)
-C_COLS = 23
+    C_OVERFLOW,
+) = range(24)
+C_COLS = 24
+# (C_OVERFLOW: 1 when a push found the event heap full, a bug ``run`` raises on)
 # (C_GLOGS: 1 when a global layer has a sliding log: the loop prefetches its rings)
 # (clients that retry: C_CLIENTS set; C_ROWS rows of R in use; C_PENDING retries to come,
 # C_UNFILLED of them without their draws yet; C_LB the load balancer's code; C_USERS the

@@ -62,6 +62,8 @@ POOL_HEAD = POOL_FREE + FREE_CLASSES
 LOG_CODE = kernel_code(sliding_log_kernel)
 
 _ring = numba.njit(cache=True)(sliding_ring_kernel)
+#: The ring kernel compiled (``ratesim.fast.loop.run`` calls it when a ring has room).
+ring_kernel = _ring
 
 
 def is_log(alg: Any) -> bool:
@@ -209,6 +211,11 @@ def _log_with_room(
     pool binding is stale): the pool read from ``LOGS``, room made, then the kernel."""
     b0 = ensure_log_room(LOGS, w, S, s0, P[p0], cost)
     return _ring(P, LOGS[w], now, cost, p0, b0)
+
+
+#: :func:`table_kernel`'s sliding-log path when room must be made (for callers that write
+#: ``table_kernel`` out, ``ratesim.fast.loop.run``).
+log_with_room = _log_with_room
 
 
 @numba.njit(cache=True, inline="always")

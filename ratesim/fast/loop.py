@@ -26,6 +26,7 @@ from ..outcomes import (
 )
 from .heaps import pop, push, rheap_pop, rheap_push, room
 from .kernels import (
+    GCRA_CODE,
     br_on_complete,
     br_release_probe,
     br_try_pass,
@@ -34,9 +35,11 @@ from .kernels import (
     conc_cancel,
     conc_complete,
     epoch_at,
+    gcra_inline,
     hold,
     outage,
     partitioned,
+    rate_kernel,
     sb_gate,
     sb_observe,
     slowed,
@@ -51,6 +54,7 @@ from .layout import (
     C_DONE,
     C_GLOGS,
     C_HEAP,
+    C_OVERFLOW,
     C_PENDING,
     C_POOL_SIZE,
     C_POOL_WAIT,
@@ -152,7 +156,9 @@ from .logpool import (
     POOL_USED,
     REDIS_POOL,
     STALE,
+    log_with_room,
     restore_pool,
+    ring_kernel,
     snapshot_pool,
     table_kernel,
 )
@@ -164,17 +170,11 @@ PF_AHEAD = 16
 
 
 @numba.njit(cache=True, inline="always")
-def _local(NV: Any, CK: Any, JUMPS: Any, SLEWS: Any, nd: int, t: int) -> int:
-    """Clock ``nd``'s reading at true time ``t`` (µs): ``t`` itself for a perfect clock."""
-    if NV[nd, N_PERFECT]:
-        return t
-    return clock_read(CK, JUMPS, SLEWS, nd, t)
-
-
-@numba.njit(cache=True, inline="always")
-def _p0(PP: Any, row: int, tr: int) -> int:
-    """Where row ``row``'s parameters for tier ``tr`` start in ``PP`` flattened (``PF``)."""
-    return (row * PP.shape[1] + tr) * PP.shape[2]
+def _p0(shape: tuple[int, int, int], row: int, tr: int) -> int:
+    """Where row ``row``'s parameters for tier ``tr`` start in ``PP`` flattened (``PF``),
+    ``shape``: ``PP.shape`` (a function inlined by numba taking an array costs a reference
+    count taken and dropped on it at each call: the hot paths pass none)."""
+    return (row * shape[1] + tr) * shape[2]
 
 
 @numba.njit(cache=True, inline="always")
@@ -265,7 +265,16 @@ def _node_kernel(
     ``(allowed, remaining, retry_after_us)``."""
     tr = R[i, R_TIER]
     ok, rem, rt, _ = table_kernel(
-        KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, now, R[i, R_COST]
+        KK[row, tr],
+        PF,
+        _p0(PP.shape, row, tr),
+        STATE,
+        s0,
+        NPOOL,
+        LOGS,
+        NODE_POOL,
+        now,
+        R[i, R_COST],
     )
     return ok, rem, rt
 
@@ -305,7 +314,11 @@ def _release_held(
     ``proceed`` on the continuation stack, first hand-off on top."""
     R[i, R_HOLDS] = 0
     nd = R[i, R_NODE]
-    local_now = R[i, R_CLK] if y == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, y)
+    local_now = (
+        R[i, R_CLK]
+        if y == R[i, R_T]
+        else (y if NV[nd, N_PERFECT] else clock_read(CK, JUMPS, SLEWS, nd, y))
+    )
     tr = R[i, R_TIER]
     first = C[C_STACK]
     for pos in range(LY.shape[0]):
@@ -392,7 +405,7 @@ def prefix(
             if NPOOL[POOL_USED] == STALE:  # the pool grew: bind the new one
                 NPOOL = LOGS[NODE_POOL]
             ok, rem, rt, _ = table_kernel(
-                KK[row, tr], PF, _p0(PP, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, R[i, R_CLK],
+                KK[row, tr], PF, _p0(PP.shape, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, R[i, R_CLK],
                 R[i, R_COST],
             )  # fmt: skip
             REM[pos, i] = rem
@@ -486,6 +499,8 @@ def run(limit: int, world: World) -> int:
     rnxt = 0  # clients: the retries that arrive right after the batch in hand (rnxt .. rend - 1)
     rend = 0
     while True:
+        if C[C_OVERFLOW]:  # a push found the heap full (never: room is reserved per event)
+            raise RuntimeError("ratesim.fast: event heap overflow")
         if NPOOL[POOL_USED] == STALE:
             NPOOL = LOGS[NODE_POOL]
         if RPOOL[POOL_USED] == STALE:
@@ -578,7 +593,11 @@ def run(limit: int, world: World) -> int:
                 CMD[1, c] = fin
                 CMD[2, c] = sh
                 reply = fin + LAT[g, 1, i]
-                server_now = _local(NV, CK, JUMPS, SLEWS, n_nodes, start)
+                server_now = (
+                    start
+                    if NV[n_nodes, N_PERFECT]
+                    else clock_read(CK, JUMPS, SLEWS, n_nodes, start)
+                )
                 guard = LY[pos, L_GUARD]
                 if guard and abs(cnow - server_now) > guard:
                     if not late:
@@ -588,10 +607,29 @@ def run(limit: int, world: World) -> int:
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                     tr = R[i, R_TIER]
                     now_k = server_now if LY[pos, L_REDIS_TIME] else cnow
-                    ok, rem, rt, _ = table_kernel(
-                        KK[pos, tr], PF, _p0(PP, pos, tr), GSTATE, s0, RPOOL, LOGS, REDIS_POOL,
-                        now_k, R[i, R_COST],
-                    )  # fmt: skip
+                    # table_kernel written out (inlined by numba it cost reference counts on
+                    # its tables at every call: 28 against 1.4 ns a GCRA call, bare loop), the
+                    # GCRA inline, a sliding log's ring as table_kernel finds it
+                    code = KK[pos, tr]
+                    p0 = _p0(PP.shape, pos, tr)
+                    cost = R[i, R_COST]
+                    if code == GCRA_CODE:
+                        ok, rem, rt, _ = gcra_inline(PF, GSTATE, now_k, cost, p0, s0)
+                    elif code == LOG_CODE:
+                        # logpool._ring_with_room: the ring, if it has room for the admission
+                        b0 = GSTATE[s0] if RPOOL[POOL_USED] != STALE else 0
+                        if b0:
+                            need = RPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
+                            if RPOOL[b0 + RING_CAP] < min(need, PF[p0]):
+                                b0 = 0
+                        if b0:
+                            ok, rem, rt, _ = ring_kernel(PF, RPOOL, now_k, cost, p0, b0)
+                        else:
+                            ok, rem, rt, _ = log_with_room(
+                                PF, p0, GSTATE, s0, LOGS, REDIS_POOL, now_k, cost
+                            )
+                    else:
+                        ok, rem, rt, _ = rate_kernel(code, PF, p0, GSTATE, s0, now_k, cost)
                     if late:
                         pass
                     elif reply > dl:
@@ -681,7 +719,9 @@ def run(limit: int, world: World) -> int:
                     size = LY[pos, L_SIZE]
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * size
                     local_now = (
-                        R[i, R_CLK] if cur == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, cur)
+                        R[i, R_CLK]
+                        if cur == R[i, R_T]
+                        else (cur if NV[nd, N_PERFECT] else clock_read(CK, JUMPS, SLEWS, nd, cur))
                     )
                     conc_cancel(PP[pos, R[i, R_TIER]], STATE[s0 : s0 + size], local_now)
                     OUT[pos, i] = REJECTED
@@ -740,7 +780,9 @@ def run(limit: int, world: World) -> int:
                     st = STATE[s0 : s0 + size]
                     p = PP[pos, R[i, R_TIER]]
                     local_now = (
-                        R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
+                        R[i, R_CLK]
+                        if x == R[i, R_T]
+                        else (x if NV[nd, N_PERFECT] else clock_read(CK, JUMPS, SLEWS, nd, x))
                     )
                     if LY[pos, L_GUARD_KIND] == G_CONCURRENCY:
                         code = conc_acquire(p, st, local_now)
@@ -782,7 +824,9 @@ def run(limit: int, world: World) -> int:
                     # a node rate layer after a global one, at the node's clock now
                     nd = R[i, R_NODE]
                     local_now = (
-                        R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
+                        R[i, R_CLK]
+                        if x == R[i, R_T]
+                        else (x if NV[nd, N_PERFECT] else clock_read(CK, JUMPS, SLEWS, nd, x))
                     )
                     s0 = LY[pos, L_OFF] + KEYS[pos, i] * LY[pos, L_SIZE]
                     row = _rate_row(LY, TOPO_AT, pos, x)
@@ -879,7 +923,9 @@ def run(limit: int, world: World) -> int:
                 client_now = x
                 if LY[pos, L_CLIENT_TIME]:
                     client_now = (
-                        R[i, R_CLK] if x == R[i, R_T] else _local(NV, CK, JUMPS, SLEWS, nd, x)
+                        R[i, R_CLK]
+                        if x == R[i, R_T]
+                        else (x if NV[nd, N_PERFECT] else clock_read(CK, JUMPS, SLEWS, nd, x))
                     )
                 if NV[nd, N_RELOAD]:
                     # NOSCRIPT: the error comes back, the script is loaded, the call goes out again
@@ -908,7 +954,8 @@ def run(limit: int, world: World) -> int:
                         op = OP_DONE
                         continue
                     # the node-local fallback limiter decides (the engine's ``fail_local``)
-                    local_now = _local(NV, CK, JUMPS, SLEWS, R[i, R_NODE], x)
+                    nd = R[i, R_NODE]
+                    local_now = x if NV[nd, N_PERFECT] else clock_read(CK, JUMPS, SLEWS, nd, x)
                     s0 = LY[pos, L_LOFF] + LKEYS[pos, i] * LY[pos, L_LSIZE]
                     row = n_layers + pos
                     ok, rem, rt = _node_kernel(
