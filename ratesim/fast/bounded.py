@@ -22,7 +22,7 @@ chunks. Runs with clients that retry keep whole tables (their rows arrive out of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ from .layout import (
     World,
 )
 from .loop import prefix, run
+from .pipeline import Pipeline
 from .retries import client_tables
 from .run import (
     _check_conservation_counts,
@@ -274,19 +275,25 @@ class _Bounded:
                 raise AssertionError(f"bounded run: unexpected loop status {status}")
             return status
 
-    def fold_depths(self, agg: RunAggregates | None) -> None:
-        """The commands the chunk executed, folded into ``agg``'s queue depths, then dropped."""
+    def depth_job(self, agg: RunAggregates | None) -> Callable[[], None] | None:
+        """The commands the chunk executed, dropped; the job that folds them into ``agg``'s
+        queue depths (``None``: nothing to fold). The job holds copies of the commands."""
         w = self.world
         n_cmd = int(w.C[C_CMD])
-        if n_cmd and agg is not None:
-            at = w.CMD[0, :n_cmd].astype(np.int64)
-            fin = w.CMD[1, :n_cmd].astype(np.int64)
-            shard = w.CMD[2, :n_cmd].astype(np.int64) if w.BUSY.shape[0] > 1 else None
-            agg.fold_depth(at, self.depth.depths(at, fin, shard))
         w.C[C_CMD] = 0
+        if not n_cmd or agg is None:
+            return None
+        at = w.CMD[0, :n_cmd].astype(np.int64)
+        fin = w.CMD[1, :n_cmd].astype(np.int64)
+        shard = w.CMD[2, :n_cmd].astype(np.int64) if w.BUSY.shape[0] > 1 else None
+        depth = self.depth
+        return lambda: agg.fold_depth(at, depth.depths(at, fin, shard))
 
-    def release(self, agg: RunAggregates | None, consumers: Sequence[RowConsumer]) -> None:
-        """Hand the finished head of the tables on, then compact them (module docstring)."""
+    def release(
+        self, agg: RunAggregates | None, consumers: Sequence[RowConsumer]
+    ) -> Callable[[], None] | None:
+        """Compact the tables past their finished head (module docstring); returns the job that
+        hands that head on (``None``: no row finished), holding copies of its rows."""
         w = self.world
         if int(w.C[C_STACK]) != 0:
             raise AssertionError("bounded run: the hand-off stack is not empty between chunks")
@@ -294,8 +301,8 @@ class _Bounded:
         n_heap = int(w.C[C_HEAP])
         cut = int(first_pinned(w.R, self.used, w.H, n_heap, w.NV, w.CQ, w.SB))
         if cut == 0:
-            return
-        self._emit(cut, agg, consumers)
+            return None
+        job = self._emit(cut, agg, consumers)
         renumber(cut, self.used, w.R, w.H, n_heap, w.NV, w.CQ, w.PRL, w.SB)
         left = self.used - cut
         for name, axis in self._row_tables():
@@ -311,41 +318,53 @@ class _Bounded:
             self.pending_layers = [cut_layer(cl, cut, cut + left) for cl in self.pending_layers]
         self.used = left
         self.base += cut
+        return job
 
-    def _emit(self, cut: int, agg: RunAggregates | None, consumers: Sequence[RowConsumer]) -> None:
-        """Rows ``0 .. cut - 1`` of the tables (the run's ``base ..``) to ``agg`` and the
-        ``consumers``."""
+    def _emit(
+        self, cut: int, agg: RunAggregates | None, consumers: Sequence[RowConsumer]
+    ) -> Callable[[], None]:
+        """The job that hands rows ``0 .. cut - 1`` of the tables (the run's ``base ..``) to
+        ``agg`` then to the ``consumers``, with copies of those rows (the tables are
+        overwritten once compacted; the job may run later, on another thread)."""
         w = self.world
         s = slice(0, cut)
-        R = w.R
-        if agg is not None:
-            agg.fold(
-                R[s, R_T], R[s, R_REJ], w.OUT[:, s].T.astype(np.int64), w.REM[:, s].T,
-                R[s, R_DECIDED], R[s, R_POOL_WAIT], R[s, R_HELD] if self.holds else None,
-            )  # fmt: skip
-        if not consumers:
-            return
-        assert self.pending is not None and self.pending_layers is not None
-        data = RunData(
-            arrivals=self.pending.take(s),
-            node=R[s, R_NODE].astype(np.int64),
-            # copies (C order): the tables are overwritten once compacted, and a one-layer
-            # view would pass for contiguous
-            outcomes=w.OUT[:, s].T.copy(),
-            remaining=w.REM[:, s].T.copy(),
-            decided_us=R[s, R_DECIDED].astype(np.int64),
-            rejected_by=R[s, R_REJ].astype(np.int16),
-            pool_wait_us=R[s, R_POOL_WAIT].astype(np.int64),
-            depth_t_us=np.zeros(0, dtype=np.int64),
-            depth=np.zeros(0, dtype=np.int64),
-            backend_done_us=(
-                R[s, R_BK_DONE].astype(np.int64) if self.scenario.backend is not None else None
-            ),
-            held_us=R[s, R_HELD].astype(np.int64) if self.holds else None,
-        )
-        layers = [cut_layer(cl, 0, cut) for cl in self.pending_layers]
-        for consumer in consumers:
-            consumer.fold(data, layers, self.base)
+        R = w.R[s].copy()
+        outcomes = w.OUT[:, s].T.copy()  # C order: a one-layer view would pass for contiguous
+        remaining = w.REM[:, s].T.copy()
+        held = R[:, R_HELD] if self.holds else None
+        base = self.base
+        data: RunData | None = None
+        layers: list[CompiledLayer] = []
+        if consumers:
+            assert self.pending is not None and self.pending_layers is not None
+            data = RunData(
+                arrivals=self.pending.take(s),
+                node=R[:, R_NODE].astype(np.int64),
+                outcomes=outcomes,
+                remaining=remaining,
+                decided_us=R[:, R_DECIDED].astype(np.int64),
+                rejected_by=R[:, R_REJ].astype(np.int16),
+                pool_wait_us=R[:, R_POOL_WAIT].astype(np.int64),
+                depth_t_us=np.zeros(0, dtype=np.int64),
+                depth=np.zeros(0, dtype=np.int64),
+                backend_done_us=(
+                    R[:, R_BK_DONE].astype(np.int64) if self.scenario.backend is not None else None
+                ),
+                held_us=None if held is None else held.astype(np.int64),
+            )
+            layers = [cut_layer(cl, 0, cut) for cl in self.pending_layers]
+
+        def job() -> None:
+            if agg is not None:
+                agg.fold(
+                    R[:, R_T], R[:, R_REJ], outcomes.astype(np.int64), remaining,
+                    R[:, R_DECIDED], R[:, R_POOL_WAIT], held,
+                )  # fmt: skip
+            if data is not None:
+                for consumer in consumers:
+                    consumer.fold(data, layers, base)
+
+        return job
 
     def check(self) -> None:
         """Conservation at the end: every arrival decided and handed on, nothing in flight."""
@@ -370,6 +389,10 @@ def _concat(a: Arrivals, b: Arrivals) -> Arrivals:
 #: exchange-surge at scale 1, 1.6M requests in 2,400 chunks of 0.25 s, 38 s of CPU, against
 #: 5.4 s for its 30 s, 0.48M requests in 120 chunks).
 MIN_STEP_ROWS = 131_072
+
+#: Whether :func:`run_bounded` pipelines its stages on background threads by default
+#: (:class:`ratesim.fast.pipeline.Pipeline`); ``False``: all inline, the sequential reference.
+THREADS = True
 
 
 def _steps(chunks: Iterable[Chunk], chunk_us: int, min_rows: int) -> Iterator[tuple[Chunk, int]]:
@@ -423,6 +446,7 @@ def run_bounded(
     heap_size: int = 4096,
     progress: bool = False,
     min_rows: int | None = None,
+    threads: bool | None = None,
 ) -> BoundedRun:
     """Run ``scenario`` (no clients that retry) on the compiled loop from its time ``chunks``
     of ``chunk_us`` µs (chunk ``k`` holds the arrivals in ``[k * chunk_us, (k + 1) *
@@ -430,31 +454,25 @@ def run_bounded(
     depths and end state included; ``finish`` called) and handing it to each of
     ``consumers`` (``finish`` called); the same run as :func:`ratesim.fast.run.run_fast`.
     Consecutive chunks are run as one step until it holds ``min_rows`` rows (default
-    :data:`MIN_STEP_ROWS`; 0: a step per chunk); the tables hold about a step's rows plus those in flight."""
+    :data:`MIN_STEP_ROWS`; 0: a step per chunk); the tables hold about a step's rows plus those
+    in flight. ``threads`` (default :data:`THREADS`): make the next step's inputs and fold the
+    released rows on two background threads while the loop decides (:mod:`.pipeline`; the
+    same results, in the same order, as without)."""
     if scenario.clients is not None and scenario.clients.any_retries:
         raise ValueError("the bounded runner does not take clients that retry (use run_fast)")
-    steps = _steps(chunks, chunk_us, MIN_STEP_ROWS if min_rows is None else min_rows)
-    first = next(steps, None)
-    if first is None:
-        raise ValueError("run_bounded: no chunks (a run has one at least)")
-    reason = unsupported(scenario, first[0][2])
-    if reason is not None:
-        raise ValueError(f"the fast engine does not model {reason}")
-    state = _Bounded(scenario, first[0], heap_size)
-    bar = _bar(progress)
-    k = 0
-    step: tuple[Chunk, int] | None = first
-    while step is not None:
-        state.append(step[0], bool(consumers))
-        state.run_to(step[1])
-        state.fold_depths(fold)
-        state.release(fold, consumers)
-        if bar is not None:
-            bar.update(state.base - bar.n)
-        step = next(steps, None)
-        k += 1
-    if bar is not None:
-        bar.close()
+    use_threads = THREADS if threads is None else threads
+    with Pipeline(use_threads) as pipe:
+        steps = pipe.ahead(
+            _steps(chunks, chunk_us, MIN_STEP_ROWS if min_rows is None else min_rows)
+        )
+        first = next(steps, None)
+        if first is None:
+            raise ValueError("run_bounded: no chunks (a run has one at least)")
+        reason = unsupported(scenario, first[0][2])
+        if reason is not None:
+            raise ValueError(f"the fast engine does not model {reason}")
+        state = _Bounded(scenario, first[0], heap_size)
+        k = _run_steps(state, first, steps, pipe, fold, consumers, _bar(progress))
     state.check()
     breakers = _store_breakers(state.world.SB, state.layers, scenario.topology.slots)
     if fold is not None:
@@ -462,6 +480,35 @@ def run_bounded(
     for consumer in consumers:
         consumer.finish()
     return BoundedRun(state.base, breakers, k, state.peak)
+
+
+def _run_steps(
+    state: _Bounded,
+    first: tuple[Chunk, int],
+    steps: Iterator[tuple[Chunk, int]],
+    pipe: Pipeline,
+    fold: RunAggregates | None,
+    consumers: Sequence[RowConsumer],
+    bar: Any,
+) -> int:
+    """Every step decided in turn (the next made ahead, the rows released folded behind, by
+    ``pipe``), all folds done on return; returns the steps run."""
+    k = 0
+    step: tuple[Chunk, int] | None = first
+    while step is not None:
+        state.append(step[0], bool(consumers))
+        state.run_to(step[1])
+        for job in (state.depth_job(fold), state.release(fold, consumers)):
+            if job is not None:
+                pipe.submit(job)
+        if bar is not None:
+            bar.update(state.base - bar.n)
+        step = next(steps, None)
+        k += 1
+    pipe.drain()
+    if bar is not None:
+        bar.close()
+    return k
 
 
 def _bar(progress: bool) -> Any:
