@@ -129,6 +129,27 @@ class DepthCarry:
         return depth
 
 
+@dataclass
+class _Step:
+    """One step's inputs (``chunk``, its time span's ``end`` µs) and the tables made from them
+    alone, to append to the run's (:meth:`_Bounded.prepare`): rows ``0 .. m - 1`` of ``R``,
+    ``KEYS``, ``LKEYS``, ``APPLIES``, ``OUT``, ``REM``, ``LAT``; each global layer's shards
+    (``gidx``, shard per row); the arrival instants and the row each starts at."""
+
+    chunk: Chunk
+    end: int
+    R: np.ndarray
+    KEYS: np.ndarray
+    LKEYS: np.ndarray
+    APPLIES: np.ndarray
+    OUT: np.ndarray
+    REM: np.ndarray
+    LAT: np.ndarray
+    shards: list[tuple[int, np.ndarray]]
+    instants: np.ndarray
+    starts: np.ndarray
+
+
 class _Bounded:
     """The tables of a bounded run and what it has done so far (``used`` rows in the tables,
     the first of them the run's row ``base``)."""
@@ -166,6 +187,9 @@ class _Bounded:
         self.pending: Arrivals | None = None  # the arrivals of the rows in the tables
         self.pending_layers: list[CompiledLayer] | None = None
         self.depth = DepthCarry()
+        # the tables' dtypes, fixed for the run (read by prepare on the generating thread)
+        self.dtypes = {name: getattr(self.world, name).dtype for name, _ in self._row_tables()}
+        self.dtypes.setdefault("LKEYS", self.world.LKEYS.dtype)
 
     # --- the tables' rows -----------------------------------------------------------------
 
@@ -200,44 +224,71 @@ class _Bounded:
         self.world = w._replace(**fields)
         self.cap = cap
 
-    def append(self, chunk: Chunk, keep_inputs: bool) -> None:
-        """Add a chunk's rows after the rows in the tables, decided by the leading node layers
-        (``loop.prefix``, on the chunk's own rows: a chunk's rows come after every earlier
-        one, as the whole run takes them), with the chunk's arrival batches set up."""
+    def prepare(self, step: tuple[Chunk, int]) -> _Step:
+        """A step's own tables (:class:`_Step`), from its chunk alone: made on the generating
+        thread while the loop decides the step before (it reads nothing the loop writes)."""
+        chunk, end = step
         arrivals, draws, layers = chunk
+        m = len(arrivals)
+        n_layers = len(layers)
+        dt = self.dtypes
+        Rn = _request_table(arrivals, draws, self.clocks)
+        KEYSn = np.zeros((n_layers, m), dtype=dt["KEYS"])
+        LKEYSn = np.zeros((n_layers, m) if self.any_local else (1, 1), dtype=dt["LKEYS"])
+        APPn = np.ones((n_layers, m), dtype=dt["APPLIES"])
+        for pos, cl in enumerate(layers):
+            _request_columns(cl, pos, draws.node, len(self.clocks), KEYSn, LKEYSn, APPn)
+        LATn = np.zeros((self.g, 3, m), dtype=dt["LAT"])
+        if self.g:
+            LATn[:, 0] = draws.lat_out_us.T
+            LATn[:, 1] = draws.lat_back_us.T
+            LATn[:, 2] = draws.service_us.T
+        shards = [
+            (cl.gidx, np.frombuffer(cl.shard, dtype=np.int64))
+            for cl in layers
+            if cl.shard is not None and len(cl.shard)
+        ]
+        # arrivals are in time order: an instant starts where the time changes
+        t = arrivals.time_us
+        starts = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1]))) if m else t[:0]
+        return _Step(
+            chunk, end, Rn, KEYSn, LKEYSn, APPn,
+            np.zeros((n_layers, m), dtype=dt["OUT"]), np.full((n_layers, m), -1, dtype=dt["REM"]),
+            LATn, shards, t[starts].astype(np.int64), starts.astype(np.int64),
+        )  # fmt: skip
+
+    def append(self, step: _Step, keep_inputs: bool) -> None:
+        """Add a step's rows after the rows in the tables, decided by the leading node layers
+        (``loop.prefix``, on the step's own rows: a step's rows come after every earlier
+        one, as the whole run takes them), with the step's arrival batches set up."""
+        arrivals, _, layers = step.chunk
         m = len(arrivals)
         if self.used + m > self.cap:
             self.grow(self.used + m)
         w = self.world
         rows = slice(self.used, self.used + m)
-        n_layers = len(layers)
-        Rn = _request_table(arrivals, draws, self.clocks)
-        KEYSn = np.zeros((n_layers, m), dtype=w.KEYS.dtype)
-        LKEYSn = np.zeros((n_layers, m) if self.any_local else (1, 1), dtype=w.LKEYS.dtype)
-        APPn = np.ones((n_layers, m), dtype=w.APPLIES.dtype)
-        for pos, cl in enumerate(layers):
-            _request_columns(cl, pos, draws.node, len(self.clocks), KEYSn, LKEYSn, APPn)
-        OUTn = np.zeros((n_layers, m), dtype=w.OUT.dtype)
-        REMn = np.full((n_layers, m), -1, dtype=w.REM.dtype)
         prefix(
-            Rn, KEYSn, APPn, OUTn, REMn, w.LY, w.KK, w.PP, w.PF, w.STATE, w.LOGS,
-            int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
+            step.R, step.KEYS, step.APPLIES, step.OUT, step.REM, w.LY, w.KK, w.PP, w.PF,
+            w.STATE, w.LOGS, int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
         )  # fmt: skip
-        w.R[rows] = Rn
-        w.KEYS[:, rows] = KEYSn
+        w.R[rows] = step.R
+        w.KEYS[:, rows] = step.KEYS
         if self.any_local:
-            w.LKEYS[:, rows] = LKEYSn
-        w.APPLIES[:, rows] = APPn
-        w.OUT[:, rows] = OUTn
-        w.REM[:, rows] = REMn
-        self._append_draws(chunk, rows)
+            w.LKEYS[:, rows] = step.LKEYS
+        w.APPLIES[:, rows] = step.APPLIES
+        w.OUT[:, rows] = step.OUT
+        w.REM[:, rows] = step.REM
+        if self.g:
+            w.LAT[: self.g, :, rows] = step.LAT
+        w.SHARD[:, rows] = 0
+        for gidx, shard in step.shards:
+            w.SHARD[gidx, rows] = shard
         if self.guards:
             w.PRL[:, rows, :] = 0
-        instants, starts = np.unique(arrivals.time_us, return_index=True)
-        bounds = np.append(starts, m).astype(np.int64) + self.used
+        bounds = np.append(step.starts, m) + self.used
         if m:
             self.width = max(self.width, int(np.diff(bounds).max()))
-        self.world = w._replace(INST=instants.astype(np.int64), BOUNDS=bounds)
+        self.world = w._replace(INST=step.instants, BOUNDS=bounds)
         self.world.C[C_BATCH] = 0
         if keep_inputs:
             self.pending = arrivals if self.pending is None else _concat(self.pending, arrivals)
@@ -248,19 +299,6 @@ class _Bounded:
             )
         self.used += m
         self.peak = max(self.peak, self.used)
-
-    def _append_draws(self, chunk: Chunk, rows: slice) -> None:
-        """The chunk's latencies, service times and shards into ``LAT`` and ``SHARD``."""
-        _, draws, layers = chunk
-        w = self.world
-        if self.g:
-            w.LAT[: self.g, 0, rows] = draws.lat_out_us.T
-            w.LAT[: self.g, 1, rows] = draws.lat_back_us.T
-            w.LAT[: self.g, 2, rows] = draws.service_us.T
-        w.SHARD[:, rows] = 0
-        for cl in layers:
-            if cl.shard is not None and len(cl.shard):
-                w.SHARD[cl.gidx, rows] = np.frombuffer(cl.shard, dtype=np.int64)
 
     # --- one chunk ------------------------------------------------------------------------
 
@@ -462,17 +500,16 @@ def run_bounded(
         raise ValueError("the bounded runner does not take clients that retry (use run_fast)")
     use_threads = THREADS if threads is None else threads
     with Pipeline(use_threads) as pipe:
-        steps = pipe.ahead(
-            _steps(chunks, chunk_us, MIN_STEP_ROWS if min_rows is None else min_rows)
-        )
-        first = next(steps, None)
+        raw = _steps(chunks, chunk_us, MIN_STEP_ROWS if min_rows is None else min_rows)
+        first = next(raw, None)
         if first is None:
             raise ValueError("run_bounded: no chunks (a run has one at least)")
         reason = unsupported(scenario, first[0][2])
         if reason is not None:
             raise ValueError(f"the fast engine does not model {reason}")
         state = _Bounded(scenario, first[0], heap_size)
-        k = _run_steps(state, first, steps, pipe, fold, consumers, _bar(progress))
+        steps = pipe.ahead(map(state.prepare, raw))
+        k = _run_steps(state, state.prepare(first), steps, pipe, fold, consumers, _bar(progress))
     state.check()
     breakers = _store_breakers(state.world.SB, state.layers, scenario.topology.slots)
     if fold is not None:
@@ -484,8 +521,8 @@ def run_bounded(
 
 def _run_steps(
     state: _Bounded,
-    first: tuple[Chunk, int],
-    steps: Iterator[tuple[Chunk, int]],
+    first: _Step,
+    steps: Iterator[_Step],
     pipe: Pipeline,
     fold: RunAggregates | None,
     consumers: Sequence[RowConsumer],
@@ -494,10 +531,10 @@ def _run_steps(
     """Every step decided in turn (the next made ahead, the rows released folded behind, by
     ``pipe``), all folds done on return; returns the steps run."""
     k = 0
-    step: tuple[Chunk, int] | None = first
+    step: _Step | None = first
     while step is not None:
-        state.append(step[0], bool(consumers))
-        state.run_to(step[1])
+        state.append(step, bool(consumers))
+        state.run_to(step.end)
         for job in (state.depth_job(fold), state.release(fold, consumers)):
             if job is not None:
                 pipe.submit(job)
