@@ -31,7 +31,7 @@ import numpy as np
 from ..compile import can_hold
 from ..model.clock import NodeClock
 from ..results import RunData
-from .chunks import concat_layers, cut_layer
+from .chunks import concat_layers, cut_layer, join_layers
 from .compact import first_pinned, prune_waiters, renumber
 from .layout import (
     C_ARRIVED,
@@ -366,10 +366,13 @@ class _Bounded:
         overwritten once compacted; the job may run later, on another thread)."""
         w = self.world
         s = slice(0, cut)
-        R = w.R[s].copy()
+        # only the columns the folds read, each copied to a contiguous row of ``Rc``
+        names = [R_T, R_REJ, R_DECIDED, R_POOL_WAIT, R_NODE, R_HELD, R_BK_DONE]
+        Rc = w.R[s].T[names]
+        col = {name: Rc[i] for i, name in enumerate(names)}
         outcomes = w.OUT[:, s].T.copy()  # C order: a one-layer view would pass for contiguous
         remaining = w.REM[:, s].T.copy()
-        held = R[:, R_HELD] if self.holds else None
+        held = col[R_HELD] if self.holds else None
         base = self.base
         data: RunData | None = None
         layers: list[CompiledLayer] = []
@@ -377,26 +380,24 @@ class _Bounded:
             assert self.pending is not None and self.pending_layers is not None
             data = RunData(
                 arrivals=self.pending.take(s),
-                node=R[:, R_NODE].astype(np.int64),
+                node=col[R_NODE],
                 outcomes=outcomes,
                 remaining=remaining,
-                decided_us=R[:, R_DECIDED].astype(np.int64),
-                rejected_by=R[:, R_REJ].astype(np.int16),
-                pool_wait_us=R[:, R_POOL_WAIT].astype(np.int64),
+                decided_us=col[R_DECIDED],
+                rejected_by=col[R_REJ].astype(np.int16),
+                pool_wait_us=col[R_POOL_WAIT],
                 depth_t_us=np.zeros(0, dtype=np.int64),
                 depth=np.zeros(0, dtype=np.int64),
-                backend_done_us=(
-                    R[:, R_BK_DONE].astype(np.int64) if self.scenario.backend is not None else None
-                ),
-                held_us=None if held is None else held.astype(np.int64),
+                backend_done_us=col[R_BK_DONE] if self.scenario.backend is not None else None,
+                held_us=held,
             )
             layers = [cut_layer(cl, 0, cut) for cl in self.pending_layers]
 
         def job() -> None:
             if agg is not None:
                 agg.fold(
-                    R[:, R_T], R[:, R_REJ], outcomes.astype(np.int64), remaining,
-                    R[:, R_DECIDED], R[:, R_POOL_WAIT], held,
+                    col[R_T], col[R_REJ], outcomes.astype(np.int64), remaining,
+                    col[R_DECIDED], col[R_POOL_WAIT], held,
                 )  # fmt: skip
             if data is not None:
                 for consumer in consumers:
@@ -468,10 +469,7 @@ def _join(parts: list[Chunk]) -> Chunk:
             for name in ("node", "lat_out_us", "lat_back_us", "service_us", "backend_us")
         },
     )
-    layers = parts[0][2]
-    for _, _, more in parts[1:]:
-        layers = concat_layers(layers, more)
-    return arrivals, draws, layers
+    return arrivals, draws, join_layers([layers for _, _, layers in parts])
 
 
 def run_bounded(
