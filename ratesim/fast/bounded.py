@@ -59,12 +59,12 @@ from .layout import (
 from .loop import prefix, run
 from .pipeline import Pipeline
 from .retries import client_tables
+from .rows import request_rows
 from .run import (
     _check_conservation_counts,
     _heap_and_counters,
     _layer_tables,
     _request_columns,
-    _request_table,
     _store_breakers,
     assemble_world,
     grow_heap,
@@ -232,7 +232,7 @@ class _Bounded:
         m = len(arrivals)
         n_layers = len(layers)
         dt = self.dtypes
-        Rn = _request_table(arrivals, draws, self.clocks)
+        Rn = request_rows(arrivals, draws, self.clocks)
         KEYSn = np.zeros((n_layers, m), dtype=dt["KEYS"])
         LKEYSn = np.zeros((n_layers, m) if self.any_local else (1, 1), dtype=dt["LKEYS"])
         APPn = np.ones((n_layers, m), dtype=dt["APPLIES"])
