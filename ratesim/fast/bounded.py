@@ -15,6 +15,13 @@ Per chunk ``[k * chunk_us, (k + 1) * chunk_us)`` (:mod:`ratesim.chunks`, or :fun
 4. the tables are compacted: the rows still in flight move to the front and every row index
    the loop keeps is renumbered (:mod:`ratesim.fast.compact`).
 
+The stages overlap (:mod:`ratesim.fast.pipeline`, ``threads=`` / :data:`THREADS`): the next
+step's inputs and its own tables (:meth:`_Bounded.prepare`) are made on one background thread
+while the compiled loop (``nogil``) decides the current step, and the rows released by earlier
+steps (copied out of the tables first) are folded on another, in order: the same results as
+the sequential path, whatever the threads' timing. At most a step made ahead and
+:data:`ratesim.fast.pipeline.MAX_PENDING` steps' released rows are held beside the tables.
+
 Node-side limiter slots are numbered ``node * n_keys + key`` (grid mode), stable across
 chunks. Runs with clients that retry keep whole tables (their rows arrive out of order:
 :func:`ratesim.fast.run.run_fast`).
