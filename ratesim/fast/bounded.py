@@ -514,7 +514,9 @@ def run_bounded(
             raise ValueError(f"the fast engine does not model {reason}")
         state = _Bounded(scenario, first[0], heap_size)
         steps = pipe.ahead(map(state.prepare, raw))
-        k = _run_steps(state, state.prepare(first), steps, pipe, fold, consumers, _bar(progress))
+        box = [first]  # handed on, not kept here: a step's arrays are freed once appended
+        del first
+        k = _run_steps(state, box, steps, pipe, fold, consumers, _bar(progress))
     state.check()
     breakers = _store_breakers(state.world.SB, state.layers, scenario.topology.slots)
     if fold is not None:
@@ -526,7 +528,7 @@ def run_bounded(
 
 def _run_steps(
     state: _Bounded,
-    first: _Step,
+    box: list[tuple[Chunk, int]],
     steps: Iterator[_Step],
     pipe: Pipeline,
     fold: RunAggregates | None,
@@ -534,15 +536,17 @@ def _run_steps(
     bar: Any,
 ) -> int:
     """Every step decided in turn (the next made ahead, the rows released folded behind, by
-    ``pipe``), all folds done on return; returns the steps run."""
+    ``pipe``), all folds done on return; returns the steps run. ``box`` holds the first
+    step (taken out: nothing keeps a step once it is appended)."""
     k = 0
-    step: _Step | None = first
+    step: _Step | None = state.prepare(box.pop())
     while step is not None:
         state.append(step, bool(consumers))
-        state.run_to(step.end)
-        for job in (state.depth_job(fold), state.release(fold, consumers)):
-            if job is not None:
-                pipe.submit(job)
+        end = step.end
+        step = None  # its tables are in the run's now: freed before the loop runs
+        state.run_to(end)
+        _submit(pipe, state.depth_job(fold))
+        _submit(pipe, state.release(fold, consumers))  # no name here keeps its rows
         if bar is not None:
             bar.update(state.base - bar.n)
         step = next(steps, None)
@@ -551,6 +555,12 @@ def _run_steps(
     if bar is not None:
         bar.close()
     return k
+
+
+def _submit(pipe: Pipeline, job: Callable[[], None] | None) -> None:
+    """``job`` to ``pipe`` (``None``: nothing to do)."""
+    if job is not None:
+        pipe.submit(job)
 
 
 def _bar(progress: bool) -> Any:

@@ -65,12 +65,15 @@ class Pipeline:
             yield from it
             return
         fut = self._gen.submit(next, it, _END)
+        held: list[T] = []  # this frame keeps no reference to an item it has handed out
         while True:
             item = fut.result()
             if item is _END:
                 return
             fut = self._gen.submit(next, it, _END)
-            yield item  # type: ignore[misc]
+            held.append(item)  # type: ignore[arg-type]
+            del item
+            yield held.pop()
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` after every job submitted before it (on the folding thread; inline
