@@ -15,6 +15,13 @@ Per chunk ``[k * chunk_us, (k + 1) * chunk_us)`` (:mod:`ratesim.chunks`, or :fun
 4. the tables are compacted: the rows still in flight move to the front and every row index
    the loop keeps is renumbered (:mod:`ratesim.fast.compact`).
 
+The stages overlap (:mod:`ratesim.fast.pipeline`, ``threads=`` / :data:`THREADS`): the next
+step's inputs and its own tables (:meth:`_Bounded.prepare`) are made on one background thread
+while the compiled loop (``nogil``) decides the current step, and the rows released by earlier
+steps (copied out of the tables first) are folded on another, in order: the same results as
+the sequential path, whatever the threads' timing. At most a step made ahead and
+:data:`ratesim.fast.pipeline.MAX_PENDING` steps' released rows are held beside the tables.
+
 Node-side limiter slots are numbered ``node * n_keys + key`` (grid mode), stable across
 chunks. Runs with clients that retry keep whole tables (their rows arrive out of order:
 :func:`ratesim.fast.run.run_fast`).
@@ -22,7 +29,7 @@ chunks. Runs with clients that retry keep whole tables (their rows arrive out of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +38,7 @@ import numpy as np
 from ..compile import can_hold
 from ..model.clock import NodeClock
 from ..results import RunData
-from .chunks import concat_layers, cut_layer
+from .chunks import concat_layers, cut_layer, join_layers
 from .compact import first_pinned, prune_waiters, renumber
 from .layout import (
     C_ARRIVED,
@@ -57,13 +64,14 @@ from .layout import (
     World,
 )
 from .loop import prefix, run
+from .pipeline import Pipeline
 from .retries import client_tables
+from .rows import request_rows
 from .run import (
     _check_conservation_counts,
     _heap_and_counters,
     _layer_tables,
     _request_columns,
-    _request_table,
     _store_breakers,
     assemble_world,
     grow_heap,
@@ -128,6 +136,27 @@ class DepthCarry:
         return depth
 
 
+@dataclass
+class _Step:
+    """One step's inputs (``chunk``, its time span's ``end`` µs) and the tables made from them
+    alone, to append to the run's (:meth:`_Bounded.prepare`): rows ``0 .. m - 1`` of ``R``,
+    ``KEYS``, ``LKEYS``, ``APPLIES``, ``OUT``, ``REM``, ``LAT``; each global layer's shards
+    (``gidx``, shard per row); the arrival instants and the row each starts at."""
+
+    chunk: Chunk
+    end: int
+    R: np.ndarray
+    KEYS: np.ndarray
+    LKEYS: np.ndarray
+    APPLIES: np.ndarray
+    OUT: np.ndarray
+    REM: np.ndarray
+    LAT: np.ndarray
+    shards: list[tuple[int, np.ndarray]]
+    instants: np.ndarray
+    starts: np.ndarray
+
+
 class _Bounded:
     """The tables of a bounded run and what it has done so far (``used`` rows in the tables,
     the first of them the run's row ``base``)."""
@@ -165,6 +194,9 @@ class _Bounded:
         self.pending: Arrivals | None = None  # the arrivals of the rows in the tables
         self.pending_layers: list[CompiledLayer] | None = None
         self.depth = DepthCarry()
+        # the tables' dtypes, fixed for the run (read by prepare on the generating thread)
+        self.dtypes = {name: getattr(self.world, name).dtype for name, _ in self._row_tables()}
+        self.dtypes.setdefault("LKEYS", self.world.LKEYS.dtype)
 
     # --- the tables' rows -----------------------------------------------------------------
 
@@ -199,44 +231,71 @@ class _Bounded:
         self.world = w._replace(**fields)
         self.cap = cap
 
-    def append(self, chunk: Chunk, keep_inputs: bool) -> None:
-        """Add a chunk's rows after the rows in the tables, decided by the leading node layers
-        (``loop.prefix``, on the chunk's own rows: a chunk's rows come after every earlier
-        one, as the whole run takes them), with the chunk's arrival batches set up."""
+    def prepare(self, step: tuple[Chunk, int]) -> _Step:
+        """A step's own tables (:class:`_Step`), from its chunk alone: made on the generating
+        thread while the loop decides the step before (it reads nothing the loop writes)."""
+        chunk, end = step
         arrivals, draws, layers = chunk
+        m = len(arrivals)
+        n_layers = len(layers)
+        dt = self.dtypes
+        Rn = request_rows(arrivals, draws, self.clocks)
+        KEYSn = np.zeros((n_layers, m), dtype=dt["KEYS"])
+        LKEYSn = np.zeros((n_layers, m) if self.any_local else (1, 1), dtype=dt["LKEYS"])
+        APPn = np.ones((n_layers, m), dtype=dt["APPLIES"])
+        for pos, cl in enumerate(layers):
+            _request_columns(cl, pos, draws.node, len(self.clocks), KEYSn, LKEYSn, APPn)
+        LATn = np.zeros((self.g, 3, m), dtype=dt["LAT"])
+        if self.g:
+            LATn[:, 0] = draws.lat_out_us.T
+            LATn[:, 1] = draws.lat_back_us.T
+            LATn[:, 2] = draws.service_us.T
+        shards = [
+            (cl.gidx, np.frombuffer(cl.shard, dtype=np.int64))
+            for cl in layers
+            if cl.shard is not None and len(cl.shard)
+        ]
+        # arrivals are in time order: an instant starts where the time changes
+        t = arrivals.time_us
+        starts = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1]))) if m else t[:0]
+        return _Step(
+            chunk, end, Rn, KEYSn, LKEYSn, APPn,
+            np.zeros((n_layers, m), dtype=dt["OUT"]), np.full((n_layers, m), -1, dtype=dt["REM"]),
+            LATn, shards, t[starts].astype(np.int64), starts.astype(np.int64),
+        )  # fmt: skip
+
+    def append(self, step: _Step, keep_inputs: bool) -> None:
+        """Add a step's rows after the rows in the tables, decided by the leading node layers
+        (``loop.prefix``, on the step's own rows: a step's rows come after every earlier
+        one, as the whole run takes them), with the step's arrival batches set up."""
+        arrivals, _, layers = step.chunk
         m = len(arrivals)
         if self.used + m > self.cap:
             self.grow(self.used + m)
         w = self.world
         rows = slice(self.used, self.used + m)
-        n_layers = len(layers)
-        Rn = _request_table(arrivals, draws, self.clocks)
-        KEYSn = np.zeros((n_layers, m), dtype=w.KEYS.dtype)
-        LKEYSn = np.zeros((n_layers, m) if self.any_local else (1, 1), dtype=w.LKEYS.dtype)
-        APPn = np.ones((n_layers, m), dtype=w.APPLIES.dtype)
-        for pos, cl in enumerate(layers):
-            _request_columns(cl, pos, draws.node, len(self.clocks), KEYSn, LKEYSn, APPn)
-        OUTn = np.zeros((n_layers, m), dtype=w.OUT.dtype)
-        REMn = np.full((n_layers, m), -1, dtype=w.REM.dtype)
         prefix(
-            Rn, KEYSn, APPn, OUTn, REMn, w.LY, w.KK, w.PP, w.PF, w.STATE, w.LOGS,
-            int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
+            step.R, step.KEYS, step.APPLIES, step.OUT, step.REM, w.LY, w.KK, w.PP, w.PF,
+            w.STATE, w.LOGS, int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
         )  # fmt: skip
-        w.R[rows] = Rn
-        w.KEYS[:, rows] = KEYSn
+        w.R[rows] = step.R
+        w.KEYS[:, rows] = step.KEYS
         if self.any_local:
-            w.LKEYS[:, rows] = LKEYSn
-        w.APPLIES[:, rows] = APPn
-        w.OUT[:, rows] = OUTn
-        w.REM[:, rows] = REMn
-        self._append_draws(chunk, rows)
+            w.LKEYS[:, rows] = step.LKEYS
+        w.APPLIES[:, rows] = step.APPLIES
+        w.OUT[:, rows] = step.OUT
+        w.REM[:, rows] = step.REM
+        if self.g:
+            w.LAT[: self.g, :, rows] = step.LAT
+        w.SHARD[:, rows] = 0
+        for gidx, shard in step.shards:
+            w.SHARD[gidx, rows] = shard
         if self.guards:
             w.PRL[:, rows, :] = 0
-        instants, starts = np.unique(arrivals.time_us, return_index=True)
-        bounds = np.append(starts, m).astype(np.int64) + self.used
+        bounds = np.append(step.starts, m) + self.used
         if m:
             self.width = max(self.width, int(np.diff(bounds).max()))
-        self.world = w._replace(INST=instants.astype(np.int64), BOUNDS=bounds)
+        self.world = w._replace(INST=step.instants, BOUNDS=bounds)
         self.world.C[C_BATCH] = 0
         if keep_inputs:
             self.pending = arrivals if self.pending is None else _concat(self.pending, arrivals)
@@ -247,19 +306,6 @@ class _Bounded:
             )
         self.used += m
         self.peak = max(self.peak, self.used)
-
-    def _append_draws(self, chunk: Chunk, rows: slice) -> None:
-        """The chunk's latencies, service times and shards into ``LAT`` and ``SHARD``."""
-        _, draws, layers = chunk
-        w = self.world
-        if self.g:
-            w.LAT[: self.g, 0, rows] = draws.lat_out_us.T
-            w.LAT[: self.g, 1, rows] = draws.lat_back_us.T
-            w.LAT[: self.g, 2, rows] = draws.service_us.T
-        w.SHARD[:, rows] = 0
-        for cl in layers:
-            if cl.shard is not None and len(cl.shard):
-                w.SHARD[cl.gidx, rows] = np.frombuffer(cl.shard, dtype=np.int64)
 
     # --- one chunk ------------------------------------------------------------------------
 
@@ -274,19 +320,25 @@ class _Bounded:
                 raise AssertionError(f"bounded run: unexpected loop status {status}")
             return status
 
-    def fold_depths(self, agg: RunAggregates | None) -> None:
-        """The commands the chunk executed, folded into ``agg``'s queue depths, then dropped."""
+    def depth_job(self, agg: RunAggregates | None) -> Callable[[], None] | None:
+        """The commands the chunk executed, dropped; the job that folds them into ``agg``'s
+        queue depths (``None``: nothing to fold). The job holds copies of the commands."""
         w = self.world
         n_cmd = int(w.C[C_CMD])
-        if n_cmd and agg is not None:
-            at = w.CMD[0, :n_cmd].astype(np.int64)
-            fin = w.CMD[1, :n_cmd].astype(np.int64)
-            shard = w.CMD[2, :n_cmd].astype(np.int64) if w.BUSY.shape[0] > 1 else None
-            agg.fold_depth(at, self.depth.depths(at, fin, shard))
         w.C[C_CMD] = 0
+        if not n_cmd or agg is None:
+            return None
+        at = w.CMD[0, :n_cmd].astype(np.int64)
+        fin = w.CMD[1, :n_cmd].astype(np.int64)
+        shard = w.CMD[2, :n_cmd].astype(np.int64) if w.BUSY.shape[0] > 1 else None
+        depth = self.depth
+        return lambda: agg.fold_depth(at, depth.depths(at, fin, shard))
 
-    def release(self, agg: RunAggregates | None, consumers: Sequence[RowConsumer]) -> None:
-        """Hand the finished head of the tables on, then compact them (module docstring)."""
+    def release(
+        self, agg: RunAggregates | None, consumers: Sequence[RowConsumer]
+    ) -> Callable[[], None] | None:
+        """Compact the tables past their finished head (module docstring); returns the job that
+        hands that head on (``None``: no row finished), holding copies of its rows."""
         w = self.world
         if int(w.C[C_STACK]) != 0:
             raise AssertionError("bounded run: the hand-off stack is not empty between chunks")
@@ -294,8 +346,8 @@ class _Bounded:
         n_heap = int(w.C[C_HEAP])
         cut = int(first_pinned(w.R, self.used, w.H, n_heap, w.NV, w.CQ, w.SB))
         if cut == 0:
-            return
-        self._emit(cut, agg, consumers)
+            return None
+        job = self._emit(cut, agg, consumers)
         renumber(cut, self.used, w.R, w.H, n_heap, w.NV, w.CQ, w.PRL, w.SB)
         left = self.used - cut
         for name, axis in self._row_tables():
@@ -311,41 +363,54 @@ class _Bounded:
             self.pending_layers = [cut_layer(cl, cut, cut + left) for cl in self.pending_layers]
         self.used = left
         self.base += cut
+        return job
 
-    def _emit(self, cut: int, agg: RunAggregates | None, consumers: Sequence[RowConsumer]) -> None:
-        """Rows ``0 .. cut - 1`` of the tables (the run's ``base ..``) to ``agg`` and the
-        ``consumers``."""
+    def _emit(
+        self, cut: int, agg: RunAggregates | None, consumers: Sequence[RowConsumer]
+    ) -> Callable[[], None]:
+        """The job that hands rows ``0 .. cut - 1`` of the tables (the run's ``base ..``) to
+        ``agg`` then to the ``consumers``, with copies of those rows (the tables are
+        overwritten once compacted; the job may run later, on another thread)."""
         w = self.world
         s = slice(0, cut)
-        R = w.R
-        if agg is not None:
-            agg.fold(
-                R[s, R_T], R[s, R_REJ], w.OUT[:, s].T.astype(np.int64), w.REM[:, s].T,
-                R[s, R_DECIDED], R[s, R_POOL_WAIT], R[s, R_HELD] if self.holds else None,
-            )  # fmt: skip
-        if not consumers:
-            return
-        assert self.pending is not None and self.pending_layers is not None
-        data = RunData(
-            arrivals=self.pending.take(s),
-            node=R[s, R_NODE].astype(np.int64),
-            # copies (C order): the tables are overwritten once compacted, and a one-layer
-            # view would pass for contiguous
-            outcomes=w.OUT[:, s].T.copy(),
-            remaining=w.REM[:, s].T.copy(),
-            decided_us=R[s, R_DECIDED].astype(np.int64),
-            rejected_by=R[s, R_REJ].astype(np.int16),
-            pool_wait_us=R[s, R_POOL_WAIT].astype(np.int64),
-            depth_t_us=np.zeros(0, dtype=np.int64),
-            depth=np.zeros(0, dtype=np.int64),
-            backend_done_us=(
-                R[s, R_BK_DONE].astype(np.int64) if self.scenario.backend is not None else None
-            ),
-            held_us=R[s, R_HELD].astype(np.int64) if self.holds else None,
-        )
-        layers = [cut_layer(cl, 0, cut) for cl in self.pending_layers]
-        for consumer in consumers:
-            consumer.fold(data, layers, self.base)
+        # only the columns the folds read, each copied to a contiguous row of ``Rc``
+        names = [R_T, R_REJ, R_DECIDED, R_POOL_WAIT, R_NODE, R_HELD, R_BK_DONE]
+        Rc = w.R[s].T[names]
+        col = {name: Rc[i] for i, name in enumerate(names)}
+        outcomes = w.OUT[:, s].T.copy()  # C order: a one-layer view would pass for contiguous
+        remaining = w.REM[:, s].T.copy()
+        held = col[R_HELD] if self.holds else None
+        base = self.base
+        data: RunData | None = None
+        layers: list[CompiledLayer] = []
+        if consumers:
+            assert self.pending is not None and self.pending_layers is not None
+            data = RunData(
+                arrivals=self.pending.take(s),
+                node=col[R_NODE],
+                outcomes=outcomes,
+                remaining=remaining,
+                decided_us=col[R_DECIDED],
+                rejected_by=col[R_REJ].astype(np.int16),
+                pool_wait_us=col[R_POOL_WAIT],
+                depth_t_us=np.zeros(0, dtype=np.int64),
+                depth=np.zeros(0, dtype=np.int64),
+                backend_done_us=col[R_BK_DONE] if self.scenario.backend is not None else None,
+                held_us=held,
+            )
+            layers = [cut_layer(cl, 0, cut) for cl in self.pending_layers]
+
+        def job() -> None:
+            if agg is not None:
+                agg.fold(
+                    col[R_T], col[R_REJ], outcomes.astype(np.int64), remaining,
+                    col[R_DECIDED], col[R_POOL_WAIT], held,
+                )  # fmt: skip
+            if data is not None:
+                for consumer in consumers:
+                    consumer.fold(data, layers, base)
+
+        return job
 
     def check(self) -> None:
         """Conservation at the end: every arrival decided and handed on, nothing in flight."""
@@ -370,6 +435,10 @@ def _concat(a: Arrivals, b: Arrivals) -> Arrivals:
 #: exchange-surge at scale 1, 1.6M requests in 2,400 chunks of 0.25 s, 38 s of CPU, against
 #: 5.4 s for its 30 s, 0.48M requests in 120 chunks).
 MIN_STEP_ROWS = 131_072
+
+#: Whether :func:`run_bounded` pipelines its stages on background threads by default
+#: (:class:`ratesim.fast.pipeline.Pipeline`); ``False``: all inline, the sequential reference.
+THREADS = True
 
 
 def _steps(chunks: Iterable[Chunk], chunk_us: int, min_rows: int) -> Iterator[tuple[Chunk, int]]:
@@ -407,10 +476,7 @@ def _join(parts: list[Chunk]) -> Chunk:
             for name in ("node", "lat_out_us", "lat_back_us", "service_us", "backend_us")
         },
     )
-    layers = parts[0][2]
-    for _, _, more in parts[1:]:
-        layers = concat_layers(layers, more)
-    return arrivals, draws, layers
+    return arrivals, draws, join_layers([layers for _, _, layers in parts])
 
 
 def run_bounded(
@@ -423,6 +489,7 @@ def run_bounded(
     heap_size: int = 4096,
     progress: bool = False,
     min_rows: int | None = None,
+    threads: bool | None = None,
 ) -> BoundedRun:
     """Run ``scenario`` (no clients that retry) on the compiled loop from its time ``chunks``
     of ``chunk_us`` µs (chunk ``k`` holds the arrivals in ``[k * chunk_us, (k + 1) *
@@ -430,31 +497,26 @@ def run_bounded(
     depths and end state included; ``finish`` called) and handing it to each of
     ``consumers`` (``finish`` called); the same run as :func:`ratesim.fast.run.run_fast`.
     Consecutive chunks are run as one step until it holds ``min_rows`` rows (default
-    :data:`MIN_STEP_ROWS`; 0: a step per chunk); the tables hold about a step's rows plus those in flight."""
+    :data:`MIN_STEP_ROWS`; 0: a step per chunk); the tables hold about a step's rows plus those
+    in flight. ``threads`` (default :data:`THREADS`): make the next step's inputs and fold the
+    released rows on two background threads while the loop decides (:mod:`.pipeline`; the
+    same results, in the same order, as without)."""
     if scenario.clients is not None and scenario.clients.any_retries:
         raise ValueError("the bounded runner does not take clients that retry (use run_fast)")
-    steps = _steps(chunks, chunk_us, MIN_STEP_ROWS if min_rows is None else min_rows)
-    first = next(steps, None)
-    if first is None:
-        raise ValueError("run_bounded: no chunks (a run has one at least)")
-    reason = unsupported(scenario, first[0][2])
-    if reason is not None:
-        raise ValueError(f"the fast engine does not model {reason}")
-    state = _Bounded(scenario, first[0], heap_size)
-    bar = _bar(progress)
-    k = 0
-    step: tuple[Chunk, int] | None = first
-    while step is not None:
-        state.append(step[0], bool(consumers))
-        state.run_to(step[1])
-        state.fold_depths(fold)
-        state.release(fold, consumers)
-        if bar is not None:
-            bar.update(state.base - bar.n)
-        step = next(steps, None)
-        k += 1
-    if bar is not None:
-        bar.close()
+    use_threads = THREADS if threads is None else threads
+    with Pipeline(use_threads) as pipe:
+        raw = _steps(chunks, chunk_us, MIN_STEP_ROWS if min_rows is None else min_rows)
+        first = next(raw, None)
+        if first is None:
+            raise ValueError("run_bounded: no chunks (a run has one at least)")
+        reason = unsupported(scenario, first[0][2])
+        if reason is not None:
+            raise ValueError(f"the fast engine does not model {reason}")
+        state = _Bounded(scenario, first[0], heap_size)
+        steps = pipe.ahead(map(state.prepare, raw))
+        box = [first]  # handed on, not kept here: a step's arrays are freed once appended
+        del first
+        k = _run_steps(state, box, steps, pipe, fold, consumers, _bar(progress))
     state.check()
     breakers = _store_breakers(state.world.SB, state.layers, scenario.topology.slots)
     if fold is not None:
@@ -462,6 +524,43 @@ def run_bounded(
     for consumer in consumers:
         consumer.finish()
     return BoundedRun(state.base, breakers, k, state.peak)
+
+
+def _run_steps(
+    state: _Bounded,
+    box: list[tuple[Chunk, int]],
+    steps: Iterator[_Step],
+    pipe: Pipeline,
+    fold: RunAggregates | None,
+    consumers: Sequence[RowConsumer],
+    bar: Any,
+) -> int:
+    """Every step decided in turn (the next made ahead, the rows released folded behind, by
+    ``pipe``), all folds done on return; returns the steps run. ``box`` holds the first
+    step (taken out: nothing keeps a step once it is appended)."""
+    k = 0
+    step: _Step | None = state.prepare(box.pop())
+    while step is not None:
+        state.append(step, bool(consumers))
+        end = step.end
+        step = None  # its tables are in the run's now: freed before the loop runs
+        state.run_to(end)
+        _submit(pipe, state.depth_job(fold))
+        _submit(pipe, state.release(fold, consumers))  # no name here keeps its rows
+        if bar is not None:
+            bar.update(state.base - bar.n)
+        step = next(steps, None)
+        k += 1
+    pipe.drain()
+    if bar is not None:
+        bar.close()
+    return k
+
+
+def _submit(pipe: Pipeline, job: Callable[[], None] | None) -> None:
+    """``job`` to ``pipe`` (``None``: nothing to do)."""
+    if job is not None:
+        pipe.submit(job)
 
 
 def _bar(progress: bool) -> Any:

@@ -7,7 +7,8 @@ front)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -44,15 +45,27 @@ def cut_layer(cl: CompiledLayer, lo: int, hi: int) -> CompiledLayer:
 
 def concat_layers(a: list[CompiledLayer], b: list[CompiledLayer]) -> list[CompiledLayer]:
     """The layers of consecutive rows ``a`` then ``b`` (per-request arrays joined)."""
+    return join_layers([a, b])
+
+
+def join_layers(parts: Sequence[list[CompiledLayer]]) -> list[CompiledLayer]:
+    """The layers of consecutive row ranges ``parts`` (at least one), each per-request array
+    joined once (not part by part: that would copy the first rows once per later part)."""
+    if len(parts) == 1:
+        return parts[0]
     out = []
-    for x, y in zip(a, b, strict=True):
+    for same in zip(*parts, strict=True):
         applies = None
-        if x.applies_np is not None or y.applies_np is not None:
-            applies = np.concatenate([_applies(x), _applies(y)])
-        shard = None if x.shard is None or y.shard is None else x.shard + y.shard
-        out.append(
-            replace(x, keys=np.concatenate([x.keys, y.keys]), applies_np=applies, shard=shard)
-        )
+        if any(cl.applies_np is not None for cl in same):
+            applies = np.concatenate([_applies(cl) for cl in same])
+        shard = None
+        if all(cl.shard is not None for cl in same):
+            shard = array("q")
+            for cl in same:
+                assert cl.shard is not None
+                shard.extend(cl.shard)
+        keys = np.concatenate([cl.keys for cl in same])
+        out.append(replace(same[0], keys=keys, applies_np=applies, shard=shard))
     return out
 
 
