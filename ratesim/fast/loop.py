@@ -160,7 +160,6 @@ from .logpool import (
     restore_pool,
     ring_kernel,
     snapshot_pool,
-    table_kernel,
 )
 from .prefetch import prefetch
 from .retries import client_refused, retry_arrivals
@@ -264,18 +263,24 @@ def _node_kernel(
     ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset). Returns
     ``(allowed, remaining, retry_after_us)``."""
     tr = R[i, R_TIER]
-    ok, rem, rt, _ = table_kernel(
-        KK[row, tr],
-        PF,
-        _p0(PP.shape, row, tr),
-        STATE,
-        s0,
-        NPOOL,
-        LOGS,
-        NODE_POOL,
-        now,
-        R[i, R_COST],
-    )
+    code = KK[row, tr]
+    p0 = _p0(PP.shape, row, tr)
+    cost = R[i, R_COST]
+    # table_kernel written out, as in ``run`` (inlined by numba it kept reference counts on
+    # its tables at every call)
+    if code == LOG_CODE:
+        # logpool._ring_with_room: the ring, if it has room for the admission
+        b0 = STATE[s0] if NPOOL[POOL_USED] != STALE else 0
+        if b0:
+            need = NPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
+            if NPOOL[b0 + RING_CAP] < min(need, PF[p0]):
+                b0 = 0
+        if b0:
+            ok, rem, rt, _ = ring_kernel(PF, NPOOL, now, cost, p0, b0)
+        else:
+            ok, rem, rt, _ = log_with_room(PF, p0, STATE, s0, LOGS, NODE_POOL, now, cost)
+    else:
+        ok, rem, rt, _ = rate_kernel(code, PF, p0, STATE, s0, now, cost)
     return ok, rem, rt
 
 
@@ -392,7 +397,9 @@ def prefix(
     log's rings are in the node-side pool of ``LOGS``."""
     n = R.shape[0]
     NPOOL = LOGS[NODE_POOL]
+    pshape = PP.shape
     for pos in range(n_pre):
+        follow = LY[pos, L_FOLLOW]
         off = LY[pos, L_OFF]
         size = LY[pos, L_SIZE]
         shadow = LY[pos, L_SHADOW]
@@ -401,13 +408,27 @@ def prefix(
                 continue
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
-            row = _rate_row(LY, TOPO_AT, pos, R[i, R_T])
+            row = pos if not follow else follow + epoch_at(R[i, R_T], TOPO_AT)  # _rate_row
             if NPOOL[POOL_USED] == STALE:  # the pool grew: bind the new one
                 NPOOL = LOGS[NODE_POOL]
-            ok, rem, rt, _ = table_kernel(
-                KK[row, tr], PF, _p0(PP.shape, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, R[i, R_CLK],
-                R[i, R_COST],
-            )  # fmt: skip
+            # table_kernel written out, as in ``run`` (inlined by numba it kept reference
+            # counts on its tables at every call)
+            code = KK[row, tr]
+            p0 = (row * pshape[1] + tr) * pshape[2]  # _p0
+            cost = R[i, R_COST]
+            now = R[i, R_CLK]
+            if code == LOG_CODE:
+                b0 = STATE[s0]  # logpool._ring_with_room (the binding is fresh: checked above)
+                if b0:
+                    need = NPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
+                    if NPOOL[b0 + RING_CAP] < min(need, PF[p0]):
+                        b0 = 0
+                if b0:
+                    ok, rem, rt, _ = ring_kernel(PF, NPOOL, now, cost, p0, b0)
+                else:
+                    ok, rem, rt, _ = log_with_room(PF, p0, STATE, s0, LOGS, NODE_POOL, now, cost)
+            else:
+                ok, rem, rt, _ = rate_kernel(code, PF, p0, STATE, s0, now, cost)
             REM[pos, i] = rem
             if ok:
                 OUT[pos, i] = ALLOWED
