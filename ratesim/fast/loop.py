@@ -27,6 +27,7 @@ from ..outcomes import (
 from .heaps import pop, push, rheap_pop, rheap_push, room
 from .kernels import (
     GCRA_CODE,
+    TB_CODE,
     br_on_complete,
     br_release_probe,
     br_try_pass,
@@ -43,6 +44,7 @@ from .kernels import (
     sb_gate,
     sb_observe,
     slowed,
+    tb_inline,
 )
 from .layout import (
     C_ARRIVED,
@@ -427,6 +429,8 @@ def prefix(
                     ok, rem, rt, _ = ring_kernel(PF, NPOOL, now, cost, p0, b0)
                 else:
                     ok, rem, rt, _ = log_with_room(PF, p0, STATE, s0, LOGS, NODE_POOL, now, cost)
+            elif code == TB_CODE:
+                ok, rem, rt, _ = tb_inline(PF, STATE, now, cost, p0, s0)
             else:
                 ok, rem, rt, _ = rate_kernel(code, PF, p0, STATE, s0, now, cost)
             REM[pos, i] = rem
