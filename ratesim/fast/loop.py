@@ -27,6 +27,7 @@ from ..outcomes import (
 from .heaps import pop, push, rheap_pop, rheap_push, room
 from .kernels import (
     GCRA_CODE,
+    TB_CODE,
     br_on_complete,
     br_release_probe,
     br_try_pass,
@@ -43,6 +44,7 @@ from .kernels import (
     sb_gate,
     sb_observe,
     slowed,
+    tb_inline,
 )
 from .layout import (
     C_ARRIVED,
@@ -160,7 +162,6 @@ from .logpool import (
     restore_pool,
     ring_kernel,
     snapshot_pool,
-    table_kernel,
 )
 from .prefetch import prefetch
 from .retries import client_refused, retry_arrivals
@@ -187,64 +188,6 @@ def _rate_row(LY: Any, TOPO_AT: Any, pos: int, t: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _prefetch_request(
-    j: int, c: int, R: Any, KEYS: Any, APPLIES: Any, OUT: Any, REM: Any, LAT: Any, CMD: Any
-) -> None:
-    """Prefetch request ``j``'s lines of the per-request tables (its row of ``R``, its column
-    of the ``(layers, n)`` and ``(g, 3, n)`` ones) and the command table's lines a few
-    requests past command ``c``: each is a stream of its own, which the hardware's
-    prefetchers lose (measured: docs/architecture.md, "The compiled loop's costs")."""
-    cols = R.shape[1]
-    for k in range(0, cols, 8):  # a row spans 2-4 lines: one touch every 64 bytes
-        prefetch(R, j * cols + k)
-    n = KEYS.shape[1]
-    for pos in range(KEYS.shape[0]):
-        prefetch(KEYS, pos * n + j)
-        prefetch(REM, pos * n + j)
-        prefetch(OUT, pos * n + j)
-        prefetch(APPLIES, pos * n + j)
-    m = LAT.shape[2]
-    for r in range(LAT.shape[0] * 3):
-        prefetch(LAT, r * m + j)
-    m = CMD.shape[1]
-    ahead = c + LAT.shape[0] * PF_AHEAD
-    for r in range(3):
-        prefetch(CMD, r * m + ahead)
-
-
-@numba.njit(cache=True, nogil=True)
-def _prefetch_rings(i: int, R: Any, KEYS: Any, LY: Any, KK: Any, GSTATE: Any, RPOOL: Any) -> None:
-    """Prefetch, for each global sliding-log layer, the ring header (``count, head, cap``) of
-    request ``i + PF_AHEAD // 2``'s key (its row and keys were prefetched
-    ``PF_AHEAD // 2`` arrivals ago) and, from request ``i``'s header (prefetched as much
-    before), its ring's newest and oldest stamps: the kernel's first reads, each a line at
-    a random place in the Redis-side pool (``ratesim.fast.logpool``)."""
-    for step in range(2):
-        j = i + PF_AHEAD // 2 if step == 0 else i
-        if j >= R.shape[0]:
-            continue
-        tr = R[j, R_TIER]
-        for pos in range(LY.shape[0]):
-            if LY[pos, L_IS_NODE] or KK[pos, tr] != LOG_CODE:
-                continue
-            e = LY[pos, L_OFF] + KEYS[pos, j] * LY[pos, L_SIZE]
-            if e < 0 or e >= GSTATE.shape[0]:
-                continue  # a row not filled yet (room for retries): nothing to prefetch
-            b = GSTATE[e]
-            if b <= 0 or b + RING_STAMPS > RPOOL.shape[0]:
-                continue  # no ring yet (or the binding is stale: a hint missed, no more)
-            if step == 0:
-                prefetch(RPOOL, b)
-                continue
-            head = RPOOL[b + RING_HEAD]
-            oldest = head - RPOOL[b + RING_COUNT]
-            prefetch(
-                RPOOL, b + RING_STAMPS + (oldest + RPOOL[b + RING_CAP] if oldest < 0 else oldest)
-            )
-            prefetch(RPOOL, b + RING_STAMPS + head)
-
-
-@numba.njit(cache=True, nogil=True)
 def _node_kernel(
     row: int,
     s0: int,
@@ -264,18 +207,24 @@ def _node_kernel(
     ``PF``: ``PP`` flattened (the kernel reads its parameters at an offset). Returns
     ``(allowed, remaining, retry_after_us)``."""
     tr = R[i, R_TIER]
-    ok, rem, rt, _ = table_kernel(
-        KK[row, tr],
-        PF,
-        _p0(PP.shape, row, tr),
-        STATE,
-        s0,
-        NPOOL,
-        LOGS,
-        NODE_POOL,
-        now,
-        R[i, R_COST],
-    )
+    code = KK[row, tr]
+    p0 = _p0(PP.shape, row, tr)
+    cost = R[i, R_COST]
+    # table_kernel written out, as in ``run`` (inlined by numba it kept reference counts on
+    # its tables at every call)
+    if code == LOG_CODE:
+        # logpool._ring_with_room: the ring, if it has room for the admission
+        b0 = STATE[s0] if NPOOL[POOL_USED] != STALE else 0
+        if b0:
+            need = NPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
+            if NPOOL[b0 + RING_CAP] < min(need, PF[p0]):
+                b0 = 0
+        if b0:
+            ok, rem, rt, _ = ring_kernel(PF, NPOOL, now, cost, p0, b0)
+        else:
+            ok, rem, rt, _ = log_with_room(PF, p0, STATE, s0, LOGS, NODE_POOL, now, cost)
+    else:
+        ok, rem, rt, _ = rate_kernel(code, PF, p0, STATE, s0, now, cost)
     return ok, rem, rt
 
 
@@ -392,7 +341,9 @@ def prefix(
     log's rings are in the node-side pool of ``LOGS``."""
     n = R.shape[0]
     NPOOL = LOGS[NODE_POOL]
+    pshape = PP.shape
     for pos in range(n_pre):
+        follow = LY[pos, L_FOLLOW]
         off = LY[pos, L_OFF]
         size = LY[pos, L_SIZE]
         shadow = LY[pos, L_SHADOW]
@@ -401,13 +352,29 @@ def prefix(
                 continue
             tr = R[i, R_TIER]
             s0 = off + KEYS[pos, i] * size
-            row = _rate_row(LY, TOPO_AT, pos, R[i, R_T])
+            row = pos if not follow else follow + epoch_at(R[i, R_T], TOPO_AT)  # _rate_row
             if NPOOL[POOL_USED] == STALE:  # the pool grew: bind the new one
                 NPOOL = LOGS[NODE_POOL]
-            ok, rem, rt, _ = table_kernel(
-                KK[row, tr], PF, _p0(PP.shape, row, tr), STATE, s0, NPOOL, LOGS, NODE_POOL, R[i, R_CLK],
-                R[i, R_COST],
-            )  # fmt: skip
+            # table_kernel written out, as in ``run`` (inlined by numba it kept reference
+            # counts on its tables at every call)
+            code = KK[row, tr]
+            p0 = (row * pshape[1] + tr) * pshape[2]  # _p0
+            cost = R[i, R_COST]
+            now = R[i, R_CLK]
+            if code == LOG_CODE:
+                b0 = STATE[s0]  # logpool._ring_with_room (the binding is fresh: checked above)
+                if b0:
+                    need = NPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
+                    if NPOOL[b0 + RING_CAP] < min(need, PF[p0]):
+                        b0 = 0
+                if b0:
+                    ok, rem, rt, _ = ring_kernel(PF, NPOOL, now, cost, p0, b0)
+                else:
+                    ok, rem, rt, _ = log_with_room(PF, p0, STATE, s0, LOGS, NODE_POOL, now, cost)
+            elif code == TB_CODE:
+                ok, rem, rt, _ = tb_inline(PF, STATE, now, cost, p0, s0)
+            else:
+                ok, rem, rt, _ = rate_kernel(code, PF, p0, STATE, s0, now, cost)
             REM[pos, i] = rem
             if ok:
                 OUT[pos, i] = ALLOWED
@@ -490,6 +457,12 @@ def run(limit: int, world: World) -> int:
     SB = world.SB
     n_layers = LY.shape[0]
     n_batches = INST.shape[0]
+    r_cols = R.shape[1]  # the prefetches' strides (the tables grow only between calls)
+    n_rows = KEYS.shape[1]
+    lat_rows = LAT.shape[0] * 3
+    lat_cols = LAT.shape[2]
+    lat_ahead = LAT.shape[0] * PF_AHEAD
+    cmd_cols = CMD.shape[1]
     n_pre = C[C_PRE]
     sharded = C[C_SHARDS] > 1
     n_nodes = NV.shape[0] - 1
@@ -514,9 +487,47 @@ def run(limit: int, world: World) -> int:
             i = nxt
             nxt += 1
             C[C_ARRIVED] += 1
-            _prefetch_request(i + PF_AHEAD, C[C_CMD], R, KEYS, APPLIES, OUT, REM, LAT, CMD)
+            # prefetches written out (ratesim.fast.prefetch; as calls they pushed ~60 words
+            # of array structures an arrival): request i + PF_AHEAD's lines of the
+            # per-request tables, the command table a few requests on, then (global sliding
+            # logs) ring headers PF_AHEAD // 2 arrivals on and this arrival's ring stamps
+            pj = i + PF_AHEAD
+            for k in range(0, r_cols, 8):  # a row spans 2-4 lines: one touch every 64 bytes
+                prefetch(R, pj * r_cols + k)
+            for k in range(n_layers):
+                prefetch(KEYS, k * n_rows + pj)
+                prefetch(REM, k * n_rows + pj)
+                prefetch(OUT, k * n_rows + pj)
+                prefetch(APPLIES, k * n_rows + pj)
+            for k in range(lat_rows):
+                prefetch(LAT, k * lat_cols + pj)
+            pj = C[C_CMD] + lat_ahead
+            for k in range(3):
+                prefetch(CMD, k * cmd_cols + pj)
             if C[C_GLOGS]:
-                _prefetch_rings(i, R, KEYS, LY, KK, GSTATE, RPOOL)
+                for step in range(2):
+                    pj = i + PF_AHEAD // 2 if step == 0 else i
+                    if pj >= R.shape[0]:
+                        continue
+                    ptr = R[pj, R_TIER]
+                    for k in range(n_layers):
+                        if LY[k, L_IS_NODE] or KK[k, ptr] != LOG_CODE:
+                            continue
+                        e = LY[k, L_OFF] + KEYS[k, pj] * LY[k, L_SIZE]
+                        if e < 0 or e >= GSTATE.shape[0]:
+                            continue  # a row not filled yet (room for retries)
+                        pb = GSTATE[e]
+                        if pb <= 0 or pb + RING_STAMPS > RPOOL.shape[0]:
+                            continue  # no ring yet (or a stale binding: a hint missed)
+                        if step == 0:
+                            prefetch(RPOOL, pb)
+                            continue
+                        ph = RPOOL[pb + RING_HEAD]
+                        po = ph - RPOOL[pb + RING_COUNT]
+                        prefetch(
+                            RPOOL, pb + RING_STAMPS + (po + RPOOL[pb + RING_CAP] if po < 0 else po)
+                        )
+                        prefetch(RPOOL, pb + RING_STAMPS + ph)
             x = cur
             rej = R[i, R_PRE_REJ]
             if rej < 0:
