@@ -101,6 +101,7 @@ def gap_rows(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
     return t, sys_rej, ora_rej, tier, abusive
 
 
+@settings(deadline=None)  # the first example compiles the pass for its dtypes
 @given(rows=gap_rows(), window=st.integers(1, 30), data=st.data())
 def test_the_gap_stream_is_the_naive_gap_whatever_the_cuts(
     rows: tuple[np.ndarray, ...], window: int, data: st.DataObject

@@ -310,12 +310,20 @@ def _gap_advance(g: int, upto: int, window_us: int, tt: Any, dd: Any, p: Any) ->
     run = p[g, GAP_RUN]
     peak = p[g, GAP_PEAK]
     while a < n or b < n:
+        # only a start where the sum rises can begin a peak: an event of d = +1 entering
+        # (``b``) or one of d = -1 leaving (``a``); the others are passed over untried
         if b < n and (a >= n or tt[g, b & mask] - window_us + 1 <= tt[g, a & mask] + 1):
+            if dd[g, b & mask] < 0:
+                b += 1
+                continue
             s = tt[g, b & mask] - window_us + 1
             if s > upto:  # candidates ascend: the later ones wait for their windows
                 break
             b += 1
         else:
+            if dd[g, a & mask] > 0:
+                a += 1
+                continue
             s = tt[g, a & mask] + 1
             if s > upto:
                 break
@@ -352,6 +360,23 @@ def _gap_grow(tt: Any, dd: Any, p: Any) -> tuple[Any, Any]:
     return nt, nd
 
 
+@numba.njit(cache=True, inline="always")
+def _gap_push(g: int, t: int, d: int, window_us: int, tt: Any, dd: Any, p: Any) -> tuple[Any, Any]:
+    """Event ``(t, d)`` counted in group ``g`` and pushed on its ring (freed of the events no
+    start needs any more when full, else grown); the rings, new ones when they grew."""
+    if p[g, GAP_N] - p[g, GAP_LO] == tt.shape[1]:
+        # every start before ``t - window_us`` has a complete window: try them, free the tail
+        _gap_advance(g, t - window_us, window_us, tt, dd, p)
+        if p[g, GAP_N] - p[g, GAP_LO] == tt.shape[1]:
+            tt, dd = _gap_grow(tt, dd, p)
+    k = p[g, GAP_N] & (tt.shape[1] - 1)
+    tt[g, k] = t
+    dd[g, k] = d
+    p[g, GAP_OVER if d > 0 else GAP_WRONG] += 1
+    p[g, GAP_N] += 1
+    return tt, dd
+
+
 @numba.njit(cache=True, nogil=True)
 def gap_fold(
     t_us: Any,
@@ -379,22 +404,15 @@ def gap_fold(
         if s_ok == (ora_rej[r] < 0):
             continue
         t = t_us[r]
-        for kind in range(5):
-            g = _group(kind, r, sys_rej, ora_rej, tier, abusive, nl, nt)
-            if g < 0:
-                continue
-            _gap_advance(g, t - window_us, window_us, tt, dd, p)  # frees the ring's tail
-            if p[g, GAP_N] - p[g, GAP_LO] == tt.shape[1]:
-                tt, dd = _gap_grow(tt, dd, p)
-            k = p[g, GAP_N] & (tt.shape[1] - 1)
-            tt[g, k] = t
-            if s_ok:
-                dd[g, k] = 1
-                p[g, GAP_OVER] += 1
-            else:
-                dd[g, k] = -1
-                p[g, GAP_WRONG] += 1
-            p[g, GAP_N] += 1
+        d = 1 if s_ok else -1
+        # a disagreement's groups: the total, the one layer that rejected it, its tier, its
+        # abusive flag (``_group``: one of the two rejected, so the layers differ)
+        tt, dd = _gap_push(0, t, d, window_us, tt, dd, p)
+        layer = ora_rej[r] if sys_rej[r] < 0 else sys_rej[r]
+        tt, dd = _gap_push(1 + layer, t, d, window_us, tt, dd, p)
+        if nt > 0:
+            tt, dd = _gap_push(1 + nl + tier[r], t, d, window_us, tt, dd, p)
+        tt, dd = _gap_push(1 + nl + nt + (0 if abusive[r] else 1), t, d, window_us, tt, dd, p)
     if t_us.shape[0]:
         upto = t_us[t_us.shape[0] - 1] - window_us
         for g in range(p.shape[0]):
