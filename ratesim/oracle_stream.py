@@ -11,10 +11,12 @@ gap, giving the DataFrame ``compare_oracle(window_s)`` gives on the whole run.
 oracle admissions in it. Only the rows where the two disagree move a window's sum
 (:func:`ratesim.fast.oracle.disagreements`), and a window is complete once a batch reached an
 arrival at or after its end: after a batch whose last arrival is at ``C`` (µs; later batches
-may still add rows at ``C``), the starts ``s <= C - window_us`` are tried
-(:func:`ratesim.fast.window_max_between`, compiled) and only the disagreements at or after
-``C - window_us`` are kept per group, the last window's. Memory: the groups' last windows of
-disagreements, whatever the run's length.
+may still add rows at ``C``), the starts ``s <= C - window_us`` are tried. One compiled pass
+per batch does it (:func:`ratesim.fast.oracle.gap_fold`): each disagreement pushed on its
+groups' rings, the candidate starts of :func:`ratesim.fast.window_max_sorted` merged with
+their cursors kept per group from batch to batch, each start tried once; a ring full is first
+freed of the events no later window reads, else doubled. Memory: about the groups' last
+windows of disagreements, whatever the run's length.
 """
 
 from __future__ import annotations
