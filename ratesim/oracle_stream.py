@@ -11,10 +11,12 @@ gap, giving the DataFrame ``compare_oracle(window_s)`` gives on the whole run.
 oracle admissions in it. Only the rows where the two disagree move a window's sum
 (:func:`ratesim.fast.oracle.disagreements`), and a window is complete once a batch reached an
 arrival at or after its end: after a batch whose last arrival is at ``C`` (µs; later batches
-may still add rows at ``C``), the starts ``s <= C - window_us`` are tried
-(:func:`ratesim.fast.window_max_between`, compiled) and only the disagreements at or after
-``C - window_us`` are kept per group, the last window's. Memory: the groups' last windows of
-disagreements, whatever the run's length.
+may still add rows at ``C``), the starts ``s <= C - window_us`` are tried. One compiled pass
+per batch does it (:func:`ratesim.fast.oracle.gap_fold`): each disagreement pushed on its
+groups' rings, the candidate starts of :func:`ratesim.fast.window_max_sorted` merged with
+their cursors kept per group from batch to batch, each start tried once; a ring full is first
+freed of the events no later window reads, else doubled. Memory: about the groups' last
+windows of disagreements, whatever the run's length.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
-from .fast.oracle import disagreements, gap_members, window_max_between
+from .fast.oracle import GAP_COLS, gap_finish, gap_fold
 from .oracle import OracleStream
 from .results import gap_frame
 
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 
 #: A start beyond every window of a run (µs): ``finish`` tries every start left.
 _END_US = np.iinfo(np.int64).max // 4
+
+#: Each group's ring starts with room for this many disagreements (it doubles when full).
+_RING0 = 64
 
 
 class RowConsumer(Protocol):
@@ -47,7 +52,11 @@ class RowConsumer(Protocol):
 
 class GapStream:
     """The oracle gap folded batch by batch (module docstring); :meth:`finish` gives the
-    ``(groups, 3)`` array of :func:`ratesim.fast.oracle_gap` for the whole run."""
+    ``(groups, 3)`` array of :func:`ratesim.fast.oracle_gap` for the whole run.
+
+    One compiled pass per batch (:func:`ratesim.fast.oracle.gap_fold`): the groups' rings of
+    their last window's disagreements (``_tt`` times µs, ``_dd`` signs) and cursors (``_p``)
+    carried from batch to batch, no per-batch copies or per-group Python loop."""
 
     def __init__(self, n_layers: int, n_tiers: int, window_us: int) -> None:
         if window_us < 1:
@@ -56,12 +65,10 @@ class GapStream:
         self.n_tiers = n_tiers
         self.window_us = int(window_us)
         g_count = 1 + n_layers + n_tiers + 2
-        self.counts = np.zeros((g_count, 3), dtype=np.int64)
-        # per group: the disagreements of the last window (times µs, d = +1 / -1)
-        self._t = [np.zeros(0, dtype=np.int64) for _ in range(g_count)]
-        self._d = [np.zeros(0, dtype=np.int64) for _ in range(g_count)]
-        self._tried = np.iinfo(np.int64).min // 4  # every start <= this was tried
-        self._done = False
+        self._tt = np.zeros((g_count, _RING0), dtype=np.int64)
+        self._dd = np.zeros((g_count, _RING0), dtype=np.int8)
+        self._p = np.zeros((g_count, GAP_COLS), dtype=np.int64)
+        self._out: np.ndarray | None = None
 
     def fold(
         self,
@@ -73,51 +80,35 @@ class GapStream:
     ) -> None:
         """The next rows (arrival order): arrival times (µs), the system's and the oracle's
         rejecting layer (-1: admitted), tier codes and abusive flags."""
-        if self._done:
+        if self._out is not None:
             raise ValueError("GapStream.fold after finish")
         if not len(time_us):
             return
-        keep = disagreements(sys_rejected_by, oracle_rejected_by)
-        t = np.ascontiguousarray(time_us[keep], dtype=np.int64)
-        sys_rej = np.ascontiguousarray(sys_rejected_by[keep], dtype=np.int64)
-        ora_rej = np.ascontiguousarray(oracle_rejected_by[keep], dtype=np.int64)
-        off, idx = gap_members(
-            sys_rej,
-            ora_rej,
-            np.ascontiguousarray(tier[keep], dtype=np.int64),
-            np.ascontiguousarray(abusive[keep], dtype=np.bool_),
+        self._tt, self._dd = gap_fold(
+            _c(time_us),
+            _c(sys_rejected_by),
+            _c(oracle_rejected_by),
+            _c(tier),
+            _c(abusive),
             self.n_layers,
             self.n_tiers,
+            self.window_us,
+            self._tt,
+            self._dd,
+            self._p,
         )
-        d = (sys_rej < 0).astype(np.int64) - (ora_rej < 0).astype(np.int64)
-        # every window ending at or before the batch's last arrival is complete
-        self._advance(t, d, off, idx, int(time_us[-1]) - self.window_us)
-
-    def _advance(
-        self, t: np.ndarray, d: np.ndarray, off: np.ndarray, idx: np.ndarray, upto: int
-    ) -> None:
-        """Add each group's new disagreements ``idx[off[g]:off[g + 1]]``, try the starts in
-        ``(tried, upto]`` and keep the events at or after ``upto`` (the windows left)."""
-        for g in range(len(self._t)):
-            rows = idx[off[g] : off[g + 1]]
-            gt = np.concatenate((self._t[g], t[rows]))
-            gd = np.concatenate((self._d[g], d[rows]))
-            self.counts[g, 0] += int((d[rows] > 0).sum())
-            self.counts[g, 1] += int((d[rows] < 0).sum())
-            if len(gt):
-                peak = window_max_between(gt, gd, len(gt), self.window_us, self._tried, upto)
-                self.counts[g, 2] = max(self.counts[g, 2], peak)
-            first = int(np.searchsorted(gt, upto, side="left"))
-            self._t[g], self._d[g] = gt[first:], gd[first:]
-        self._tried = max(self._tried, upto)
 
     def finish(self) -> np.ndarray:
         """Try every start left; the gap's ``(groups, 3)`` array (over, wrong, peak)."""
-        if not self._done:
-            empty = np.zeros(0, dtype=np.int64)
-            self._advance(empty, empty, np.zeros(len(self._t) + 1, dtype=np.int64), empty, _END_US)
-            self._done = True
-        return self.counts.copy()
+        if self._out is None:
+            self._out = np.asarray(gap_finish(self.window_us, _END_US, self._tt, self._dd, self._p))
+        return self._out.copy()
+
+
+def _c(arr: np.ndarray) -> np.ndarray:
+    """``arr`` contiguous (a copy only when it is a strided view), its dtype kept: the
+    compiled pass is specialised per dtype, so narrow columns are not widened per batch."""
+    return np.ascontiguousarray(arr)
 
 
 class OracleGapConsumer:

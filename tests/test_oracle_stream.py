@@ -101,6 +101,7 @@ def gap_rows(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
     return t, sys_rej, ora_rej, tier, abusive
 
 
+@settings(deadline=None)  # the first example compiles the pass for its dtypes
 @given(rows=gap_rows(), window=st.integers(1, 30), data=st.data())
 def test_the_gap_stream_is_the_naive_gap_whatever_the_cuts(
     rows: tuple[np.ndarray, ...], window: int, data: st.DataObject
@@ -154,3 +155,63 @@ def test_a_run_fed_no_batch_has_a_zero_gap_per_group() -> None:
     frame = consumer.frame()
     assert frame["key"].tolist() == ["all", "a", "b", "free", "pro", "true", "false"]
     assert (frame[["over_admitted", "wrongly_rejected", "peak_excess"]] == 0).all().all()
+
+
+def _gap_by_masks(
+    t: np.ndarray, sys_rej: np.ndarray, ora_rej: np.ndarray, tier: np.ndarray, abusive: np.ndarray,
+    n_layers: int, n_tiers: int, window: int,
+) -> np.ndarray:  # fmt: skip
+    """The gap per group from boolean masks and the numpy twin of the window maximum."""
+    d = (sys_rej < 0).astype(np.int64) - (ora_rej < 0).astype(np.int64)
+    masks = [np.ones(len(t), dtype=bool)]
+    masks += [(ora_rej == pos) | (sys_rej == pos) for pos in range(n_layers)]
+    masks += [tier == code for code in range(n_tiers)] + [abusive, ~abusive]
+    rows = [
+        [int((d[m] > 0).sum()), int((d[m] < 0).sum()), window_max_sum_reference(t[m], d[m], window)]
+        for m in masks
+    ]
+    return np.array(rows, dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_gap_pass_grows_its_rings_and_is_the_naive_gap(seed: int) -> None:
+    # thousands of disagreements (the rings start with room for 64 and must grow), bursts of
+    # ties, windows from 1 µs to longer than the run, narrow dtypes as the runner hands them,
+    # batches of odd sizes (1 row, a prime, empty, inside an instant)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3_000, 9_000))
+    t = np.cumsum(rng.choice([0, 0, 1, 3, 50], n)).astype(np.int64)
+    p_admit = rng.uniform(0.2, 0.9)  # +1-heavy or -1-heavy runs
+    sys_rej = np.where(rng.random(n) < p_admit, -1, rng.integers(0, 3, n)).astype(np.int16)
+    ora_rej = np.where(rng.random(n) < 1 - p_admit, -1, rng.integers(0, 3, n)).astype(np.int16)
+    tier = rng.integers(0, 2, n).astype(np.int8)
+    abusive = rng.random(n) < 0.3
+    sizes = rng.choice([0, 1, 7, 97, 1_009], 200)
+    edges = np.minimum(np.concatenate(([0], np.cumsum(sizes))), n)
+    edges = np.append(edges[edges < n], n)
+    for window in (1, 40, int(rng.integers(100, 3_000)), int(t[-1]) + 5):
+        gap = GapStream(3, 2, window)
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            gap.fold(t[lo:hi], sys_rej[lo:hi], ora_rej[lo:hi], tier[lo:hi], abusive[lo:hi])
+        got = gap.finish()
+        want = _gap_by_masks(t, sys_rej, ora_rej, tier, abusive, 3, 2, window)
+        np.testing.assert_array_equal(got, want, err_msg=f"window {window}")
+        assert gap.finish().tolist() == got.tolist()  # finish twice: the same array
+
+
+def test_the_peak_by_every_start() -> None:
+    # the reference's own check: every start s of a short run tried, one by one
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.integers(0, 300, 400)).astype(np.int64)
+    sys_rej = np.where(rng.random(400) < 0.5, -1, 0).astype(np.int64)
+    ora_rej = np.where(rng.random(400) < 0.5, -1, 0).astype(np.int64)
+    d = (sys_rej < 0).astype(np.int64) - (ora_rej < 0).astype(np.int64)
+    for window in (1, 13, 77):
+        gap = GapStream(1, 0, window)
+        for lo in range(0, 400, 33):
+            hi = min(lo + 33, 400)
+            gap.fold(
+                t[lo:hi], sys_rej[lo:hi], ora_rej[lo:hi], np.zeros(hi - lo, np.int64), d[lo:hi] > 0
+            )
+        sums = [int(d[(t >= s) & (t < s + window)].sum()) for s in range(-window, 302)]
+        assert gap.finish()[0].tolist() == [int((d > 0).sum()), int((d < 0).sum()), max(0, *sums)]

@@ -278,3 +278,156 @@ def disagreements(sys_rejected_by: np.ndarray, oracle_rejected_by: np.ndarray) -
     only where a row with ``d != 0`` enters or leaves; every piece starts at one of those
     starts, so the maximum over them is the maximum over all starts."""
     return np.flatnonzero((sys_rejected_by < 0) != (oracle_rejected_by < 0))
+
+
+# --- the gap streamed in one compiled pass per batch (ratesim.oracle_stream.GapStream) -----
+
+#: Columns of a streamed gap's per-group cursor table ``P`` (``(groups, GAP_COLS)`` int64):
+#: events pushed (absolute count), the ring's first live event, the next leave-start and
+#: enter-start candidates (``t[a] + 1``, ``t[b] - window_us + 1``), the window's edges (first
+#: event at or after ``s``, first at or after ``s + window_us``), the window's sum, and the
+#: group's over-admitted, wrongly-rejected and peak so far. Event indexes are absolute: event
+#: ``k`` sits in ring slot ``k & (cap - 1)``.
+GAP_N, GAP_LO, GAP_A, GAP_B, GAP_I, GAP_J, GAP_RUN, GAP_OVER, GAP_WRONG, GAP_PEAK = range(10)
+GAP_COLS = 10
+
+
+@numba.njit(cache=True, inline="always")
+def _gap_advance(g: int, upto: int, window_us: int, tt: Any, dd: Any, p: Any) -> None:
+    """Group ``g``'s window sum at every start candidate ``s <= upto`` not tried yet (the
+    merge of :func:`window_max_sorted`, its cursors kept in ``p[g]`` between calls), the peak
+    raised; then the ring's tail moved past the events no later start needs.
+
+    ``upto``: a start whose window ``[s, s + window_us)`` is complete, every event before its
+    end pushed. Events come in ascending time, so a later event's candidates are all after
+    ``upto`` (its enter start ``t - window_us + 1 > upto`` once ``t >= upto + window_us``)."""
+    mask = tt.shape[1] - 1
+    n = p[g, GAP_N]
+    a = p[g, GAP_A]
+    b = p[g, GAP_B]
+    i = p[g, GAP_I]
+    j = p[g, GAP_J]
+    run = p[g, GAP_RUN]
+    peak = p[g, GAP_PEAK]
+    while a < n or b < n:
+        # only a start where the sum rises can begin a peak: an event of d = +1 entering
+        # (``b``) or one of d = -1 leaving (``a``); the others are passed over untried
+        if b < n and (a >= n or tt[g, b & mask] - window_us + 1 <= tt[g, a & mask] + 1):
+            if dd[g, b & mask] < 0:
+                b += 1
+                continue
+            s = tt[g, b & mask] - window_us + 1
+            if s > upto:  # candidates ascend: the later ones wait for their windows
+                break
+            b += 1
+        else:
+            if dd[g, a & mask] > 0:
+                a += 1
+                continue
+            s = tt[g, a & mask] + 1
+            if s > upto:
+                break
+            a += 1
+        # the right edge first: it is never behind the left one (s + window_us > s)
+        while j < n and tt[g, j & mask] < s + window_us:
+            run += dd[g, j & mask]
+            j += 1
+        while i < n and tt[g, i & mask] < s:
+            run -= dd[g, i & mask]
+            i += 1
+        if run > peak:
+            peak = run
+    p[g, GAP_A] = a
+    p[g, GAP_B] = b
+    p[g, GAP_I] = i
+    p[g, GAP_J] = j
+    p[g, GAP_RUN] = run
+    p[g, GAP_PEAK] = peak
+    p[g, GAP_LO] = min(i, min(a, b))  # j >= i: no cursor reads an event before that
+
+
+@numba.njit(cache=True)
+def _gap_grow(tt: Any, dd: Any, p: Any) -> tuple[Any, Any]:
+    """The rings at twice the capacity, each group's live events in their new slots."""
+    cap = tt.shape[1] * 2
+    nt = np.zeros((tt.shape[0], cap), dtype=tt.dtype)
+    nd = np.zeros((dd.shape[0], cap), dtype=dd.dtype)
+    old = tt.shape[1] - 1
+    for g in range(tt.shape[0]):
+        for k in range(p[g, GAP_LO], p[g, GAP_N]):
+            nt[g, k & (cap - 1)] = tt[g, k & old]
+            nd[g, k & (cap - 1)] = dd[g, k & old]
+    return nt, nd
+
+
+@numba.njit(cache=True, inline="always")
+def _gap_push(g: int, t: int, d: int, window_us: int, tt: Any, dd: Any, p: Any) -> tuple[Any, Any]:
+    """Event ``(t, d)`` counted in group ``g`` and pushed on its ring (freed of the events no
+    start needs any more when full, else grown); the rings, new ones when they grew."""
+    if p[g, GAP_N] - p[g, GAP_LO] == tt.shape[1]:
+        # every start before ``t - window_us`` has a complete window: try them, free the tail
+        _gap_advance(g, t - window_us, window_us, tt, dd, p)
+        if p[g, GAP_N] - p[g, GAP_LO] == tt.shape[1]:
+            tt, dd = _gap_grow(tt, dd, p)
+    k = p[g, GAP_N] & (tt.shape[1] - 1)
+    tt[g, k] = t
+    dd[g, k] = d
+    p[g, GAP_OVER if d > 0 else GAP_WRONG] += 1
+    p[g, GAP_N] += 1
+    return tt, dd
+
+
+@numba.njit(cache=True, nogil=True)
+def gap_fold(
+    t_us: Any,
+    sys_rej: Any,
+    ora_rej: Any,
+    tier: Any,
+    abusive: Any,
+    nl: int,
+    nt: int,
+    window_us: int,
+    tt: Any,
+    dd: Any,
+    p: Any,
+) -> tuple[Any, Any]:
+    """The next rows of a run (arrival order: times ``t_us`` µs, rejecting layers or -1,
+    tiers, abusive flags) folded into a streamed gap, in one pass: each row where the system
+    and the oracle disagree (``d = +1`` system admitted, ``-1`` oracle admitted) counted in its
+    groups (``_group``) and pushed on their rings (``tt`` times, ``dd`` signs, ``(groups, cap)``,
+    ``cap`` a power of two), after the group's starts complete before it were tried; at the end
+    every group's starts up to the last arrival minus ``window_us`` tried (later rows may still
+    come at that arrival). Returns the rings (new ones when they grew); ``p``: cursors
+    (``GAP_*``), updated in place. Rows that agree cost a comparison."""
+    for r in range(t_us.shape[0]):
+        s_ok = sys_rej[r] < 0
+        if s_ok == (ora_rej[r] < 0):
+            continue
+        t = t_us[r]
+        d = 1 if s_ok else -1
+        # a disagreement's groups: the total, the one layer that rejected it, its tier, its
+        # abusive flag (``_group``: one of the two rejected, so the layers differ)
+        tt, dd = _gap_push(0, t, d, window_us, tt, dd, p)
+        layer = ora_rej[r] if sys_rej[r] < 0 else sys_rej[r]
+        tt, dd = _gap_push(1 + layer, t, d, window_us, tt, dd, p)
+        if nt > 0:
+            tt, dd = _gap_push(1 + nl + tier[r], t, d, window_us, tt, dd, p)
+        tt, dd = _gap_push(1 + nl + nt + (0 if abusive[r] else 1), t, d, window_us, tt, dd, p)
+    if t_us.shape[0]:
+        upto = t_us[t_us.shape[0] - 1] - window_us
+        for g in range(p.shape[0]):
+            _gap_advance(g, upto, window_us, tt, dd, p)
+    return tt, dd
+
+
+@numba.njit(cache=True, nogil=True)
+def gap_finish(window_us: int, end_us: int, tt: Any, dd: Any, p: Any) -> Any:
+    """Every group's starts up to ``end_us`` tried (the run is over); the ``(groups, 3)``
+    over, wrong, peak array."""
+    out = np.empty((p.shape[0], 3), dtype=np.int64)
+    for g in range(p.shape[0]):
+        _gap_advance(g, end_us, window_us, tt, dd, p)
+        out[g, 0] = p[g, GAP_OVER]
+        out[g, 1] = p[g, GAP_WRONG]
+        out[g, 2] = p[g, GAP_PEAK]
+    return out
