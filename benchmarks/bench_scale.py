@@ -335,21 +335,24 @@ def main(argv: list[str] | None = None) -> int:
     loop_ns = min(s for _, s in loops) / n1 * 1e9
     bare_s, kernel_s = bare_seconds(args.repeat)
     e2e = min(simulate_seconds(BASE_SCALE)[1] for _ in range(args.repeat))
+    e2e_bounded = min(simulate_seconds(BASE_SCALE, "none")[1] for _ in range(args.repeat))
     flat_s, rings_s, n_log = log_kernel_seconds(args.repeat)
     print(f"exchange-surge scale {BASE_SCALE:g} ({n1:,} requests), best of {args.repeat}:")
     print(f"  compiled loop           {loop_ns:9.0f} ns/request   target <= {TARGET_LOOP_NS}")
     print(f"  bare numba GCRA loop    {bare_s / n1 * 1e9:9.1f} ns/request   (the ceiling)")
     print(f"  rate_kernel, offsets    {kernel_s / n1 * 1e9:9.1f} ns/request   (same loop)")
     print(f"  simulate end to end     {n1 / e2e:9,.0f} req/s        target >= {TARGET_E2E_RPS:,}")
+    print(f"    bounded (rows 'none') {n1 / e2e_bounded:9,.0f} req/s        (streamed, both cores)")
     print(f"  sliding log, limit + 2  {flat_s / n_log * 1e9:9.1f} ns/request   (user_window alone)")
     print(f"  sliding log, rings      {rings_s / n_log * 1e9:9.1f} ns/request   (same loop)")
 
     scales = [float(s) for s in args.scales.split(",") if s]
     per_scale = {s: child(s) for s in scales}
+    bounded = {s: stream_child(s) for s in scales}
     big = 25.0 if not args.smoke else BASE_SCALE
     if big in per_scale:
         r = per_scale[big]
-        st = stream_child(big)
+        st = bounded[big]
         print(f"exchange-surge scale {big:g} ({st['n']:,} requests), child process each:")
         print(
             f"  bounded run (requests='none': inputs chunk by chunk, aggregates, oracle gap)"
@@ -367,11 +370,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"    wall {long['wall_s']:9.1f} s            target < {TARGET_600_WALL_S}")
         print(f"    peak RSS {long['rss_gib']:5.2f} GiB          target < {TARGET_600_RSS_GIB}")
-    print("cost per request by scale (child processes; loop alone, and simulate end to end):")
+    print(
+        "cost per request by scale (child processes; the loop alone, simulate with whole tables,"
+        " and bounded, requests='none'):"
+    )
     for s, r in per_scale.items():
+        b = bounded[s]
         print(
-            f"  scale {s:>5g}: {r['n']:>11,} requests  loop {r['loop_s'] / r['n'] * 1e9:7.0f} ns/req"
-            f"  simulate {r['wall_s'] / r['n'] * 1e9:7.0f} ns/req  peak RSS {r['rss_gib']:6.2f} GiB"
+            f"  scale {s:>5g}: {r['n']:>11,} requests  loop {r['loop_s'] / r['n'] * 1e9:5.0f} ns/req"
+            f"  whole {r['wall_s'] / r['n'] * 1e9:5.0f} ns/req, {r['rss_gib']:5.2f} GiB"
+            f"  bounded {b['wall_s'] / b['n'] * 1e9:5.0f} ns/req, {b['rss_gib']:5.2f} GiB"
         )
     print("sliding logs' state by scale (limit + 2 int64 a key before; offsets + rings after):")
     for s, r in per_scale.items():
