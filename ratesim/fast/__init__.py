@@ -38,7 +38,7 @@ algorithms' kernels, the clock (:func:`ratesim.model.clock.clock_read`, slews in
 outage and partition lookups (:mod:`ratesim.model.faults`) and the backend slowdown
 (:mod:`ratesim.model.backend`). The failover schedule (:mod:`ratesim.model.redis_server`) and
 the end-of-run check (:mod:`ratesim.conservation`) are shared in Python; the oracle is one
-compiled loop (:func:`oracle_layer_keyed`) whose plain-Python twin only the tests run.
+compiled pass per layer (:func:`oracle_layer_rows`) whose plain-Python twin only the tests run.
 
 Layout: everything lives in int64 numpy arrays (per-request columns, per-layer state tables laid
 end to end, the event heap as one row per event; a sliding log's entry in its table is the
@@ -48,16 +48,17 @@ loop runs in calls of at most one time chunk each, so that Python can show progr
 event heap between calls.
 """
 
-from .oracle import oracle_gap, oracle_layer_keyed, window_max_between, window_max_sorted
+from .oracle import gap_finish, gap_fold, oracle_gap, oracle_layer_rows, window_max_sorted
 from .run import run_fast
 from .support import supports_layer, unsupported
 
 __all__ = [
+    "gap_finish",
+    "gap_fold",
     "oracle_gap",
-    "oracle_layer_keyed",
+    "oracle_layer_rows",
     "run_fast",
     "supports_layer",
     "unsupported",
-    "window_max_between",
     "window_max_sorted",
 ]

@@ -156,14 +156,23 @@ def _take_block(LOGS: Any, w: int, cap: int) -> int:
 
 
 @numba.njit(cache=True, inline="always")
+def ring_has_room(count: int, cap: int, limit: int, cost: int) -> bool:
+    """Whether a ring of ``cap`` stamps holding ``count`` can take the admission of ``cost``
+    without growing: it needs ``min(limit, count + cost)`` slots (none beyond ``count`` for a
+    cost above ``limit``, which is refused). Scalars only, so the loop's sites that write
+    :func:`table_kernel` out call it without a reference count."""
+    need = count + cost if cost <= limit else 0
+    return cap >= min(need, limit)
+
+
+@numba.njit(cache=True, inline="always")
 def _ring_with_room(pool: Any, S: Any, s0: int, limit: int, cost: int) -> int:
     """The offset of the ring of the key whose table entry is ``S[s0]`` if it can hold
     ``min(limit, count + cost)`` entries already, else 0 (no ring yet, or too small)."""
     b = S[s0]
     if b == 0:
         return 0
-    need = pool[b + RING_COUNT] + cost if cost <= limit else 0
-    return b if pool[b + RING_CAP] >= min(need, limit) else 0
+    return b if ring_has_room(pool[b + RING_COUNT], pool[b + RING_CAP], limit, cost) else 0
 
 
 @numba.njit(cache=True)

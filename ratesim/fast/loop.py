@@ -160,6 +160,7 @@ from .logpool import (
     STALE,
     log_with_room,
     restore_pool,
+    ring_has_room,
     ring_kernel,
     snapshot_pool,
 )
@@ -215,10 +216,8 @@ def _node_kernel(
     if code == LOG_CODE:
         # logpool._ring_with_room: the ring, if it has room for the admission
         b0 = STATE[s0] if NPOOL[POOL_USED] != STALE else 0
-        if b0:
-            need = NPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
-            if NPOOL[b0 + RING_CAP] < min(need, PF[p0]):
-                b0 = 0
+        if b0 and not ring_has_room(NPOOL[b0 + RING_COUNT], NPOOL[b0 + RING_CAP], PF[p0], cost):
+            b0 = 0
         if b0:
             ok, rem, rt, _ = ring_kernel(PF, NPOOL, now, cost, p0, b0)
         else:
@@ -363,10 +362,10 @@ def prefix(
             now = R[i, R_CLK]
             if code == LOG_CODE:
                 b0 = STATE[s0]  # logpool._ring_with_room (the binding is fresh: checked above)
-                if b0:
-                    need = NPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
-                    if NPOOL[b0 + RING_CAP] < min(need, PF[p0]):
-                        b0 = 0
+                if b0 and not ring_has_room(
+                    NPOOL[b0 + RING_COUNT], NPOOL[b0 + RING_CAP], PF[p0], cost
+                ):
+                    b0 = 0
                 if b0:
                     ok, rem, rt, _ = ring_kernel(PF, NPOOL, now, cost, p0, b0)
                 else:
@@ -629,10 +628,10 @@ def run(limit: int, world: World) -> int:
                     elif code == LOG_CODE:
                         # logpool._ring_with_room: the ring, if it has room for the admission
                         b0 = GSTATE[s0] if RPOOL[POOL_USED] != STALE else 0
-                        if b0:
-                            need = RPOOL[b0 + RING_COUNT] + cost if cost <= PF[p0] else 0
-                            if RPOOL[b0 + RING_CAP] < min(need, PF[p0]):
-                                b0 = 0
+                        if b0 and not ring_has_room(
+                            RPOOL[b0 + RING_COUNT], RPOOL[b0 + RING_CAP], PF[p0], cost
+                        ):
+                            b0 = 0
                         if b0:
                             ok, rem, rt, _ = ring_kernel(PF, RPOOL, now_k, cost, p0, b0)
                         else:

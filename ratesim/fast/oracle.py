@@ -13,41 +13,6 @@ from .logpool import NODE_POOL, POOL_USED, STALE, table_kernel
 
 
 @numba.njit(cache=True, nogil=True)
-def oracle_layer_keyed(
-    todo: Any,
-    keys: Any,
-    tier: Any,
-    t_us: Any,
-    cost: Any,
-    kk: Any,
-    pp: Any,
-    size: int,
-    state: Any,
-    logs: Any,
-    oks: Any,
-    rems: Any,
-) -> None:
-    """Request ``todo[j]`` (a row of the batch) on the state of its key ``keys[todo[j]]``, at
-    ``keys * size`` in ``state``, a table the caller keeps across batches (a sliding log's
-    rings in the first pool of ``logs``, which grows here and is kept too): the oracle's layer
-    loop, with state carried from one batch to the next
-    (:class:`ratesim.oracle.OracleStream`). Whole arrays and offsets, no views per request."""
-    width = pp.shape[1]
-    pf = pp.reshape(-1)
-    pool = logs[NODE_POOL]
-    for j in range(todo.shape[0]):
-        i = todo[j]
-        tr = tier[i]
-        if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
-            pool = logs[NODE_POOL]
-        ok, rem, _, _ = table_kernel(
-            kk[tr], pf, tr * width, state, keys[i] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
-        )
-        oks[j] = ok
-        rems[j] = rem
-
-
-@numba.njit(cache=True, nogil=True)
 def oracle_layer_rows(
     pos: int,
     shadow: bool,
@@ -67,8 +32,9 @@ def oracle_layer_rows(
 ) -> None:
     """Rate layer ``pos`` of the oracle over a batch, in one pass: every row not rejected by
     an earlier layer (``rejected_by < 0``) and that the layer applies to (``applies``, or
-    every row when it is empty) decided on its key's state as :func:`oracle_layer_keyed`
-    does, its outcome (``ALLOWED``, else ``SHADOW_REJECTED`` for a ``shadow`` layer or
+    every row when it is empty) decided on its key's state (at ``keys * size`` in ``state``, a table the
+    caller keeps across batches; a sliding log's rings in the first pool of ``logs``, which
+    grows here and is kept too), its outcome (``ALLOWED``, else ``SHADOW_REJECTED`` for a ``shadow`` layer or
     ``REJECTED``, which also sets ``rejected_by``) and remaining written to column ``pos``.
     No index array of the live rows and no second pass to write the decisions."""
     width = pp.shape[1]
@@ -92,41 +58,6 @@ def oracle_layer_rows(
             outcomes[i, pos] = denied
             if not shadow:
                 rejected_by[i] = pos
-
-
-@numba.njit(cache=True, nogil=True)
-def window_max_between(t: Any, d: Any, n: int, window_us: int, s_lo: int, s_hi: int) -> int:
-    """``max(0, max of sum(d) over windows [s, s + window_us))`` over the starts ``s`` with
-    ``s_lo < s <= s_hi`` among the candidates of :func:`window_max_sorted` (``t[k] + 1`` and
-    ``t[k] - window_us + 1``), for the events ``0 .. n - 1`` (``t`` ascending, µs).
-
-    The streamed gap's step (:class:`ratesim.oracle_stream.GapStream`): the starts of windows
-    complete in the stream so far and not yet tried. A window's sum only needs the events
-    inside it, so the caller passes only the events at or after ``s_lo`` (the last window's)."""
-    best = 0
-    run = 0
-    i = 0
-    j = 0
-    a = 0
-    b = 0
-    while a < n or b < n:
-        if b < n and (a >= n or t[b] - window_us + 1 <= t[a] + 1):
-            s = t[b] - window_us + 1
-            b += 1
-        else:
-            s = t[a] + 1
-            a += 1
-        if s > s_hi:  # candidates ascend: every later one is out of range too
-            break
-        while j < n and t[j] < s + window_us:
-            run += d[j]
-            j += 1
-        while i < n and t[i] < s:
-            run -= d[i]
-            i += 1
-        if s > s_lo and run > best:
-            best = run
-    return best
 
 
 @numba.njit(cache=True, nogil=True)
