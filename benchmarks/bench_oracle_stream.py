@@ -11,9 +11,8 @@ every figure in turn), ns per request:
 * streamed: ``OracleGapConsumer`` fed the run's rows in 1 s batches of arrival time
   (``--chunk-s``), the oracle's limiter state carried across them and the gap folded; the
   batches are cut before the timing (the runner hands them over);
-* the gap alone, whole: ``oracle_gap`` on every row against only the disagreeing rows (what
-  it does now, Build item 4's "one sorted pass": the rows where system and oracle agree move
-  nothing);
+* the gap alone, whole: ``oracle_gap`` (the streamed gap's compiled pass fed the run as one
+  batch: a row where system and oracle agree costs a comparison);
 * ``RowSample`` (the bottom-k sample, 100,000 rows) and ``ParquetSink`` fed the same batches,
   beside the whole run's ``Result.requests.to_parquet`` (frame built and written).
 
@@ -37,7 +36,7 @@ from _batches import batches  # noqa: E402
 
 import ratesim.scenarios as builtin  # noqa: E402
 from ratesim.engine import compile_policy, run_oracle, simulate  # noqa: E402
-from ratesim.fast.oracle import _oracle_gap, oracle_gap  # noqa: E402
+from ratesim.fast.oracle import oracle_gap  # noqa: E402
 from ratesim.oracle_stream import OracleGapConsumer  # noqa: E402
 from ratesim.sampling import RowSample  # noqa: E402
 from ratesim.sinks import ParquetSink  # noqa: E402
@@ -78,12 +77,7 @@ def bench(scale: float, repeat: int, chunk_s: float) -> None:
             consumer.fold(b, lay, first)
         consumer.finish()
 
-    def gap_every_row() -> None:  # before: the compiled pass over every row
-        i64 = np.int64
-        _oracle_gap(a.time_us, data.rejected_by.astype(i64), ora.astype(i64), a.tier.astype(i64),
-                    a.abusive, nl, nt, 10**6)  # fmt: skip
-
-    def gap_disagreeing() -> None:
+    def gap_whole() -> None:
         oracle_gap(a.time_us, data.rejected_by, ora, a.tier, a.abusive, nl, nt, 10**6)
 
     def sample() -> None:
@@ -105,12 +99,11 @@ def bench(scale: float, repeat: int, chunk_s: float) -> None:
             res.requests.to_parquet(Path(tmp) / "r.parquet", index=False)
 
     streamed()  # compile and warm up
-    gap_every_row()
+    gap_whole()
     fns: dict[str, Callable[[], object]] = {
         "oracle + gap, whole": whole,
         "oracle + gap, streamed": streamed,
-        "gap alone, every row": gap_every_row,
-        "gap alone, disagreeing rows": gap_disagreeing,
+        "gap alone, whole": gap_whole,
         "RowSample (100k rows)": sample,
         "ParquetSink": parquet,
         "requests.to_parquet, whole": parquet_whole,
@@ -121,8 +114,6 @@ def bench(scale: float, repeat: int, chunk_s: float) -> None:
         print(f"  {label:30s} {s / n * 1e9:8.1f} ns/request")
     w, st = figures["oracle + gap, whole"], figures["oracle + gap, streamed"]
     print(f"  streamed / whole: {st / w:.2f}")
-    g0, g1 = figures["gap alone, every row"], figures["gap alone, disagreeing rows"]
-    print(f"  gap, every row / disagreeing rows: {g0 / g1:.1f}x")
 
 
 def main() -> None:

@@ -26,19 +26,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
-from .fast.oracle import GAP_COLS, gap_finish, gap_fold
+from .fast.oracle import GAP_END_US, gap_finish, gap_fold, new_gap
 from .oracle import OracleStream
 from .results import gap_frame
 
 if TYPE_CHECKING:
     from .compile import CompiledLayer
     from .results import RunData
-
-#: A start beyond every window of a run (µs): ``finish`` tries every start left.
-_END_US = np.iinfo(np.int64).max // 4
-
-#: Each group's ring starts with room for this many disagreements (it doubles when full).
-_RING0 = 64
 
 
 class RowConsumer(Protocol):
@@ -64,10 +58,7 @@ class GapStream:
         self.n_layers = n_layers
         self.n_tiers = n_tiers
         self.window_us = int(window_us)
-        g_count = 1 + n_layers + n_tiers + 2
-        self._tt = np.zeros((g_count, _RING0), dtype=np.int64)
-        self._dd = np.zeros((g_count, _RING0), dtype=np.int8)
-        self._p = np.zeros((g_count, GAP_COLS), dtype=np.int64)
+        self._tt, self._dd, self._p = new_gap(n_layers, n_tiers)
         self._out: np.ndarray | None = None
 
     def fold(
@@ -101,7 +92,9 @@ class GapStream:
     def finish(self) -> np.ndarray:
         """Try every start left; the gap's ``(groups, 3)`` array (over, wrong, peak)."""
         if self._out is None:
-            self._out = np.asarray(gap_finish(self.window_us, _END_US, self._tt, self._dd, self._p))
+            self._out = np.asarray(
+                gap_finish(self.window_us, GAP_END_US, self._tt, self._dd, self._p)
+            )
         return self._out.copy()
 
 

@@ -95,79 +95,6 @@ def window_max_sorted(t: Any, d: Any, idx: Any, lo: int, hi: int, window_us: int
     return best
 
 
-@numba.njit(cache=True, inline="always")
-def _group(
-    kind: int, i: int, sys_rej: Any, ora_rej: Any, tier: Any, abusive: Any, nl: int, nt: int
-) -> int:
-    """Request ``i``'s group of kind ``kind`` (0 total, 1 the layer the oracle rejected it at,
-    2 the layer the system rejected it at when another, 3 its tier, 4 its abusive flag), -1
-    for none; groups are numbered total, layers, tiers, abusive, not abusive."""
-    if kind == 0:
-        return 0
-    if kind == 1:
-        return 1 + ora_rej[i] if ora_rej[i] >= 0 else -1
-    if kind == 2:
-        return 1 + sys_rej[i] if sys_rej[i] >= 0 and sys_rej[i] != ora_rej[i] else -1
-    if kind == 3:
-        return 1 + nl + tier[i] if nt > 0 else -1
-    return 1 + nl + nt + (0 if abusive[i] else 1)
-
-
-@numba.njit(cache=True, nogil=True)
-def gap_members(
-    sys_rej: Any, ora_rej: Any, tier: Any, abusive: Any, nl: int, nt: int
-) -> tuple[Any, Any]:
-    """The requests of each group of :func:`oracle_gap` (see ``_group``) as CSR: offsets and
-    request indexes, in arrival order within a group."""
-    n = sys_rej.shape[0]
-    g_count = 1 + nl + nt + 2
-    off = np.zeros(g_count + 1, dtype=np.int64)
-    for i in range(n):
-        for kind in range(5):
-            g = _group(kind, i, sys_rej, ora_rej, tier, abusive, nl, nt)
-            if g >= 0:
-                off[g + 1] += 1
-    for g in range(g_count):
-        off[g + 1] += off[g]
-    idx = np.empty(off[g_count], dtype=np.int64)
-    fill = off[:g_count].copy()
-    for i in range(n):
-        for kind in range(5):
-            g = _group(kind, i, sys_rej, ora_rej, tier, abusive, nl, nt)
-            if g >= 0:
-                idx[fill[g]] = i
-                fill[g] += 1
-    return off, idx
-
-
-@numba.njit(cache=True, nogil=True)
-def _oracle_gap(
-    t: Any,
-    sys_rej: Any,
-    ora_rej: Any,
-    tier: Any,
-    abusive: Any,
-    n_layers: int,
-    n_tiers: int,
-    window_us: int,
-) -> Any:
-    """The compiled body of :func:`oracle_gap`: a row per group (over, wrong, peak)."""
-    off, idx = gap_members(sys_rej, ora_rej, tier, abusive, n_layers, n_tiers)
-    g_count = off.shape[0] - 1
-    d = np.empty(t.shape[0], dtype=np.int64)
-    for i in range(t.shape[0]):
-        d[i] = (sys_rej[i] < 0) - (ora_rej[i] < 0)
-    out = np.zeros((g_count, 3), dtype=np.int64)
-    for g in range(g_count):
-        for k in range(off[g], off[g + 1]):
-            if d[idx[k]] > 0:
-                out[g, 0] += 1
-            elif d[idx[k]] < 0:
-                out[g, 1] += 1
-        out[g, 2] = window_max_sorted(t, d, idx, off[g], off[g + 1], window_us)
-    return out
-
-
 def oracle_gap(
     t_us: np.ndarray,
     sys_rejected_by: np.ndarray,
@@ -184,21 +111,25 @@ def oracle_gap(
     not abusive, in that order (see ``Result.compare_oracle``). ``t_us``: arrival times
     (sorted); ``*_rejected_by``: the rejecting layer per request or -1.
 
-    Only the requests where the system and the oracle disagree go to the compiled pass (see
-    :func:`disagreements`): the others add to no count and move no window sum."""
-    keep = disagreements(sys_rejected_by, oracle_rejected_by)
-    return np.asarray(
-        _oracle_gap(
-            np.ascontiguousarray(t_us[keep], dtype=np.int64),
-            np.ascontiguousarray(sys_rejected_by[keep], dtype=np.int64),
-            np.ascontiguousarray(oracle_rejected_by[keep], dtype=np.int64),
-            np.ascontiguousarray(tier[keep], dtype=np.int64),
-            np.ascontiguousarray(abusive[keep], dtype=np.bool_),
+    The streamed gap (:func:`gap_fold`, :func:`gap_finish`) fed the whole run as one batch:
+    only the requests where the system and the oracle disagree count or move a window sum
+    (see :func:`disagreements`)."""
+    tt, dd, p = new_gap(n_layers, n_tiers)
+    if len(t_us):
+        tt, dd = gap_fold(
+            np.ascontiguousarray(t_us, dtype=np.int64),
+            np.ascontiguousarray(sys_rejected_by),
+            np.ascontiguousarray(oracle_rejected_by),
+            np.ascontiguousarray(tier),
+            np.ascontiguousarray(abusive),
             n_layers,
             n_tiers,
             window_us,
+            tt,
+            dd,
+            p,
         )
-    )
+    return np.asarray(gap_finish(window_us, GAP_END_US, tt, dd, p))
 
 
 def disagreements(sys_rejected_by: np.ndarray, oracle_rejected_by: np.ndarray) -> np.ndarray:
@@ -221,6 +152,19 @@ def disagreements(sys_rejected_by: np.ndarray, oracle_rejected_by: np.ndarray) -
 #: ``k`` sits in ring slot ``k & (cap - 1)``.
 GAP_N, GAP_LO, GAP_A, GAP_B, GAP_I, GAP_J, GAP_RUN, GAP_OVER, GAP_WRONG, GAP_PEAK = range(10)
 GAP_COLS = 10
+#: A time after every run's last arrival (µs): the starts :func:`gap_finish` tries up to.
+GAP_END_US = np.iinfo(np.int64).max // 4
+#: A streamed gap's first ring capacity (events a group; doubles when full).
+GAP_RING0 = 64
+
+
+def new_gap(n_layers: int, n_tiers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An empty streamed gap: the rings (times µs, signs) and the cursors of every group
+    (total, each layer, each tier, abusive and not)."""
+    g_count = 1 + n_layers + n_tiers + 2
+    tt = np.zeros((g_count, GAP_RING0), dtype=np.int64)
+    dd = np.zeros((g_count, GAP_RING0), dtype=np.int8)
+    return tt, dd, np.zeros((g_count, GAP_COLS), dtype=np.int64)
 
 
 @numba.njit(cache=True, inline="always")
@@ -325,7 +269,7 @@ def gap_fold(
     """The next rows of a run (arrival order: times ``t_us`` µs, rejecting layers or -1,
     tiers, abusive flags) folded into a streamed gap, in one pass: each row where the system
     and the oracle disagree (``d = +1`` system admitted, ``-1`` oracle admitted) counted in its
-    groups (``_group``) and pushed on their rings (``tt`` times, ``dd`` signs, ``(groups, cap)``,
+    groups and pushed on their rings (``tt`` times, ``dd`` signs, ``(groups, cap)``,
     ``cap`` a power of two), after the group's starts complete before it were tried; at the end
     every group's starts up to the last arrival minus ``window_us`` tried (later rows may still
     come at that arrival). Returns the rings (new ones when they grew); ``p``: cursors
@@ -337,7 +281,8 @@ def gap_fold(
         t = t_us[r]
         d = 1 if s_ok else -1
         # a disagreement's groups: the total, the one layer that rejected it, its tier, its
-        # abusive flag (``_group``: one of the two rejected, so the layers differ)
+        # abusive flag (one of the two rejected, so only one layer is involved); groups are
+        # numbered total, layers, tiers, abusive, not abusive
         tt, dd = _gap_push(0, t, d, window_us, tt, dd, p)
         layer = ora_rej[r] if sys_rej[r] < 0 else sys_rej[r]
         tt, dd = _gap_push(1 + layer, t, d, window_us, tt, dd, p)
