@@ -38,8 +38,8 @@ import numpy as np
 from ..compile import can_hold
 from ..model.clock import NodeClock
 from ..results import RunData
-from .chunks import concat_layers, cut_layer, join_layers
-from .compact import first_pinned, prune_waiters, renumber
+from .chunks import cut_layer, join_layers
+from .compact import first_pinned, move_rows_down, prune_waiters, renumber
 from .layout import (
     C_ARRIVED,
     C_BATCH,
@@ -64,9 +64,10 @@ from .layout import (
     World,
 )
 from .loop import prefix, run
+from .pending import PendingInputs
 from .pipeline import Pipeline
 from .retries import client_tables
-from .rows import request_rows
+from .rows import fill_rows, local_clock_us
 from .run import (
     _check_conservation_counts,
     _heap_and_counters,
@@ -84,7 +85,6 @@ if TYPE_CHECKING:
     from ..compile import CompiledLayer
     from ..oracle_stream import RowConsumer
     from ..scenario import Scenario
-    from ..traffic import Arrivals
 
 #: Rows the tables start with room for (they grow by half again when a chunk needs more).
 MIN_ROWS = 1024
@@ -138,20 +138,15 @@ class DepthCarry:
 
 @dataclass
 class _Step:
-    """One step's inputs (``chunk``, its time span's ``end`` µs) and the tables made from them
-    alone, to append to the run's (:meth:`_Bounded.prepare`): rows ``0 .. m - 1`` of ``R``,
-    ``KEYS``, ``LKEYS``, ``APPLIES``, ``OUT``, ``REM``, ``LAT``; each global layer's shards
-    (``gidx``, shard per row); the arrival instants and the row each starts at."""
+    """One step's inputs (``chunk``, its time span's ``end`` µs) and what is made from them
+    alone ahead of the loop (:meth:`_Bounded.prepare`): the requests' clock readings
+    (``clk``), each global layer's shards (``gidx``, shard per row), the arrival instants
+    and the row each starts at. Its rows are written straight into the run's tables when it
+    is appended (a table of its own, then copied in, cost fresh pages and one more pass)."""
 
     chunk: Chunk
     end: int
-    R: np.ndarray
-    KEYS: np.ndarray
-    LKEYS: np.ndarray
-    APPLIES: np.ndarray
-    OUT: np.ndarray
-    REM: np.ndarray
-    LAT: np.ndarray
+    clk: np.ndarray
     shards: list[tuple[int, np.ndarray]]
     instants: np.ndarray
     starts: np.ndarray
@@ -191,12 +186,8 @@ class _Bounded:
         self.base = 0
         self.peak = 0
         self.width = 1  # the widest arrival batch so far (heap growth)
-        self.pending: Arrivals | None = None  # the arrivals of the rows in the tables
-        self.pending_layers: list[CompiledLayer] | None = None
+        self.pending = PendingInputs()  # the inputs of the rows in the tables (consumers)
         self.depth = DepthCarry()
-        # the tables' dtypes, fixed for the run (read by prepare on the generating thread)
-        self.dtypes = {name: getattr(self.world, name).dtype for name, _ in self._row_tables()}
-        self.dtypes.setdefault("LKEYS", self.world.LKEYS.dtype)
 
     # --- the tables' rows -----------------------------------------------------------------
 
@@ -232,24 +223,11 @@ class _Bounded:
         self.cap = cap
 
     def prepare(self, step: tuple[Chunk, int]) -> _Step:
-        """A step's own tables (:class:`_Step`), from its chunk alone: made on the generating
-        thread while the loop decides the step before (it reads nothing the loop writes)."""
+        """What a step needs made from its chunk alone (:class:`_Step`): made on the
+        generating thread while the loop decides the step before (it reads nothing the loop
+        writes)."""
         chunk, end = step
         arrivals, draws, layers = chunk
-        m = len(arrivals)
-        n_layers = len(layers)
-        dt = self.dtypes
-        Rn = request_rows(arrivals, draws, self.clocks)
-        KEYSn = np.zeros((n_layers, m), dtype=dt["KEYS"])
-        LKEYSn = np.zeros((n_layers, m) if self.any_local else (1, 1), dtype=dt["LKEYS"])
-        APPn = np.ones((n_layers, m), dtype=dt["APPLIES"])
-        for pos, cl in enumerate(layers):
-            _request_columns(cl, pos, draws.node, len(self.clocks), KEYSn, LKEYSn, APPn)
-        LATn = np.zeros((self.g, 3, m), dtype=dt["LAT"])
-        if self.g:
-            LATn[:, 0] = draws.lat_out_us.T
-            LATn[:, 1] = draws.lat_back_us.T
-            LATn[:, 2] = draws.service_us.T
         shards = [
             (cl.gidx, np.frombuffer(cl.shard, dtype=np.int64))
             for cl in layers
@@ -257,55 +235,58 @@ class _Bounded:
         ]
         # arrivals are in time order: an instant starts where the time changes
         t = arrivals.time_us
+        m = len(t)
         starts = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1]))) if m else t[:0]
-        return _Step(
-            chunk, end, Rn, KEYSn, LKEYSn, APPn,
-            np.zeros((n_layers, m), dtype=dt["OUT"]), np.full((n_layers, m), -1, dtype=dt["REM"]),
-            LATn, shards, t[starts].astype(np.int64), starts.astype(np.int64),
-        )  # fmt: skip
+        clk = local_clock_us(arrivals, draws, self.clocks)
+        return _Step(chunk, end, clk, shards, t[starts].astype(np.int64), starts.astype(np.int64))
 
     def append(self, step: _Step, keep_inputs: bool) -> None:
         """Add a step's rows after the rows in the tables, decided by the leading node layers
         (``loop.prefix``, on the step's own rows: a step's rows come after every earlier
         one, as the whole run takes them), with the step's arrival batches set up."""
-        arrivals, _, layers = step.chunk
+        arrivals, draws, layers = step.chunk
         m = len(arrivals)
         if self.used + m > self.cap:
             self.grow(self.used + m)
         w = self.world
         rows = slice(self.used, self.used + m)
+        self._write_rows(step, rows)
         prefix(
-            step.R, step.KEYS, step.APPLIES, step.OUT, step.REM, w.LY, w.KK, w.PP, w.PF,
-            w.STATE, w.LOGS, int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
+            w.R[rows], w.KEYS[:, rows], w.APPLIES[:, rows], w.OUT[:, rows], w.REM[:, rows],
+            w.LY, w.KK, w.PP, w.PF, w.STATE, w.LOGS, int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
         )  # fmt: skip
-        w.R[rows] = step.R
-        w.KEYS[:, rows] = step.KEYS
-        if self.any_local:
-            w.LKEYS[:, rows] = step.LKEYS
-        w.APPLIES[:, rows] = step.APPLIES
-        w.OUT[:, rows] = step.OUT
-        w.REM[:, rows] = step.REM
-        if self.g:
-            w.LAT[: self.g, :, rows] = step.LAT
-        w.SHARD[:, rows] = 0
-        for gidx, shard in step.shards:
-            w.SHARD[gidx, rows] = shard
-        if self.guards:
-            w.PRL[:, rows, :] = 0
         bounds = np.append(step.starts, m) + self.used
         if m:
             self.width = max(self.width, int(np.diff(bounds).max()))
         self.world = w._replace(INST=step.instants, BOUNDS=bounds)
         self.world.C[C_BATCH] = 0
         if keep_inputs:
-            self.pending = arrivals if self.pending is None else _concat(self.pending, arrivals)
-            self.pending_layers = (
-                layers
-                if self.pending_layers is None
-                else concat_layers(self.pending_layers, layers)
-            )
+            self.pending.add(arrivals, layers)
         self.used += m
         self.peak = max(self.peak, self.used)
+
+    def _write_rows(self, step: _Step, rows: slice) -> None:
+        """A step's rows of every per-request table, written in place (rows ``rows``)."""
+        arrivals, draws, layers = step.chunk
+        w = self.world
+        fill_rows(w.R[rows], arrivals, draws, step.clk)
+        w.APPLIES[:, rows] = 1
+        for pos, cl in enumerate(layers):
+            _request_columns(
+                cl, pos, draws.node, len(self.clocks), w.KEYS[:, rows],
+                w.LKEYS[:, rows] if self.any_local else w.LKEYS, w.APPLIES[:, rows],
+            )  # fmt: skip
+        w.OUT[:, rows] = 0
+        w.REM[:, rows] = -1
+        if self.g:
+            w.LAT[: self.g, 0, rows] = draws.lat_out_us.T
+            w.LAT[: self.g, 1, rows] = draws.lat_back_us.T
+            w.LAT[: self.g, 2, rows] = draws.service_us.T
+        w.SHARD[:, rows] = 0
+        for gidx, shard in step.shards:
+            w.SHARD[gidx, rows] = shard
+        if self.guards:
+            w.PRL[:, rows, :] = 0
 
     # --- one chunk ------------------------------------------------------------------------
 
@@ -349,20 +330,11 @@ class _Bounded:
             return None
         job = self._emit(cut, agg, consumers)
         renumber(cut, self.used, w.R, w.H, n_heap, w.NV, w.CQ, w.PRL, w.SB)
-        left = self.used - cut
         for name, axis in self._row_tables():
-            table = getattr(w, name)
-            src = [slice(None)] * table.ndim
-            dst = [slice(None)] * table.ndim
-            src[axis] = slice(cut, self.used)
-            dst[axis] = slice(0, left)
-            table[tuple(dst)] = table[tuple(src)].copy()  # overlapping: copy first
-        if self.pending is not None:
-            self.pending = self.pending.take(slice(cut, None))
-            assert self.pending_layers is not None
-            self.pending_layers = [cut_layer(cl, cut, cut + left) for cl in self.pending_layers]
-        self.used = left
+            move_rows_down(getattr(w, name), axis, cut, self.used)
+        self.used -= cut
         self.base += cut
+        self.pending.drop(self.base)
         return job
 
     def _emit(
@@ -384,9 +356,9 @@ class _Bounded:
         data: RunData | None = None
         layers: list[CompiledLayer] = []
         if consumers:
-            assert self.pending is not None and self.pending_layers is not None
+            arrivals, layers = self.pending.take(base, base + cut)
             data = RunData(
-                arrivals=self.pending.take(s),
+                arrivals=arrivals,
                 node=col[R_NODE],
                 outcomes=outcomes,
                 remaining=remaining,
@@ -398,7 +370,6 @@ class _Bounded:
                 backend_done_us=col[R_BK_DONE] if self.scenario.backend is not None else None,
                 held_us=held,
             )
-            layers = [cut_layer(cl, 0, cut) for cl in self.pending_layers]
 
         def job() -> None:
             if agg is not None:
@@ -421,12 +392,6 @@ class _Bounded:
             self.base, int(w.C[C_ARRIVED]), int(w.C[C_DONE]), w.R[:0], w.NV, w.C, self.T,
             self.scenario.topology.slots,
         )  # fmt: skip
-
-
-def _concat(a: Arrivals, b: Arrivals) -> Arrivals:
-    from ..traffic import Arrivals as _Arrivals
-
-    return _Arrivals.concat([a, b]) if len(a) else b
 
 
 #: A step of the bounded runner takes consecutive chunks until it holds this many rows at least

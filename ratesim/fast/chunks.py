@@ -43,11 +43,6 @@ def cut_layer(cl: CompiledLayer, lo: int, hi: int) -> CompiledLayer:
     )
 
 
-def concat_layers(a: list[CompiledLayer], b: list[CompiledLayer]) -> list[CompiledLayer]:
-    """The layers of consecutive rows ``a`` then ``b`` (per-request arrays joined)."""
-    return join_layers([a, b])
-
-
 def join_layers(parts: Sequence[list[CompiledLayer]]) -> list[CompiledLayer]:
     """The layers of consecutive row ranges ``parts`` (at least one), each per-request array
     joined once (not part by part: that would copy the first rows once per later part)."""

@@ -165,3 +165,28 @@ def renumber(
             for pos in range(PRL.shape[2]):
                 w = PRL[2, i, pos]
                 PRL[2, i, pos] = w - cut if w >= cut else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _shift_left(table: Any, by: int, length: int) -> None:
+    """In every row of the 2-D ``table``, columns ``by .. by + length - 1`` moved to
+    ``0 .. length - 1`` (a forward copy: a column is read before it is overwritten)."""
+    for r in range(table.shape[0]):
+        for i in range(length):
+            table[r, i] = table[r, i + by]
+
+
+def move_rows_down(table: Any, axis: int, cut: int, rows: int) -> None:
+    """Rows ``cut .. rows - 1`` of ``table`` along ``axis`` moved to ``0 .. rows - cut - 1``,
+    in place: no temporary (numpy's overlapping assignment copies the source first, one
+    more pass and fresh pages over every row still in flight, each step). ``table`` is
+    C-contiguous, so the axes after ``axis`` travel with each row."""
+    if not table.flags.c_contiguous:
+        raise ValueError("move_rows_down needs a C-contiguous table")
+    inner = 1
+    for size in table.shape[axis + 1 :]:
+        inner *= int(size)
+    outer = 1
+    for size in table.shape[:axis]:
+        outer *= int(size)
+    _shift_left(table.reshape(outer, -1), cut * inner, (rows - cut) * inner)

@@ -62,28 +62,41 @@ def _fill(
             R[i, R_BK] = bk[i]
 
 
-def request_rows(arrivals: Arrivals, draws: Draws, clocks: list[NodeClock]) -> np.ndarray:
-    """``R`` (int64, one row per request of ``arrivals``, no room for retries), equal to
-    ``_request_table(arrivals, draws, clocks)``."""
+def local_clock_us(arrivals: Arrivals, draws: Draws, clocks: list[NodeClock]) -> np.ndarray:
+    """Each request's arrival as its node's clock reads it (µs; the arrival times themselves
+    when every clock is perfect)."""
     t = np.ascontiguousarray(arrivals.time_us, dtype=np.int64)
-    clk = t
-    if any(not clock.spec.is_perfect for clock in clocks):
-        clk = t.copy()
-        for k, clock in enumerate(clocks):
-            if not clock.spec.is_perfect:
-                sel = draws.node == k
-                clk[sel] = clock.read_many(t[sel])
-    R = np.empty((len(t), R_COLS), dtype=np.int64)
+    if all(clock.spec.is_perfect for clock in clocks):
+        return t
+    clk = t.copy()
+    for k, clock in enumerate(clocks):
+        if not clock.spec.is_perfect:
+            sel = draws.node == k
+            clk[sel] = clock.read_many(t[sel])
+    return clk
+
+
+def fill_rows(R: np.ndarray, arrivals: Arrivals, draws: Draws, clk: np.ndarray) -> None:
+    """Write the rows of ``R`` (C-contiguous int64, one row per request of ``arrivals``; a
+    slice of a larger table will do) from the requests and their clock readings ``clk``
+    (:func:`local_clock_us`)."""
     _fill(
         R,
-        t,
+        np.ascontiguousarray(arrivals.time_us, dtype=np.int64),
         np.ascontiguousarray(draws.node),
         np.ascontiguousarray(arrivals.tier),  # int8: widened per item in the pass
         np.ascontiguousarray(arrivals.cost),
         clk,
         np.ascontiguousarray(draws.backend_us),
     )
+
+
+def request_rows(arrivals: Arrivals, draws: Draws, clocks: list[NodeClock]) -> np.ndarray:
+    """``R`` (int64, one row per request of ``arrivals``, no room for retries), equal to
+    ``_request_table(arrivals, draws, clocks)``."""
+    R = np.empty((len(arrivals), R_COLS), dtype=np.int64)
+    fill_rows(R, arrivals, draws, local_clock_us(arrivals, draws, clocks))
     return R
 
 
-__all__ = ["request_rows"]
+__all__ = ["fill_rows", "local_clock_us", "request_rows"]
