@@ -34,6 +34,7 @@ from ..model import clock as _clock
 from ..model import topology as _topology
 from ..model.backend import slowed_service_us
 from ..model.faults import is_partitioned, outage_kind
+from ..model.redis_server import depths_merged as _depths_merged
 from ..model.store_breaker import sb_gate as _sb_gate
 from ..model.store_breaker import sb_observe as _sb_observe
 
@@ -118,6 +119,9 @@ def rate_kernel(
 #: :func:`ratesim.model.clock.clock_read` and its loop over an array, compiled.
 clock_read = numba.njit(cache=True)(_clock.clock_read)
 clock_read_many = numba.njit(cache=True)(_clock.clock_read_many)
+clock_read_nodes = numba.njit(cache=True, nogil=True)(_clock.clock_read_nodes)
+#: :func:`ratesim.model.redis_server.depths_merged`, compiled.
+depths_merged = numba.njit(cache=True, nogil=True)(_depths_merged)
 #: :func:`ratesim.model.faults.outage_kind` and ``is_partitioned``, compiled.
 outage = numba.njit(cache=True)(outage_kind)
 partitioned = numba.njit(cache=True)(is_partitioned)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from ..model.clock import check_clock_range, clock_tables
+from .kernels import clock_read_nodes
 from .layout import (
     R_BK,
     R_BK_DONE,
@@ -68,11 +70,11 @@ def local_clock_us(arrivals: Arrivals, draws: Draws, clocks: list[NodeClock]) ->
     t = np.ascontiguousarray(arrivals.time_us, dtype=np.int64)
     if all(clock.spec.is_perfect for clock in clocks):
         return t
-    clk = t.copy()
-    for k, clock in enumerate(clocks):
-        if not clock.spec.is_perfect:
-            sel = draws.node == k
-            clk[sel] = clock.read_many(t[sel])
+    clk = np.empty_like(t)
+    if len(t):
+        check_clock_range(int(t[0]), int(t[-1]))  # arrivals are in time order
+        tables = clock_tables(clocks)
+        clock_read_nodes(*tables, np.ascontiguousarray(draws.node, dtype=np.int64), t, clk)
     return clk
 
 

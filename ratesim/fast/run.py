@@ -56,9 +56,7 @@ from .layout import (
     N_WTAIL,
     NV_COLS,
     R_ATTEMPT,
-    R_BK,
     R_BK_DONE,
-    R_CLK,
     R_COLS,
     R_COST,
     R_CWAIT,
@@ -68,12 +66,10 @@ from .layout import (
     R_NODE,
     R_ORIGIN,
     R_POOL_WAIT,
-    R_PRE_REJ,
     R_REJ,
     R_RETRY,
     R_T,
     R_TIER,
-    R_WNEXT,
     ST_FINISHED,
     ST_GROW,
     ST_RETRY,
@@ -82,6 +78,7 @@ from .layout import (
 from .logpool import first_rings, is_log, new_pools, table_size
 from .loop import prefix, run
 from .retries import client_counters, client_tables, fill_and_grow
+from .rows import fill_rows, local_clock_us, request_rows
 from .stream import fold_decided
 from .support import unsupported
 
@@ -445,26 +442,15 @@ def _request_table(
 ) -> np.ndarray:
     """``R``: one row per request (its arrival, node, tier, cost, local clock at arrival and
     backend base time; the loop fills in the rest), with ``rows`` rows of room (retries)."""
+    if rows is None:
+        return request_rows(arrivals, draws, clocks)
     n = len(arrivals)
-    R = np.zeros((n if rows is None else rows, R_COLS), dtype=np.int64)
-    Q = R[:n]
-    Q[:, R_T] = arrivals.time_us
-    Q[:, R_NODE] = draws.node
-    Q[:, R_TIER] = arrivals.tier
-    Q[:, R_COST] = arrivals.cost
-    Q[:, R_CLK] = arrivals.time_us
-    for k, clock in enumerate(clocks):
-        if not clock.spec.is_perfect:
-            sel = draws.node == k
-            Q[sel, R_CLK] = clock.read_many(arrivals.time_us[sel])
-    for col in (R_DECIDED, R_REJ, R_WNEXT, R_PRE_REJ, R_BK_DONE):
-        Q[:, col] = -1
-    if len(draws.backend_us):
-        Q[:, R_BK] = draws.backend_us
-    if rows is not None:  # clients that retry: attempts and origins
-        Q[:, R_ATTEMPT] = 1
-        Q[:, R_ORIGIN] = np.arange(n)
-        Q[:, R_RETRY] = -1
+    R = np.zeros((rows, R_COLS), dtype=np.int64)
+    fill_rows(R[:n], arrivals, draws, local_clock_us(arrivals, draws, clocks))
+    Q = R[:n]  # clients that retry: attempts and origins
+    Q[:, R_ATTEMPT] = 1
+    Q[:, R_ORIGIN] = np.arange(n)
+    Q[:, R_RETRY] = -1
     return R
 
 

@@ -274,6 +274,14 @@ def clock_read_many(clocks: Any, jumps: Any, slews: Any, k: int, ts: Any, out: A
         out[i] = clock_read(clocks, jumps, slews, k, ts[i])
 
 
+def clock_read_nodes(clocks: Any, jumps: Any, slews: Any, node: Any, ts: Any, out: Any) -> None:
+    """``out[i] = clock_read(clocks, jumps, slews, node[i], ts[i])``: each request's arrival
+    read on its own node's clock (the tables of every node, :func:`clock_tables`), in one
+    pass over 1-d arrays (no mask and no gather per node)."""
+    for i in range(ts.shape[0]):
+        out[i] = clock_read(clocks, jumps, slews, node[i], ts[i])
+
+
 class ClockTables(NamedTuple):
     """The int64 tables :func:`clock_read` reads, for clocks ``0 .. K-1`` (µs, parts per 10^12)."""
 
@@ -314,7 +322,8 @@ def _compiled() -> Any:
 _KERNELS: Any = None
 
 
-def _check_range(t_min: int, t_max: int) -> None:
+def check_clock_range(t_min: int, t_max: int) -> None:
+    """Refuse true times outside the range :func:`clock_read` is exact in (µs)."""
     if t_min <= -CLOCK_LIMIT_US or t_max >= CLOCK_LIMIT_US:
         raise ValueError(
             f"true_us out of the exact range (|t| < {CLOCK_LIMIT_US} µs): {t_min} .. {t_max}"
@@ -354,7 +363,7 @@ class NodeClock:
     def read(self, true_us: int | np.integer[Any]) -> int:
         """Local time in µs at true time ``true_us`` (µs); see the module docstring."""
         t = _check_true_us(true_us)
-        _check_range(t, t)
+        check_clock_range(t, t)
         return int(_compiled().clock_read(*self.tables, 0, t))
 
     def read_many(self, true_us: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -365,7 +374,7 @@ class NodeClock:
         flat = np.ascontiguousarray(t.astype(np.int64).reshape(-1))
         out = np.empty_like(flat)
         if flat.size:
-            _check_range(int(flat.min()), int(flat.max()))
+            check_clock_range(int(flat.min()), int(flat.max()))
             _compiled().clock_read_many(*self.tables, 0, flat, out)
         return out.reshape(t.shape)
 
