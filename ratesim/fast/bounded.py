@@ -252,8 +252,8 @@ class _Bounded:
         rows = slice(self.used, self.used + m)
         self._write_rows(step, rows)
         prefix(
-            w.R[rows], w.KEYS[:, rows], w.APPLIES[:, rows], w.OUT[:, rows], w.REM[:, rows],
-            w.LY, w.KK, w.PP, w.PF, w.STATE, w.LOGS, int(w.C[C_PRE]), w.TOPO_AT, w.SHP,
+            w.R, w.KEYS, w.APPLIES, w.OUT, w.REM, w.LY, w.KK, w.PP, w.PF, w.STATE, w.LOGS,
+            int(w.C[C_PRE]), w.TOPO_AT, w.SHP, self.used, self.used + m,
         )  # fmt: skip
         bounds = np.append(step.starts, m) + self.used
         if m:

@@ -334,11 +334,14 @@ def prefix(
     n_pre: int,
     TOPO_AT: Any,
     SHP: Any,
+    lo: int,
+    hi: int,
 ) -> None:
-    """Leading node rate layers, each over all requests in arrival order (as the engine's
-    ``prefix_layer``); only the last can hold (shaping): ``R_HELD`` says how long. A sliding
-    log's rings are in the node-side pool of ``LOGS``."""
-    n = R.shape[0]
+    """Leading node rate layers, each over requests ``lo .. hi - 1`` in arrival order (as the
+    engine's ``prefix_layer``); only the last can hold (shaping): ``R_HELD`` says how long. A
+    sliding log's rings are in the node-side pool of ``LOGS``. Whole tables and a row range,
+    not views: a view of some rows is contiguous or not by the range, and each layout is
+    another compilation of this function."""
     NPOOL = LOGS[NODE_POOL]
     pshape = PP.shape
     for pos in range(n_pre):
@@ -346,7 +349,7 @@ def prefix(
         off = LY[pos, L_OFF]
         size = LY[pos, L_SIZE]
         shadow = LY[pos, L_SHADOW]
-        for i in range(n):
+        for i in range(lo, hi):
             if R[i, R_PRE_REJ] >= 0 or not APPLIES[pos, i]:
                 continue
             tr = R[i, R_TIER]

@@ -144,7 +144,7 @@ def run_fast(
     R, C = world.R, world.C
     prefix(
         R, T.KEYS, T.APPLIES, world.OUT, world.REM, T.LY, T.KK, T.PP, world.PF, T.STATE,
-        T.LOGS, int(C[C_PRE]), world.TOPO_AT, T.SHP,
+        T.LOGS, int(C[C_PRE]), world.TOPO_AT, T.SHP, 0, len(arrivals),
     )  # fmt: skip
     folded = 0
 
