@@ -175,9 +175,8 @@ def callee(params: str, body_lines: list[str]) -> Callee | None:
     return Callee(names, tuple(body), frozenset(free), frozenset(assigned))
 
 
-def _split_args(args: str) -> list[str] | None:
-    """The top-level comma-separated expressions of ``args``; None if one is a call or ``...``
-    (the last expression's values could be many, so the binding is kept whole)."""
+def _split_args(args: str) -> list[str]:
+    """The top-level comma-separated expressions of ``args`` (none for an empty list)."""
     masked = mask(args)
     parts: list[str] = []
     depth, start = 0, 0
@@ -188,11 +187,7 @@ def _split_args(args: str) -> list[str] | None:
             parts.append(args[start:i].strip())
             start = i + 1
     parts.append(args[start:].strip())
-    if not parts[-1]:
-        return []
-    if re.search(r"[\w\]\)]\s*\(|\.\.\.", mask(parts[-1])):
-        return None
-    return parts
+    return [] if parts == [""] else parts
 
 
 def _balanced(masked: str) -> bool:
@@ -286,9 +281,10 @@ class Inliner:
         if not fn.params:
             return []
         values = _split_args(args)
-        if values is None:
-            return [(", ".join(fn.params), args)]
-        if len(values) > len(fn.params):
+        # Fewer arguments than parameters: a last call or ... could fill several, so bind all
+        # as the call would; more: the extra ones are still evaluated, so the same.
+        multi = values and re.search(r"[\w\]\)]\s*\(|\.\.\.", mask(values[-1]))
+        if len(values) > len(fn.params) or (len(values) < len(fn.params) and multi):
             return [(", ".join(fn.params), args)]
         values += ["nil"] * (len(fn.params) - len(values))
         out = []

@@ -212,17 +212,18 @@ def _inline_run(body: list[str], stmts: list[Statement], algo: str) -> list[str]
     return _scalar_params(Inliner(callees).run(body))
 
 
-#: The first parameter's index in ARGV (see ``run``): p[i] is tonumber(ARGV[_PARAMS_AT + i]).
-_PARAMS_AT = 7
+#: The table of params a ``--@params`` block builds: ``p[i]`` is ``tonumber(args[N + i])``.
+_PARAMS_CTOR = re.compile(r"^p = \{\[0\] = tonumber\(args\[(\d+)\]\), unpack\(args, (\d+), ")
 
 
 def _scalar_params(body: list[str]) -> list[str]:
     """The ``--@params`` block building ``p`` as locals ``p_<i>``, when ``p`` is only indexed.
 
-    When every other mention of ``p`` in ``body`` is ``p[<integer>]`` (or ``p`` declared in a
-    ``local`` list), the table is never needed: ``p_<i> = tonumber(ARGV[7 + i])`` for the
-    indices read (``ARGV[7]`` always, as the table's constructor does; an absent later argument
-    stays nil, as it would in the table). Otherwise only the marker lines go.
+    The block builds ``p = {[0] = tonumber(args[N]), unpack(args, N + 1, ...)}`` and converts
+    the rest in place. When every other mention of ``p`` in ``body`` is ``p[<integer>]`` (or
+    ``p`` declared in a ``local`` list), the table is never needed: ``p_<i> =
+    tonumber(args[N + i])`` for the indices read (``args[N]`` always, as the constructor does;
+    an absent argument is nil, as it would be in the table). Otherwise only the markers go.
     """
     marks = [i for i, ln in enumerate(body) if ln.strip() in ("--@params", "--@params end")]
     if not marks:
@@ -248,10 +249,13 @@ def _scalar_params(body: list[str]) -> list[str]:
             indices.add(int(idx.group(1)))
     if decl is None:
         return body[:start] + body[start + 1 : stop] + body[stop + 1 :]
+    ctor = [_PARAMS_CTOR.match(code_of(ln)) for ln in body[start + 1 : stop]]
+    base = next((int(m.group(1)) for m in ctor if m and int(m.group(2)) == int(m.group(1)) + 1), 0)
+    if not base:
+        raise ValueError("Lua: a --@params block must build p = {[0] = tonumber(args[N]), ...}")
     names = [f"p_{i}" for i in sorted(indices)]
-    values = [f"tonumber(args[{_PARAMS_AT}])"] + [
-        f"args[{_PARAMS_AT + i}] and tonumber(args[{_PARAMS_AT + i}])" for i in sorted(indices)[1:]
-    ]
+    # tonumber(nil) is nil (an absent argument), as the table would hold.
+    values = [f"tonumber(args[{base + i}])" for i in sorted(indices)]
     indent = body[start][: len(body[start]) - len(body[start].lstrip())]
     block = [f"{indent}{', '.join(names)} = {', '.join(values)}"]
     out = []
