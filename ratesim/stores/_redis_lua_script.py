@@ -7,8 +7,9 @@ algorithm therefore carries only what that algorithm's call can reach, and no ``
 
 * the sources (``prelude.lua``, ``lazy.lua`` where needed, the kernel file) are cut into their
   top-level statements (each with the comment lines above it);
-* a statement is kept when the wrapper ``run`` or the algorithm's ``K['<name>']`` reaches it
-  through the names it uses (transitively): e.g. the GCRA script drops ``fmod``, ``fmt``, the
+* a statement is kept when the wrapper ``run``'s body (after the inlining below) or, if that
+  still uses it, the algorithm's ``K['<name>']`` reaches it through the names it uses
+  (transitively): e.g. the GCRA script drops ``fmod``, ``fmt``, the
   lazy wrapper and the Function library's scratch, and a kernel file holding two algorithms
   keeps only the one asked for;
 * lines between ``--@library`` and ``--@end`` (the Function library's scratch path in ``run``)
@@ -16,12 +17,19 @@ algorithm therefore carries only what that algorithm's call can reach, and no ``
 * the kernel table ``K`` is not built: ``K['<name>']`` becomes the local ``K_<name>``;
 * ``run``'s body becomes the script's own body, its parameters bound by one ``local`` line
   (``algo, keys, args, once = K['<name>'], KEYS, ARGV, true``), so its ``return`` statements
-  return the script's reply.
+  return the script's reply;
+* in that body, the calls of the helpers and of the kernel's ``step``/``expires`` are inlined
+  where :mod:`ratesim.stores._redis_lua_inline` can do it plainly (the kernel's constant fields
+  such as ``algo.lazy`` folded, ``if nil then ... end`` dropped), so a helper or the kernel
+  table is defined only if a call of it is left (the GCRA script keeps none: no closure, no
+  kernel table is built per call);
+* the ``--@params`` block (the table ``p`` of parameters) becomes locals ``p_0, p_1, ...`` when
+  the body only ever reads ``p[<integer>]``.
 
 Nothing is rewritten by hand: the Lua text stays the single source, and the statements kept
-are copied verbatim. The cutting relies on the sources' layout (a top-level statement starts in
-column 0 with ``local`` or an assignment; its closing ``end`` or ``}`` is in column 0 too) and
-fails loudly on anything else.
+are copied verbatim or mechanically inlined. The cutting relies on the sources' layout (a
+top-level statement starts in column 0 with ``local`` or an assignment; its closing ``end`` or
+``}`` is in column 0 too) and fails loudly on anything else.
 """
 
 from __future__ import annotations
