@@ -2,7 +2,7 @@
 
 A synthetic prelude and kernel, laid out like ratesim's Lua files, hold what the inliner must
 get right: early returns from nested blocks, a loop with ``break`` and a return after it, fewer
-values returned than assigned, nested calls, calls inside larger statements (hoisted), calls it
+values returned than assigned, nested calls, calls whose every value counts (a last argument), calls inside larger statements (hoisted), calls it
 must leave alone (a parameter the callee assigns, in a condition, behind ``and``/``or``, where a local of the caller would
 capture a name the callee uses) and a callee it must refuse (a return inside a loop). The flat
 script built from them must reply exactly what the plain composition (every function defined,
@@ -55,6 +55,15 @@ local function bump(a)
   return a * 2
 end
 
+-- Two values, and none: where every value counts (a last argument) they must not be hoisted.
+local function two(x)
+  return x, x + 1
+end
+
+local function none(x)
+  if x then return end
+end
+
 -- A return inside a loop: never inlined.
 local function first_over(t, limit)
   for i = 1, 3 do
@@ -78,6 +87,8 @@ local function run(algo, keys, args, once)
   local h = first_over({a, c, e}, 5)
   local SCALE = 2
   local k = scaled(c) + SCALE
+  k = k + math.max(0, two(a))
+  k = k + 100 * select('#', none(a))
   if e > 0 then e = div(e, 2) end
   return string.format('%d,%d,%s,%d,%d,%d,%d,%d', a, b, tostring(c), e, g, h, k, algo.flag)
 end
@@ -117,6 +128,7 @@ def test_the_flat_script_inlines_what_it_may_and_keeps_the_rest() -> None:
     assert "if div(c, 2) > 1 then" in flat
     assert "a > 0 and div(100, a) or -1" in flat
     assert "scaled(c) + SCALE" in flat
+    assert "k = k + math.max(0, two(a))" in flat and "k = k + 100 * select('#', none(a))" in flat
     # The kernel's constant field is folded, its params read as locals.
     assert "algo.flag" not in flat and ", 7)" in flat
     assert "p_0, p_1, p_2 = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])" in flat

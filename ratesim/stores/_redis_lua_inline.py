@@ -66,6 +66,8 @@ class Callee:
     free: frozenset[str]
     #: names the body assigns (``a, b = ...``, not ``local``)
     assigned: frozenset[str] = frozenset()
+    #: every path returns exactly one value (so a hoisted call loses none)
+    single: bool = False
 
 
 def mask(line: str) -> str:
@@ -172,7 +174,27 @@ def callee(params: str, body_lines: list[str]) -> Callee | None:
         m = re.match(rf"^\s*({_TARGETS})\s*=[^=]", mask(ln))
         if m:
             assigned.update(t.strip() for t in m.group(1).split(","))
-    return Callee(names, tuple(body), frozenset(free), frozenset(assigned))
+    return Callee(names, tuple(body), frozenset(free), frozenset(assigned), _single(body))
+
+
+def _single(body: list[str]) -> bool:
+    """Every ``return`` of ``body`` gives one value (not a call, not ``...``), and the body ends
+    with one at its top level (it cannot fall off its end, which returns no value)."""
+    rets = [ln.strip() for ln in body if re.match(r"^\s*return\b", ln)]
+    if not rets or not re.match(r"^return\b", body[-1]):
+        return False
+    for code in rets:
+        values = _split_args(code[len("return") :])
+        if len(values) != 1 or _is_call(values[0]) or "..." in values[0]:
+            return False
+    return True
+
+
+def _is_call(expr: str) -> bool:
+    """``expr`` is a call as a whole (``f(x)``, ``a.b(x)``), whose values could be many."""
+    masked = mask(expr.strip())
+    m = re.match(r"^[A-Za-z_][\w.:\[\]]*\s*\(", masked)
+    return bool(m) and _close(masked, m.end() - 1) == len(masked) - 1
 
 
 def _split_args(args: str) -> list[str]:
@@ -256,7 +278,11 @@ class Inliner:
             if whole and stop == len(code) - 1:
                 local, targets = whole.group(1) or "", whole.group(2)
                 return self._expand(fn, args, indent, local, targets)
-            if self._hoistable(masked, m.start()):
+            # As the last argument, table item or returned value, every value of the call
+            # counts: a hoisted local keeps one.
+            after = masked[stop + 1 :].lstrip()
+            many = after[:1] in (")", "}") or (not after and masked.startswith("return"))
+            if (fn.single or not many) and self._hoistable(masked, m.start()):
                 tmp = f"__i{next(self.fresh)}"
                 call = f"local {tmp} = {code[m.start() : stop + 1]}"
                 return [indent + call, indent + code[: m.start()] + tmp + code[stop + 1 :]]
