@@ -194,7 +194,7 @@ def _is_call(expr: str) -> bool:
     """``expr`` is a call as a whole (``f(x)``, ``a.b(x)``), whose values could be many."""
     masked = mask(expr.strip())
     m = re.match(r"^[A-Za-z_][\w.:\[\]]*\s*\(", masked)
-    return bool(m) and _close(masked, m.end() - 1) == len(masked) - 1
+    return m is not None and _close(masked, m.end() - 1) == len(masked) - 1
 
 
 def _split_args(args: str) -> list[str]:
