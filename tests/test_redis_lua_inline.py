@@ -150,6 +150,13 @@ def test_normalize_and_a_hoisted_call() -> None:
         "    b = f(a)",
         "  end",
     ]
+    # A string saying " then " is not the keyword; a nested one-line if is left as it is.
+    assert normalize(["if s == ' then ' then b = 1 end", "if a then if b then c() end end"]) == [
+        "if s == ' then ' then",
+        "  b = 1",
+        "end",
+        "if a then if b then c() end end",
+    ]
     fn = callee("a", ["  return a + 1"])
     assert fn is not None
     got = Inliner({"f": fn}).run(["redis.call('SET', k, f(x))", "while f(x) > 0 do", "end"])

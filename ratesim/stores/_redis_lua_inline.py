@@ -120,10 +120,12 @@ def normalize(lines: list[str] | tuple[str, ...], *, comments: bool = False) -> 
                 out.append(line)
             continue
         indent = line[: len(line) - len(line.lstrip())]
-        m = _ONE_LINE_IF.match(code)
-        masked = _words(code)
-        if m and masked.count("if") == 1 and masked.count("end") == 1 and "else" not in masked:
-            out += [f"{indent}if {m.group(1)} then", f"{indent}  {m.group(2)}", f"{indent}end"]
+        m = _ONE_LINE_IF.match(mask(code))  # on masked text: a string may say "then"
+        words = _words(code)
+        once = all(words.count(w) == 1 for w in ("if", "then", "end"))
+        if m and once and "else" not in words and "elseif" not in words:
+            cond, body = code[m.start(1) : m.end(1)], code[m.start(2) : m.end(2)]
+            out += [f"{indent}if {cond} then", f"{indent}  {body}", f"{indent}end"]
         else:
             out.append(indent + code)
     return out
