@@ -93,6 +93,10 @@ def test_the_gcra_script_keeps_only_what_its_call_reaches() -> None:
     # A file holding two kernels gives each script only its own.
     fixed = _redis_lua.bundle().scripts["fixed_window"][0]
     assert "sliding_window_counter" not in fixed
+    # Every kernel but the lazy one is inlined whole: its table is never built.
+    for name, (flat, _sha) in _redis_lua.bundle().scripts.items():
+        if name not in _redis_lua.LAZY_STATE:
+            assert "algo." not in flat and f"K_{name} =" not in flat, name
     # A lazy kernel keeps its table (run_lazy takes it) and the wrapper its table of params.
     assert "local K_sliding_log = {" in _redis_lua.bundle().scripts["sliding_log"][0]
     # The lazy wrapper goes where it is needed, with the helpers it uses.
