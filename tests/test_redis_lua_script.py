@@ -85,12 +85,20 @@ def test_the_gcra_script_keeps_only_what_its_call_reaches() -> None:
     for gone in ("local function fmod", "local function fmt", "SCRATCH", "run_lazy =",
                  "local K =", "K[", "--@library", "local function run"):  # fmt: skip
         assert gone not in src, gone
-    for kept in ("local function fdiv", "local function pack_state", "local K_gcra = {"):
-        assert kept in src, kept
-    assert "local algo, keys, args, once = K_gcra, KEYS, ARGV, true" in src
+    # Every helper call and both kernel methods are inlined: no closure, no kernel table.
+    for gone in ("local function", "K_gcra", "algo.", "algo,", "p = {[0] = tonumber"):
+        assert gone not in src, gone
+    assert "local keys, args, once = KEYS, ARGV, true" in src
+    assert "p_0, p_1, p_2 = tonumber(args[7])" in src
     # A file holding two kernels gives each script only its own.
     fixed = _redis_lua.bundle().scripts["fixed_window"][0]
-    assert "K_fixed_window" in fixed and "sliding_window_counter" not in fixed
+    assert "sliding_window_counter" not in fixed
+    # Every kernel but the lazy one is inlined whole: its table is never built.
+    for name, (flat, _sha) in _redis_lua.bundle().scripts.items():
+        if name not in _redis_lua.LAZY_STATE:
+            assert "algo." not in flat and f"K_{name} =" not in flat, name
+    # A lazy kernel keeps its table (run_lazy takes it) and the wrapper its table of params.
+    assert "local K_sliding_log = {" in _redis_lua.bundle().scripts["sliding_log"][0]
     # The lazy wrapper goes where it is needed, with the helpers it uses.
     log = _redis_lua.bundle().scripts["sliding_log"][0]
     assert "run_lazy = function" in log and "local function fmt" in log

@@ -107,7 +107,7 @@ local function unpack_state(s, n, st)
     st[2] = c
   else
     if string.byte(s, 1) ~= 1 then return nil end
-    st = st or new_state(n)
+    if st == nil then st = new_state(n) end
     for i = 0, n - 1 do
       st[i] = struct.unpack('>d', s, 2 + 8 * i)
     end
@@ -165,8 +165,12 @@ local function run(algo, keys, args, once)
     -- size. Filled one index at a time from empty, a 0-based table is rehashed at every power
     -- of two (measured: ~450 ns per two-slot table, a third of a script's overhead); a
     -- constructor sizes it once. p: params[0..], the strings converted in place.
+    -- (A flat script whose kernel reads p only as p[<integer>] gets locals p_0, p_1, ...
+    -- instead: see _redis_lua_script.py.)
+    --@params
     p = {[0] = tonumber(args[7]), unpack(args, 8, nargs)}
     for i = 1, nargs - 7 do p[i] = tonumber(p[i]) end
+    --@params end
     n = tonumber(args[5])
     if algo.lazy then
       return run_lazy(algo, keys[1], n, p, now_us, cost, tonumber(args[3]))
