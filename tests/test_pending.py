@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ratesim.chunks import iter_chunks
 from ratesim.fast.chunks import cut_layer
-from ratesim.fast.compact import move_rows_down
+from ratesim.fast.compact import move_rows_down, take_columns
 from ratesim.fast.pending import PendingInputs
 from ratesim.scenarios import get
 
@@ -90,3 +90,12 @@ def test_pending_refuses_rows_it_no_longer_holds() -> None:
         pending.take(40, 70)
     got, _ = pending.take(60, 90)
     assert got.equals(arrivals.take(slice(60, 90)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(0, 30), cols=st.lists(st.integers(0, 5), max_size=7))
+def test_take_columns_equals_numpy_fancy_indexing(rows: int, cols: list[int]) -> None:
+    R = np.random.default_rng(rows).integers(-50, 50, size=(rows + 4, 6))
+    got = take_columns(R, rows, np.array(cols, dtype=np.int64))
+    assert got.shape == (len(cols), rows) and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, R[:rows].T[cols])

@@ -39,7 +39,7 @@ from ..compile import can_hold
 from ..model.clock import NodeClock
 from ..results import RunData
 from .chunks import cut_layer, join_layers
-from .compact import first_pinned, move_rows_down, prune_waiters, renumber
+from .compact import first_pinned, move_rows_down, prune_waiters, renumber, take_columns
 from .layout import (
     C_ARRIVED,
     C_BATCH,
@@ -323,9 +323,9 @@ class _Bounded:
         w = self.world
         if int(w.C[C_STACK]) != 0:
             raise AssertionError("bounded run: the hand-off stack is not empty between chunks")
-        prune_waiters(w.R, w.NV, w.CQ, w.PRL, w.LY)
+        waiting = int(prune_waiters(w.R, w.NV, w.CQ, w.PRL, w.LY))
         n_heap = int(w.C[C_HEAP])
-        cut = int(first_pinned(w.R, self.used, w.H, n_heap, w.NV, w.CQ, w.SB))
+        cut = int(first_pinned(w.R, self.used, w.H, n_heap, waiting, w.CQ, w.SB))
         if cut == 0:
             return None
         job = self._emit(cut, agg, consumers)
@@ -347,7 +347,7 @@ class _Bounded:
         s = slice(0, cut)
         # only the columns the folds read, each copied to a contiguous row of ``Rc``
         names = [R_T, R_REJ, R_DECIDED, R_POOL_WAIT, R_NODE, R_HELD, R_BK_DONE]
-        Rc = w.R[s].T[names]
+        Rc = take_columns(w.R, cut, np.array(names, dtype=np.int64))
         col = {name: Rc[i] for i, name in enumerate(names)}
         outcomes = w.OUT[:, s].T.copy()  # C order: a one-layer view would pass for contiguous
         remaining = w.REM[:, s].T.copy()

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import numba
+import numpy as np
 
 from ..model.store_breaker import SB_COLS, SB_PROBE
 from ..ordering import PRIO_STRIDE
@@ -57,11 +58,13 @@ def _row_event(kind: int) -> bool:
 
 
 @numba.njit(cache=True)
-def prune_waiters(R: Any, NV: Any, CQ: Any, PRL: Any, LY: Any) -> None:
+def prune_waiters(R: Any, NV: Any, CQ: Any, PRL: Any, LY: Any) -> int:
     """Unlink the members of the pools' wait lists that no longer wait (``R_WAITING`` 0: they
     timed out) and of the concurrency queues that no longer wait there (``R_CWAIT`` is not
     ``pos + 1``). The loop skips such members when it next walks the list, so dropping them
-    now changes nothing it does; it only stops a stale member from pinning its row."""
+    now changes nothing it does; it only stops a stale member from pinning its row. Returns
+    the lowest row left on a pool's wait list (``2**62``: none), for :func:`first_pinned`."""
+    lowest = 2**62
     for nd in range(NV.shape[0]):
         head = -1
         prev = -1
@@ -74,6 +77,7 @@ def prune_waiters(R: Any, NV: Any, CQ: Any, PRL: Any, LY: Any) -> None:
                 else:
                     R[prev, R_WNEXT] = w
                 prev = w
+                lowest = min(lowest, w)
             w = nxt
         if prev >= 0:
             R[prev, R_WNEXT] = -1
@@ -100,15 +104,17 @@ def prune_waiters(R: Any, NV: Any, CQ: Any, PRL: Any, LY: Any) -> None:
                 PRL[2, prev, pos] = -1
             CQ[0, e] = head
             CQ[1, e] = prev
+    return lowest
 
 
 @numba.njit(cache=True)
-def first_pinned(R: Any, rows: int, H: Any, n_heap: int, NV: Any, CQ: Any, SB: Any) -> int:
+def first_pinned(R: Any, rows: int, H: Any, n_heap: int, waiting: int, CQ: Any, SB: Any) -> int:
     """The first of rows ``0 .. rows - 1`` the run still needs (``rows`` when none): one not
-    decided yet, holding a slot or a connection wait, named by a queued event, a wait list or
-    queue, or a store breaker's probe (call :func:`prune_waiters` first). Every row before it
-    is finished: no output of it changes any more and nothing will read it."""
-    cut = rows
+    decided yet, holding a slot or a connection wait, named by a queued event, a wait list
+    (``waiting``: the lowest row on one, what :func:`prune_waiters` returns: call it first)
+    or queue, or a store breaker's probe. Every row before it is finished: no output of it
+    changes any more and nothing will read it."""
+    cut = min(rows, waiting)
     for i in range(rows):
         if R[i, R_DECIDED] < 0 or R[i, R_HOLDS] != 0 or R[i, R_CWAIT] != 0 or R[i, R_WAITING]:
             cut = i
@@ -116,11 +122,6 @@ def first_pinned(R: Any, rows: int, H: Any, n_heap: int, NV: Any, CQ: Any, SB: A
     for j in range(n_heap):
         if _row_event(H[j, H_KIND]) and H[j, H_I] < cut:
             cut = H[j, H_I]
-    for nd in range(NV.shape[0]):
-        w = NV[nd, N_WHEAD]
-        while w >= 0:
-            cut = min(cut, w)
-            w = R[w, R_WNEXT]
     for e in range(CQ.shape[1]):
         for side in range(2):
             if 0 <= CQ[side, e] < cut:
@@ -190,3 +191,15 @@ def move_rows_down(table: Any, axis: int, cut: int, rows: int) -> None:
     for size in table.shape[:axis]:
         outer *= int(size)
     _shift_left(table.reshape(outer, -1), cut * inner, (rows - cut) * inner)
+
+
+@numba.njit(cache=True, nogil=True)
+def take_columns(R: Any, rows: int, cols: Any) -> Any:
+    """Columns ``cols`` of ``R``'s rows ``0 .. rows - 1``, one contiguous row each (int64
+    ``(len(cols), rows)``): one pass over the rows (a gather per column would read every
+    row's cache line once per column)."""
+    out = np.empty((cols.shape[0], rows), dtype=np.int64)
+    for i in range(rows):
+        for j in range(cols.shape[0]):
+            out[j, i] = R[i, cols[j]]
+    return out
