@@ -37,6 +37,7 @@ import numpy as np
 
 from ..compile import can_hold
 from ..model.clock import NodeClock
+from ..model.redis_server import queue_depths
 from ..results import RunData
 from .chunks import cut_layer, join_layers
 from .compact import first_pinned, move_rows_down, prune_waiters, renumber, take_columns
@@ -130,8 +131,10 @@ class DepthCarry:
             carried = self.fins.get(s, np.zeros(0, dtype=np.int64))
             f = np.concatenate((carried, fin[idx]))
             a = at[idx]
-            k = np.arange(len(idx)) + len(carried)
-            depth[idx] = k - np.searchsorted(f, a, side="right")
+            # the carried commands as arrived before any of this chunk's (their depths unused):
+            # each command's depth is then its shard's, in one merge (queue_depths)
+            before = np.full(len(carried), np.iinfo(np.int64).min, dtype=np.int64)
+            depth[idx] = queue_depths(np.concatenate((before, a)), f, None)[len(carried) :]
             self.fins[s] = f[np.searchsorted(f, a[-1], side="right") :]
         return depth
 
