@@ -9,7 +9,17 @@ import numba
 import numpy as np
 
 from ..outcomes import ALLOWED, REJECTED, SHADOW_REJECTED
-from .logpool import NODE_POOL, POOL_USED, STALE, table_kernel
+from ..algorithms.sliding_log import RING_CAP, RING_COUNT
+from .kernels import GCRA_CODE, TB_CODE, gcra_inline, rate_kernel, tb_inline
+from .logpool import (
+    LOG_CODE,
+    NODE_POOL,
+    POOL_USED,
+    STALE,
+    log_with_room,
+    ring_has_room,
+    ring_kernel,
+)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -36,7 +46,11 @@ def oracle_layer_rows(
     caller keeps across batches; a sliding log's rings in the first pool of ``logs``, which
     grows here and is kept too), its outcome (``ALLOWED``, else ``SHADOW_REJECTED`` for a ``shadow`` layer or
     ``REJECTED``, which also sets ``rejected_by``) and remaining written to column ``pos``.
-    No index array of the live rows and no second pass to write the decisions."""
+    No index array of the live rows and no second pass to write the decisions.
+
+    ``table_kernel`` is written out here, as in ``ratesim.fast.loop`` (called, or inlined
+    with its arrays, it cost numba's array passing and reference counts at every row): the
+    GCRA and the token bucket inline, a sliding log's ring called directly when it has room."""
     width = pp.shape[1]
     pf = pp.reshape(-1)
     pool = logs[NODE_POOL]
@@ -46,11 +60,27 @@ def oracle_layer_rows(
         if rejected_by[i] >= 0 or not (every or applies[i]):
             continue
         tr = tier[i]
-        if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
-            pool = logs[NODE_POOL]
-        ok, rem, _, _ = table_kernel(
-            kk[tr], pf, tr * width, state, keys[i] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
-        )
+        code = kk[tr]
+        p0 = tr * width
+        s0 = keys[i] * size
+        now = t_us[i]
+        c = cost[i]
+        if code == GCRA_CODE:
+            ok, rem, _, _ = gcra_inline(pf, state, now, c, p0, s0)
+        elif code == TB_CODE:
+            ok, rem, _, _ = tb_inline(pf, state, now, c, p0, s0)
+        elif code == LOG_CODE:
+            if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
+                pool = logs[NODE_POOL]
+            b0 = state[s0]  # logpool._ring_with_room: the ring, if it has room
+            if b0 and not ring_has_room(pool[b0 + RING_COUNT], pool[b0 + RING_CAP], pf[p0], c):
+                b0 = 0
+            if b0:
+                ok, rem, _, _ = ring_kernel(pf, pool, now, c, p0, b0)
+            else:
+                ok, rem, _, _ = log_with_room(pf, p0, state, s0, logs, NODE_POOL, now, c)
+        else:
+            ok, rem, _, _ = rate_kernel(code, pf, p0, state, s0, now, c)
         remaining[i, pos] = rem
         if ok:
             outcomes[i, pos] = ALLOWED
