@@ -8,8 +8,8 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..outcomes import ALLOWED, REJECTED, SHADOW_REJECTED
 from ..algorithms.sliding_log import RING_CAP, RING_COUNT
+from ..outcomes import ALLOWED, REJECTED, SHADOW_REJECTED
 from .kernels import GCRA_CODE, TB_CODE, gcra_inline, rate_kernel, tb_inline
 from .logpool import (
     LOG_CODE,
