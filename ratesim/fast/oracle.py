@@ -8,7 +8,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..algorithms.sliding_log import RING_CAP, RING_COUNT
+from ..algorithms.sliding_log import RING_CAP, RING_COUNT, RING_HEAD, RING_STAMPS
 from ..outcomes import ALLOWED, REJECTED, SHADOW_REJECTED
 from .kernels import GCRA_CODE, TB_CODE, gcra_inline, rate_kernel, tb_inline
 from .logpool import (
@@ -20,6 +20,11 @@ from .logpool import (
     ring_has_room,
     ring_kernel,
 )
+from .prefetch import prefetch
+
+#: Rows ahead whose sliding-log ring :func:`oracle_layer_rows` prefetches (header at this
+#: distance, the search's first lines at half of it).
+LOG_AHEAD = 16
 
 
 @numba.njit(cache=True, nogil=True)
@@ -72,6 +77,25 @@ def oracle_layer_rows(
         elif code == LOG_CODE:
             if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
                 pool = logs[NODE_POOL]
+            # the rings are cold (a user's, in arrival order): the header of the row
+            # LOG_AHEAD on, then, from the header of the row LOG_AHEAD // 2 on (prefetched
+            # by now), the lines its binary search reads first and last
+            for step in range(2):
+                j = i + (LOG_AHEAD if step == 0 else LOG_AHEAD // 2)
+                if j >= keys.shape[0]:
+                    continue
+                pb = state[keys[j] * size]
+                if pb <= 0 or pb + RING_STAMPS > pool.shape[0]:
+                    continue  # no ring yet
+                if step == 0:
+                    prefetch(pool, pb)
+                    continue
+                n_in = pool[pb + RING_COUNT]
+                h = pool[pb + RING_HEAD] - 1
+                rc = pool[pb + RING_CAP]
+                for probe in (n_in >> 1, (3 * n_in) >> 2, n_in - 1):
+                    sl = h - probe
+                    prefetch(pool, pb + RING_STAMPS + (sl + rc if sl < 0 else sl))
             b0 = state[s0]  # logpool._ring_with_room: the ring, if it has room
             if b0 and not ring_has_room(pool[b0 + RING_COUNT], pool[b0 + RING_CAP], pf[p0], c):
                 b0 = 0
