@@ -18,13 +18,80 @@ from .logpool import (
     STALE,
     log_with_room,
     ring_has_room,
-    ring_kernel,
 )
 from .prefetch import prefetch
 
 #: Rows ahead whose sliding-log ring :func:`oracle_layer_rows` prefetches (header at this
 #: distance, the search's first lines at half of it).
 LOG_AHEAD = 16
+
+
+@numba.njit(cache=True, nogil=True)
+def ring_kernel_oldest_first(
+    p: Any, pool: Any, now_us: int, cost: int, p0: int, b0: int
+) -> tuple[int, int, int, int]:
+    """:func:`ratesim.algorithms.sliding_log.sliding_ring_kernel` (same arguments, same
+    answers and writes) with the search for the entries still in the window begun at the
+    ring's oldest end: a galloping search (1, 2, 4, ... entries newer) then a binary one
+    between the last two probes. A ring's stamps never decrease from its oldest entry to its
+    newest (a stamp is ``max(now, newest)``), so both searches count the same entries.
+
+    The oracle takes a key's requests in time order, so few entries leave the window between
+    two of them and the search reads the oldest entry's line and the next, where the binary
+    search from the middle read a dozen lines of a cold ring of thousands of stamps."""
+    limit = p[p0]
+    window_us = p[p0 + 1]
+    count = pool[b0 + RING_COUNT]
+    head = pool[b0 + RING_HEAD]
+    cap = pool[b0 + RING_CAP]
+    r0 = b0 + RING_STAMPS
+    cutoff = now_us - window_us
+    # entry i (0 the newest) sits in slot head - 1 - i, plus cap when negative
+    in_window = count
+    s = head - count
+    if count > 0 and pool[r0 + (s + cap if s < 0 else s)] <= cutoff:
+        hi = count - 1  # the first entry (newest first) out of the window is at or before hi
+        step = 1
+        lo = hi - step
+        while lo >= 0:
+            s = head - 1 - lo
+            if pool[r0 + (s + cap if s < 0 else s)] > cutoff:
+                break
+            hi = lo
+            step *= 2
+            lo = hi - step
+        lo = max(lo + 1, 0)  # entries before lo are in the window (or none), hi is out
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            s = head - 1 - mid
+            if pool[r0 + (s + cap if s < 0 else s)] > cutoff:
+                lo = mid + 1
+            else:
+                hi = mid
+        in_window = lo
+    newest = pool[r0 + (head - 1 + cap if head == 0 else head - 1)]
+    reset_us = newest + window_us - now_us if in_window > 0 else 0
+    if cost > limit:
+        return 0, limit - in_window, -1, reset_us
+    if in_window + cost > limit:
+        # limit - cost < in_window <= count <= cap: the entry is held
+        s = head - 1 - (limit - cost)
+        blocking = pool[r0 + (s + cap if s < 0 else s)]
+        return 0, limit - in_window, blocking + window_us - now_us, reset_us
+    if cost > 0:
+        stamp = now_us
+        if count > 0 and newest > now_us:
+            stamp = newest
+        for _ in range(cost):
+            pool[r0 + head] = stamp
+            head += 1
+            if head == cap:
+                head = 0
+        pool[b0 + RING_HEAD] = head
+        pool[b0 + RING_COUNT] = min(count + cost, cap)
+        in_window += cost
+        reset_us = stamp + window_us - now_us
+    return 1, limit - in_window, -1, reset_us
 
 
 @numba.njit(cache=True, nogil=True)
@@ -79,7 +146,7 @@ def oracle_layer_rows(
                 pool = logs[NODE_POOL]
             # the rings are cold (a user's, in arrival order): the header of the row
             # LOG_AHEAD on, then, from the header of the row LOG_AHEAD // 2 on (prefetched
-            # by now), the lines its binary search reads first and last
+            # by now), the lines of its oldest and newest entries (what the kernel reads)
             for step in range(2):
                 j = i + (LOG_AHEAD if step == 0 else LOG_AHEAD // 2)
                 if j >= keys.shape[0]:
@@ -90,17 +157,15 @@ def oracle_layer_rows(
                 if step == 0:
                     prefetch(pool, pb)
                     continue
-                n_in = pool[pb + RING_COUNT]
-                h = pool[pb + RING_HEAD] - 1
-                rc = pool[pb + RING_CAP]
-                for probe in (n_in >> 1, (3 * n_in) >> 2, n_in - 1):
-                    sl = h - probe
-                    prefetch(pool, pb + RING_STAMPS + (sl + rc if sl < 0 else sl))
+                h = pool[pb + RING_HEAD]
+                o = h - pool[pb + RING_COUNT]  # the oldest entry's slot, the newest's
+                prefetch(pool, pb + RING_STAMPS + (o + pool[pb + RING_CAP] if o < 0 else o))
+                prefetch(pool, pb + RING_STAMPS + h)
             b0 = state[s0]  # logpool._ring_with_room: the ring, if it has room
             if b0 and not ring_has_room(pool[b0 + RING_COUNT], pool[b0 + RING_CAP], pf[p0], c):
                 b0 = 0
             if b0:
-                ok, rem, _, _ = ring_kernel(pf, pool, now, c, p0, b0)
+                ok, rem, _, _ = ring_kernel_oldest_first(pf, pool, now, c, p0, b0)
             else:
                 ok, rem, _, _ = log_with_room(pf, p0, state, s0, logs, NODE_POOL, now, c)
         else:
