@@ -21,9 +21,9 @@ from .logpool import (
 )
 from .prefetch import prefetch
 
-#: Rows ahead whose sliding-log ring :func:`oracle_layer_rows` prefetches (header at this
-#: distance, the search's first lines at half of it).
-LOG_AHEAD = 16
+#: Rows ahead whose state :func:`oracle_layer_rows` prefetches (a sliding log's ring header
+#: at this distance, its oldest and newest entries' lines at half of it).
+ROWS_AHEAD = 16
 
 
 @numba.njit(cache=True, nogil=True)
@@ -137,6 +137,8 @@ def oracle_layer_rows(
         s0 = keys[i] * size
         now = t_us[i]
         c = cost[i]
+        if code != LOG_CODE and i + ROWS_AHEAD < keys.shape[0]:
+            prefetch(state, keys[i + ROWS_AHEAD] * size)  # a key's state: a line of a table
         if code == GCRA_CODE:
             ok, rem, _, _ = gcra_inline(pf, state, now, c, p0, s0)
         elif code == TB_CODE:
@@ -145,10 +147,10 @@ def oracle_layer_rows(
             if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
                 pool = logs[NODE_POOL]
             # the rings are cold (a user's, in arrival order): the header of the row
-            # LOG_AHEAD on, then, from the header of the row LOG_AHEAD // 2 on (prefetched
+            # ROWS_AHEAD on, then, from the header of the row ROWS_AHEAD // 2 on (prefetched
             # by now), the lines of its oldest and newest entries (what the kernel reads)
             for step in range(2):
-                j = i + (LOG_AHEAD if step == 0 else LOG_AHEAD // 2)
+                j = i + (ROWS_AHEAD if step == 0 else ROWS_AHEAD // 2)
                 if j >= keys.shape[0]:
                     continue
                 pb = state[keys[j] * size]
