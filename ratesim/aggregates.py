@@ -277,6 +277,9 @@ class RunAggregates:
         """Hold the batch's raw values of the open bin; close (compute) every bin below
         ``top`` (compiled, :func:`ratesim.fast.fold.close_bins`: pandas' quantile formula)."""
         ob, opw, olat = self._open
+        if is_ascending(b) and (not len(ob) or ob[0] == ob[-1] <= b[0]):
+            self._fold_quantiles_in_order(b, pw, lat, top)
+            return
         if len(ob):
             b, pw, lat = (
                 np.concatenate((ob, b)),
@@ -287,6 +290,29 @@ class RunAggregates:
             order = np.argsort(b, kind="stable")
             b, pw, lat = b[order], pw[order], lat[order]
         cut = close_bins(b, pw, lat, top, _PW_Q, _QS, self._bins.quant)
+        self._open = (b[cut:].copy(), np.array(pw[cut:]), np.array(lat[cut:]))
+
+    def _fold_quantiles_in_order(
+        self, b: np.ndarray, pw: np.ndarray, lat: np.ndarray, top: int
+    ) -> None:
+        """:meth:`_fold_quantiles` for a batch in bin order whose held rows are of one bin at
+        or before its first (arrival order: always): only the held bin's rows are joined to
+        the batch's rows of that bin, the other bins closed on the batch itself (the whole
+        batch was copied to join it to the held rows: 3 copies of a batch, per batch)."""
+        ob, opw, olat = self._open
+        k = 0
+        if len(ob):
+            k = int(np.searchsorted(b, ob[0], side="right"))  # the batch's rows of that bin
+            joined = (
+                np.concatenate((ob, b[:k])),
+                np.concatenate((opw, pw[:k])),
+                np.concatenate((olat, lat[:k])),
+            )
+            if k == len(b):  # the held bin is the batch's last: still open
+                self._open = joined
+                return
+            close_bins(*joined, top, _PW_Q, _QS, self._bins.quant)  # below top: closed
+        cut = k + close_bins(b[k:], pw[k:], lat[k:], top, _PW_Q, _QS, self._bins.quant)
         self._open = (b[cut:].copy(), np.array(pw[cut:]), np.array(lat[cut:]))
 
     def fold_depth(self, depth_t_us: np.ndarray, depth: np.ndarray) -> None:

@@ -136,8 +136,9 @@ class OracleStream:
         outcomes = np.zeros((n, len(layers)), dtype=np.int8)
         remaining = np.full((n, len(layers)), -1, dtype=np.int64)
         rejected_by = np.full(n, -1, dtype=np.int16)
-        # no copy of a column already int64 and contiguous (``astype`` made one per batch)
-        tier = np.ascontiguousarray(arrivals.tier, dtype=np.int64)
+        # no copy of a column already int64 and contiguous (``astype`` made one per batch);
+        # the tier codes kept narrow (int8: the pass is compiled for it), not widened per batch
+        tier = np.ascontiguousarray(arrivals.tier)
         t_us = np.ascontiguousarray(arrivals.time_us, dtype=np.int64)
         cost = np.ascontiguousarray(arrivals.cost, dtype=np.int64)
         every = np.zeros(0, dtype=np.bool_)

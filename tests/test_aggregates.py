@@ -177,3 +177,35 @@ def test_random_scenarios_with_retries_through_run_fast_fold_to_the_same_views(
 ) -> None:
     # clients that retry: run_fast folds the finished run's sorted rows
     assert_stream_equal(sc, seed, 997)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_bins_quantiles_whatever_the_batches_in_or_out_of_bin_order(seed: int) -> None:
+    # batches inside one bin, ending on a bin's edge, spanning several, and (half the seeds)
+    # one batch out of bin order first (its held rows then span bins): every bin's quantiles
+    # are those of the run folded as one batch
+    rng = np.random.default_rng(seed)
+    sc = builtin.get("exchange-surge", 0.05)
+    iv, n_layers = sc.interval_us, len(sc.policy.layers)
+    n = 3000
+    t = np.sort(rng.integers(0, 6 * iv, n)).astype(np.int64)
+    if seed % 2:
+        t[:40] = rng.permutation(t[:40])[::-1]  # rows out of bin order at the start
+    cols = (
+        t,
+        rng.integers(-1, n_layers, n),
+        rng.integers(0, 3, (n, n_layers)),
+        rng.integers(-1, 9, (n, n_layers)),
+        t + rng.integers(0, 5_000, n),
+        rng.integers(0, 300, n),
+    )
+    edges = np.searchsorted(t, np.arange(7) * iv)  # on the bins' edges, and a row off them
+    near = np.concatenate((edges[1::2] - 1, edges[::2] + 1, rng.integers(0, n, 12)))
+    cuts = np.unique(np.clip(np.concatenate(([0, 40, n], edges, near)), 0, n))
+    whole, parts = RunAggregates(sc), RunAggregates(sc)
+    whole.fold(*cols)
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        parts.fold(*(c[lo:hi] for c in cols))
+    whole.finish()
+    parts.finish()
+    pd.testing.assert_frame_equal(parts.timeseries(), whole.timeseries(), check_exact=True)

@@ -44,44 +44,73 @@ def fold_series(
     order) or -1; ``degraded``: per outcome code, a failure mode's. Returns the batch's
     admitted count.
 
-    A bin's rows are counted in a small local array added to the bin's column once: 3x faster
-    than adding to the ``(rows, bins)`` table per row and testing each failure code in turn
-    (16 against 50 ns a row of four layers, measured)."""
+    A run of rows of one bin is counted in small local histograms (rows per rejecting layer,
+    per layer and outcome) that are then added to the bin's columns and to the totals, each
+    outcome's failure column and failure mode looked up once a run, not once a row; the gauge
+    is the run's last ``remaining >= 0``, found from its end. 16 against 50 ns a row of four
+    layers for adding to the ``(rows, bins)`` table per row and testing each failure code
+    in turn, then 15 -> 4.3 ns with the histograms (exchange-surge scale 4, measured)."""
     n_layers = outcomes.shape[1]
+    n_codes = col_of.shape[0]
     n = b.shape[0]
-    n_rows = counts.shape[0]
-    acc = np.zeros(n_rows, dtype=np.int64)
+    rej = np.zeros(n_layers + 1, dtype=np.int64)  # the run's rows by rejected_by + 1
+    hist = np.zeros(n_layers * n_codes, dtype=np.int64)  # by layer * n_codes + outcome
     admitted = 0
     lo = 0
     while lo < n:
         bi = b[lo]
-        acc[:] = 0
         hi = lo
         while hi < n and b[hi] == bi:
-            r = rejected_by[hi]
-            rejected_counts[r + 1] += 1
-            if r < 0:
-                acc[C_ADMITTED] += 1
-            else:
-                acc[C_LAYERS + r * LAYER_ROWS] += 1
+            rej[rejected_by[hi] + 1] += 1
             for pos in range(n_layers):
-                o = outcomes[hi, pos]
-                outcome_counts[pos, o] += 1
-                c = col_of[o]
-                if c >= 0:
-                    acc[C_LAYERS + pos * LAYER_ROWS + 1 + c] += 1
-                if degraded[o]:
-                    acc[C_LAYERS + pos * LAYER_ROWS + LAYER_ROWS - 1] += 1
-                v = remaining[hi, pos]
-                if v >= 0:
-                    gauges[pos, bi] = v
+                hist[pos * n_codes + outcomes[hi, pos]] += 1
             hi += 1
-        acc[C_ARRIVALS] += hi - lo
-        admitted += acc[C_ADMITTED]
-        for k in range(n_rows):
-            counts[k, bi] += acc[k]
+        _add_run(bi, hi - lo, rej, hist, col_of, degraded, counts, outcome_counts, rejected_counts)
+        admitted += rej[0]
+        rej[:] = 0
+        hist[:] = 0
+        for pos in range(n_layers):
+            for k in range(hi - 1, lo - 1, -1):  # the run's last value reported wins
+                if remaining[k, pos] >= 0:
+                    gauges[pos, bi] = remaining[k, pos]
+                    break
         lo = hi
     return admitted
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_run(
+    bi: int,
+    rows: int,
+    rej: Any,
+    hist: Any,
+    col_of: Any,
+    degraded: Any,
+    counts: Any,
+    outcome_counts: Any,
+    rejected_counts: Any,
+) -> None:
+    """A run of ``rows`` rows of bin ``bi`` (its histograms ``rej``: by ``rejected_by + 1``,
+    ``hist``: by ``layer * codes + outcome``) added to the bin's ``counts`` column and to the
+    totals (:func:`fold_series`)."""
+    n_codes = col_of.shape[0]
+    counts[C_ARRIVALS, bi] += rows
+    counts[C_ADMITTED, bi] += rej[0]
+    for r in range(rej.shape[0]):
+        rejected_counts[r] += rej[r]
+    for pos in range(outcome_counts.shape[0]):
+        base = C_LAYERS + pos * LAYER_ROWS
+        counts[base, bi] += rej[pos + 1]
+        for o in range(n_codes):
+            h = hist[pos * n_codes + o]
+            if h == 0:
+                continue
+            outcome_counts[pos, o] += h
+            c = col_of[o]
+            if c >= 0:
+                counts[base + 1 + c, bi] += h
+            if degraded[o]:
+                counts[base + LAYER_ROWS - 1, bi] += h
 
 
 @numba.njit(cache=True, nogil=True)

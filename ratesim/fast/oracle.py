@@ -8,8 +8,94 @@ from typing import Any
 import numba
 import numpy as np
 
+from ..algorithms.sliding_log import RING_CAP, RING_COUNT, RING_HEAD, RING_STAMPS
 from ..outcomes import ALLOWED, REJECTED, SHADOW_REJECTED
-from .logpool import NODE_POOL, POOL_USED, STALE, table_kernel
+from .kernels import GCRA_CODE, TB_CODE, gcra_inline, rate_kernel, tb_inline
+from .logpool import (
+    LOG_CODE,
+    NODE_POOL,
+    POOL_USED,
+    STALE,
+    log_with_room,
+    ring_has_room,
+)
+from .prefetch import prefetch
+
+#: Rows ahead whose state :func:`oracle_layer_rows` prefetches (a sliding log's ring header
+#: at this distance, its oldest and newest entries' lines at half of it).
+ROWS_AHEAD = 16
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def ring_kernel_oldest_first(
+    p: Any, pool: Any, now_us: int, cost: int, p0: int, b0: int
+) -> tuple[int, int, int, int]:
+    """:func:`ratesim.algorithms.sliding_log.sliding_ring_kernel` (same arguments, same
+    answers and writes) with the search for the entries still in the window begun at the
+    ring's oldest end: a galloping search (1, 2, 4, ... entries newer) then a binary one
+    between the last two probes. A ring's stamps never decrease from its oldest entry to its
+    newest (a stamp is ``max(now, newest)``), so both searches count the same entries.
+
+    The oracle takes a key's requests in time order, so few entries leave the window between
+    two of them and the search reads the oldest entry's line and the next, where the binary
+    search from the middle read a dozen lines of a cold ring of thousands of stamps.
+
+    Inlined in :func:`oracle_layer_rows` (called, it cost the pass a call in its loop: every
+    layer's pass was slower, 112 against 74 ns a request for the four at exchange-surge
+    scale 4, measured)."""
+    limit = p[p0]
+    window_us = p[p0 + 1]
+    count = pool[b0 + RING_COUNT]
+    head = pool[b0 + RING_HEAD]
+    cap = pool[b0 + RING_CAP]
+    r0 = b0 + RING_STAMPS
+    cutoff = now_us - window_us
+    # entry i (0 the newest) sits in slot head - 1 - i, plus cap when negative
+    in_window = count
+    s = head - count
+    if count > 0 and pool[r0 + (s + cap if s < 0 else s)] <= cutoff:
+        hi = count - 1  # the first entry (newest first) out of the window is at or before hi
+        step = 1
+        lo = hi - step
+        while lo >= 0:
+            s = head - 1 - lo
+            if pool[r0 + (s + cap if s < 0 else s)] > cutoff:
+                break
+            hi = lo
+            step *= 2
+            lo = hi - step
+        lo = max(lo + 1, 0)  # entries before lo are in the window (or none), hi is out
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            s = head - 1 - mid
+            if pool[r0 + (s + cap if s < 0 else s)] > cutoff:
+                lo = mid + 1
+            else:
+                hi = mid
+        in_window = lo
+    newest = pool[r0 + (head - 1 + cap if head == 0 else head - 1)]
+    reset_us = newest + window_us - now_us if in_window > 0 else 0
+    if cost > limit:
+        return 0, limit - in_window, -1, reset_us
+    if in_window + cost > limit:
+        # limit - cost < in_window <= count <= cap: the entry is held
+        s = head - 1 - (limit - cost)
+        blocking = pool[r0 + (s + cap if s < 0 else s)]
+        return 0, limit - in_window, blocking + window_us - now_us, reset_us
+    if cost > 0:
+        stamp = now_us
+        if count > 0 and newest > now_us:
+            stamp = newest
+        for _ in range(cost):
+            pool[r0 + head] = stamp
+            head += 1
+            if head == cap:
+                head = 0
+        pool[b0 + RING_HEAD] = head
+        pool[b0 + RING_COUNT] = min(count + cost, cap)
+        in_window += cost
+        reset_us = stamp + window_us - now_us
+    return 1, limit - in_window, -1, reset_us
 
 
 @numba.njit(cache=True, nogil=True)
@@ -36,7 +122,11 @@ def oracle_layer_rows(
     caller keeps across batches; a sliding log's rings in the first pool of ``logs``, which
     grows here and is kept too), its outcome (``ALLOWED``, else ``SHADOW_REJECTED`` for a ``shadow`` layer or
     ``REJECTED``, which also sets ``rejected_by``) and remaining written to column ``pos``.
-    No index array of the live rows and no second pass to write the decisions."""
+    No index array of the live rows and no second pass to write the decisions.
+
+    ``table_kernel`` is written out here, as in ``ratesim.fast.loop`` (called, or inlined
+    with its arrays, it cost numba's array passing and reference counts at every row): the
+    GCRA and the token bucket inline, a sliding log's ring called directly when it has room."""
     width = pp.shape[1]
     pf = pp.reshape(-1)
     pool = logs[NODE_POOL]
@@ -46,11 +136,46 @@ def oracle_layer_rows(
         if rejected_by[i] >= 0 or not (every or applies[i]):
             continue
         tr = tier[i]
-        if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
-            pool = logs[NODE_POOL]
-        ok, rem, _, _ = table_kernel(
-            kk[tr], pf, tr * width, state, keys[i] * size, pool, logs, NODE_POOL, t_us[i], cost[i]
-        )
+        code = kk[tr]
+        p0 = tr * width
+        s0 = keys[i] * size
+        now = t_us[i]
+        c = cost[i]
+        if code != LOG_CODE and i + ROWS_AHEAD < keys.shape[0]:
+            prefetch(state, keys[i + ROWS_AHEAD] * size)  # a key's state: a line of a table
+        if code == GCRA_CODE:
+            ok, rem, _, _ = gcra_inline(pf, state, now, c, p0, s0)
+        elif code == TB_CODE:
+            ok, rem, _, _ = tb_inline(pf, state, now, c, p0, s0)
+        elif code == LOG_CODE:
+            if pool[POOL_USED] == STALE:  # the pool grew: bind the new one
+                pool = logs[NODE_POOL]
+            # the rings are cold (a user's, in arrival order): the header of the row
+            # ROWS_AHEAD on, then, from the header of the row ROWS_AHEAD // 2 on (prefetched
+            # by now), the lines of its oldest and newest entries (what the kernel reads)
+            for step in range(2):
+                j = i + (ROWS_AHEAD if step == 0 else ROWS_AHEAD // 2)
+                if j >= keys.shape[0]:
+                    continue
+                pb = state[keys[j] * size]
+                if pb <= 0 or pb + RING_STAMPS > pool.shape[0]:
+                    continue  # no ring yet
+                if step == 0:
+                    prefetch(pool, pb)
+                    continue
+                h = pool[pb + RING_HEAD]
+                o = h - pool[pb + RING_COUNT]  # the oldest entry's slot, the newest's
+                prefetch(pool, pb + RING_STAMPS + (o + pool[pb + RING_CAP] if o < 0 else o))
+                prefetch(pool, pb + RING_STAMPS + h)
+            b0 = state[s0]  # logpool._ring_with_room: the ring, if it has room
+            if b0 and not ring_has_room(pool[b0 + RING_COUNT], pool[b0 + RING_CAP], pf[p0], c):
+                b0 = 0
+            if b0:
+                ok, rem, _, _ = ring_kernel_oldest_first(pf, pool, now, c, p0, b0)
+            else:
+                ok, rem, _, _ = log_with_room(pf, p0, state, s0, logs, NODE_POOL, now, c)
+        else:
+            ok, rem, _, _ = rate_kernel(code, pf, p0, state, s0, now, c)
         remaining[i, pos] = rem
         if ok:
             outcomes[i, pos] = ALLOWED
@@ -167,7 +292,7 @@ def new_gap(n_layers: int, n_tiers: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return tt, dd, np.zeros((g_count, GAP_COLS), dtype=np.int64)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _gap_advance(g: int, upto: int, window_us: int, tt: Any, dd: Any, p: Any) -> None:
     """Group ``g``'s window sum at every start candidate ``s <= upto`` not tried yet (the
     merge of :func:`window_max_sorted`, its cursors kept in ``p[g]`` between calls), the peak
@@ -236,20 +361,68 @@ def _gap_grow(tt: Any, dd: Any, p: Any) -> tuple[Any, Any]:
 
 
 @numba.njit(cache=True, inline="always")
-def _gap_push(g: int, t: int, d: int, window_us: int, tt: Any, dd: Any, p: Any) -> tuple[Any, Any]:
-    """Event ``(t, d)`` counted in group ``g`` and pushed on its ring (freed of the events no
-    start needs any more when full, else grown); the rings, new ones when they grew."""
-    if p[g, GAP_N] - p[g, GAP_LO] == tt.shape[1]:
-        # every start before ``t - window_us`` has a complete window: try them, free the tail
-        _gap_advance(g, t - window_us, window_us, tt, dd, p)
-        if p[g, GAP_N] - p[g, GAP_LO] == tt.shape[1]:
-            tt, dd = _gap_grow(tt, dd, p)
-    k = p[g, GAP_N] & (tt.shape[1] - 1)
-    tt[g, k] = t
-    dd[g, k] = d
-    p[g, GAP_OVER if d > 0 else GAP_WRONG] += 1
-    p[g, GAP_N] += 1
-    return tt, dd
+def _gap_group(q: int, layer: int, tr: int, abusive: bool, nl: int, nt: int) -> int:
+    """A disagreement's ``q``-th group (0-3; scalars only, so inlining costs no reference
+    count): the total, the one layer that rejected it (one of the two rejected, so only one
+    layer is involved), its tier (-1: a run without tiers), its abusive flag; groups are
+    numbered total, layers, tiers, abusive, not abusive."""
+    if q == 0:
+        return 0
+    if q == 1:
+        return 1 + layer
+    if q == 2:
+        return 1 + nl + tr if nt > 0 else -1
+    return 1 + nl + nt + (0 if abusive else 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gap_pass(
+    r0: int,
+    t_us: Any,
+    sys_rej: Any,
+    ora_rej: Any,
+    tier: Any,
+    abusive: Any,
+    nl: int,
+    nt: int,
+    window_us: int,
+    tt: Any,
+    dd: Any,
+    p: Any,
+) -> int:
+    """:func:`gap_fold`'s pass over rows ``r0 ..`` on rings that stay the same arrays: each
+    disagreement pushed on its groups' rings, a full ring first freed of the events no later
+    start needs (its starts before ``t - window_us`` tried: their windows are complete).
+    Returns the row count when every row is pushed, else the first row (none of its pushes
+    done) one of whose rings is still full: the caller grows the rings and calls again.
+
+    The rings are never rebound here: reassigned in the loop, numba counted references on
+    them at every push (32 against 16 ns a request at exchange-surge scale 4)."""
+    mask = tt.shape[1] - 1
+    for r in range(r0, t_us.shape[0]):
+        s_ok = sys_rej[r] < 0
+        if s_ok == (ora_rej[r] < 0):
+            continue
+        t = t_us[r]
+        layer = ora_rej[r] if s_ok else sys_rej[r]
+        for q in range(4):
+            g = _gap_group(q, layer, tier[r], abusive[r], nl, nt)
+            if g >= 0 and p[g, GAP_N] - p[g, GAP_LO] > mask:
+                _gap_advance(g, t - window_us, window_us, tt, dd, p)
+                if p[g, GAP_N] - p[g, GAP_LO] > mask:
+                    return r
+        d = 1 if s_ok else -1
+        col = GAP_OVER if s_ok else GAP_WRONG
+        for q in range(4):
+            g = _gap_group(q, layer, tier[r], abusive[r], nl, nt)
+            if g < 0:
+                continue
+            k = p[g, GAP_N] & mask
+            tt[g, k] = t
+            dd[g, k] = d
+            p[g, col] += 1
+            p[g, GAP_N] += 1
+    return t_us.shape[0]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -274,21 +447,12 @@ def gap_fold(
     every group's starts up to the last arrival minus ``window_us`` tried (later rows may still
     come at that arrival). Returns the rings (new ones when they grew); ``p``: cursors
     (``GAP_*``), updated in place. Rows that agree cost a comparison."""
-    for r in range(t_us.shape[0]):
-        s_ok = sys_rej[r] < 0
-        if s_ok == (ora_rej[r] < 0):
-            continue
-        t = t_us[r]
-        d = 1 if s_ok else -1
-        # a disagreement's groups: the total, the one layer that rejected it, its tier, its
-        # abusive flag (one of the two rejected, so only one layer is involved); groups are
-        # numbered total, layers, tiers, abusive, not abusive
-        tt, dd = _gap_push(0, t, d, window_us, tt, dd, p)
-        layer = ora_rej[r] if sys_rej[r] < 0 else sys_rej[r]
-        tt, dd = _gap_push(1 + layer, t, d, window_us, tt, dd, p)
-        if nt > 0:
-            tt, dd = _gap_push(1 + nl + tier[r], t, d, window_us, tt, dd, p)
-        tt, dd = _gap_push(1 + nl + nt + (0 if abusive[r] else 1), t, d, window_us, tt, dd, p)
+    r = 0
+    n = t_us.shape[0]
+    while r < n:
+        r = _gap_pass(r, t_us, sys_rej, ora_rej, tier, abusive, nl, nt, window_us, tt, dd, p)
+        if r < n:  # a ring still full once freed: twice the room for every group
+            tt, dd = _gap_grow(tt, dd, p)
     if t_us.shape[0]:
         upto = t_us[t_us.shape[0] - 1] - window_us
         for g in range(p.shape[0]):
