@@ -377,7 +377,7 @@ class _Bounded:
         def job() -> None:
             if agg is not None:
                 agg.fold(
-                    col[R_T], col[R_REJ], outcomes.astype(np.int64), remaining,
+                    col[R_T], col[R_REJ], outcomes, remaining,
                     col[R_DECIDED], col[R_POOL_WAIT], held,
                 )  # fmt: skip
             if data is not None:
