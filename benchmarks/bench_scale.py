@@ -26,7 +26,10 @@
 
 Targets are printed to compare with, never asserted. The machine is shared: the in-process
 figures are best of R, and the ratios (loop against the bare ceiling) come from one process.
-The Lua server-CPU line (Build item 5) is another benchmark's (``bench_redis.py``).
+* the GCRA Lua's server CPU per call against a trivial GCRA script on the same server
+  (Build item 5): ``benchmarks/bench_lua_cpu.py --algos gcra`` run as a child process (its own
+  redis-server on a free port; skipped when there is no ``redis-server``), its GCRA lines
+  printed (both deliveries: ``FCALL`` and ``EVALSHA``).
 """
 
 from __future__ import annotations
@@ -310,6 +313,22 @@ def _child_main(scale: float) -> None:
     print(json.dumps(info))
 
 
+def lua_lines(smoke: bool) -> list[str]:
+    """The GCRA lines of ``bench_lua_cpu.py`` (server CPU per call, ratio to the trivial
+    GCRA, the target's verdict), run as a child process; one line saying why when skipped."""
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("redis-server") is None:
+        return ["  (no redis-server on PATH: the Lua's server CPU not measured)"]
+    script = Path(__file__).with_name("bench_lua_cpu.py")
+    size = ["--rounds", "1", "--chunks", "1", "--chunk", "50", "--warmup", "100"] if smoke else []
+    cmd = [sys.executable, str(script), "--algos", "gcra", "--before", "none", *size]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
+    keep = ("FCALL", "EVALSHA", "  gcra")
+    return ["  " + line.strip() for line in out.splitlines() if line.startswith(keep)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="best of R (in-process figures)")
@@ -389,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             f"   ({lg['before'] / max(lg['after'], 1e-9):5.0f}x less; pools allocated"
             f" {lg['allocated']:7.1f} MiB)"
         )
+    print("the GCRA Lua's server CPU per call against a trivial GCRA (bench_lua_cpu.py):")
+    for line in lua_lines(args.smoke):
+        print(line)
     return 0
 
 
