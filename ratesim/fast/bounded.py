@@ -41,6 +41,7 @@ from ..model.redis_server import queue_depths
 from ..results import RunData
 from .chunks import cut_layer, join_layers
 from .compact import first_pinned, move_rows_down, prune_waiters, renumber, take_columns
+from .heaps import grown_ring
 from .layout import (
     C_ARRIVED,
     C_BATCH,
@@ -77,6 +78,7 @@ from .run import (
     _store_breakers,
     assemble_world,
     grow_heap,
+    timeout_room,
 )
 from .support import unsupported
 
@@ -221,6 +223,7 @@ class _Bounded:
             new[tuple(keep)] = old[tuple(keep)]
             fields[name] = new
         fields["CMD"] = np.zeros((3, cap * self.g), dtype=w.CMD.dtype)
+        fields["TQ"] = grown_ring(w.TQ, w.C, timeout_room(cap))
         fields["STACK"] = np.zeros((cap * self.guards + 1, 4), dtype=w.STACK.dtype)
         self.world = w._replace(**fields)
         self.cap = cap
@@ -328,11 +331,11 @@ class _Bounded:
             raise AssertionError("bounded run: the hand-off stack is not empty between chunks")
         waiting = int(prune_waiters(w.R, w.NV, w.CQ, w.PRL, w.LY))
         n_heap = int(w.C[C_HEAP])
-        cut = int(first_pinned(w.R, self.used, w.H, n_heap, waiting, w.CQ, w.SB))
+        cut = int(first_pinned(w.R, self.used, w.H, n_heap, w.TQ, w.C, waiting, w.CQ, w.SB))
         if cut == 0:
             return None
         job = self._emit(cut, agg, consumers)
-        renumber(cut, self.used, w.R, w.H, n_heap, w.NV, w.CQ, w.PRL, w.SB)
+        renumber(cut, self.used, w.R, w.H, n_heap, w.TQ, w.C, w.NV, w.CQ, w.PRL, w.SB)
         for name, axis in self._row_tables():
             move_rows_down(getattr(w, name), axis, cut, self.used)
         self.used -= cut

@@ -4,7 +4,8 @@ rows still in flight renumbered to start at row 0 (:mod:`ratesim.fast.bounded`).
 Between two time chunks the loop's state names request rows in these places (an audit of
 :mod:`ratesim.fast.loop`, :mod:`ratesim.fast.kernels` and :mod:`ratesim.fast.layout`):
 
-* the event heap ``H``: a request event's ``H_I`` is its row and its ``H_PRIO`` is
+* the event heap ``H`` and the wait timeouts' ring ``TQ`` (``TQ_I``, ``TQ_PRIO``): a request
+  event's ``H_I`` is its row and its ``H_PRIO`` is
   ``row * PRIO_STRIDE + pos`` (or ``+ PRIO_BACKEND (+ 1)``); ``K_RELEASE`` (``H_I``: a node),
   ``K_SNAPSHOT`` / ``K_FAILOVER`` (a failover) and ``K_RETRY`` (clients, never bounded) carry
   no row and a negative constant priority;
@@ -30,6 +31,8 @@ import numpy as np
 from ..model.store_breaker import SB_COLS, SB_PROBE
 from ..ordering import PRIO_STRIDE
 from .layout import (
+    C_TQ_HEAD,
+    C_TQ_LEN,
     G_CONCURRENCY,
     H_I,
     H_KIND,
@@ -48,6 +51,8 @@ from .layout import (
     R_HOLDS,
     R_WAITING,
     R_WNEXT,
+    TQ_I,
+    TQ_PRIO,
 )
 
 
@@ -108,13 +113,20 @@ def prune_waiters(R: Any, NV: Any, CQ: Any, PRL: Any, LY: Any) -> int:
 
 
 @numba.njit(cache=True)
-def first_pinned(R: Any, rows: int, H: Any, n_heap: int, waiting: int, CQ: Any, SB: Any) -> int:
+def first_pinned(
+    R: Any, rows: int, H: Any, n_heap: int, TQ: Any, C: Any, waiting: int, CQ: Any, SB: Any
+) -> int:
     """The first of rows ``0 .. rows - 1`` the run still needs (``rows`` when none): one not
-    decided yet, holding a slot or a connection wait, named by a queued event, a wait list
-    (``waiting``: the lowest row on one, what :func:`prune_waiters` returns: call it first)
-    or queue, or a store breaker's probe. Every row before it is finished: no output of it
-    changes any more and nothing will read it."""
+    decided yet, holding a slot or a connection wait, named by a queued event (the heap's
+    first ``n_heap`` rows, the wait timeouts' ring ``TQ``), a wait list (``waiting``: the
+    lowest row on one, what :func:`prune_waiters` returns: call it first) or queue, or a
+    store breaker's probe. Every row before it is finished: no output of it changes any more
+    and nothing will read it."""
     cut = min(rows, waiting)
+    j = C[C_TQ_HEAD]
+    for _ in range(C[C_TQ_LEN]):
+        cut = min(cut, TQ[j, TQ_I])
+        j = j + 1 if j + 1 < TQ.shape[0] else 0
     for i in range(rows):
         if R[i, R_DECIDED] < 0 or R[i, R_HOLDS] != 0 or R[i, R_CWAIT] != 0 or R[i, R_WAITING]:
             cut = i
@@ -134,10 +146,21 @@ def first_pinned(R: Any, rows: int, H: Any, n_heap: int, waiting: int, CQ: Any, 
 
 @numba.njit(cache=True)
 def renumber(
-    cut: int, rows: int, R: Any, H: Any, n_heap: int, NV: Any, CQ: Any, PRL: Any, SB: Any
+    cut: int,
+    rows: int,
+    R: Any,
+    H: Any,
+    n_heap: int,
+    TQ: Any,
+    C: Any,
+    NV: Any,
+    CQ: Any,
+    PRL: Any,
+    SB: Any,
 ) -> None:
     """Subtract ``cut`` from every row index the loop keeps (module docstring), before rows
-    ``cut .. rows - 1`` move down to ``0 ..``: ``H_I`` and ``H_PRIO`` of request events, the
+    ``cut .. rows - 1`` move down to ``0 ..``: ``H_I`` and ``H_PRIO`` of request events (in
+    the heap and the wait timeouts' ring ``TQ``), the
     wait lists' heads and tails (``NV``) and links (``R_WNEXT``), the concurrency queues'
     heads and tails (``CQ``) and links (``PRL[2]``), the store breakers' probes (``SB``). A
     link below ``cut`` is stale (its row left every list: the loop never reads it again) and
@@ -147,6 +170,11 @@ def renumber(
         if _row_event(H[j, H_KIND]):
             H[j, H_I] -= cut
             H[j, H_PRIO] -= shift
+    j = C[C_TQ_HEAD]
+    for _ in range(C[C_TQ_LEN]):  # wait timeouts: request events all
+        TQ[j, TQ_I] -= cut
+        TQ[j, TQ_PRIO] -= shift
+        j = j + 1 if j + 1 < TQ.shape[0] else 0
     for nd in range(NV.shape[0]):
         for col in (N_WHEAD, N_WTAIL):
             if NV[nd, col] >= 0:

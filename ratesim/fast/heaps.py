@@ -1,11 +1,24 @@
 """The fast engine's two heaps: events keyed ``(time, priority, sequence)`` (one row of ``H``
-per event) and, per node, the times its borrowed connections come back."""
+per event) and, per node, the times its borrowed connections come back; and beside the event
+heap, the ring of the pools' wait timeouts (``TQ``, :func:`push_timeout`).
+
+Why a ring: a request that waits for a connection posts its timeout ``pool_max_wait`` later,
+so at a saturated pool nearly every queued event is a timeout (at the seed's surge, scale
+25, about 433,000 of 434,000), and each pop sifted through that many rows, most of them out
+of the caches. Posted at nondecreasing times with one delay, the timeouts come in key order
+(nearly always): such a one is appended to the ring, and the ring's head enters the heap only
+when it is the earliest event (:func:`feed_timeout`, called before each pick), so the heap
+holds the few other events. A timeout that would break the ring's order (a step taken ahead
+of the current instant, a tie of instants) or finds it full goes to the heap directly. Every
+event is in one of the two, the ring is sorted, so the heap's top after a feed is the
+earliest event of both: the same order, event for event."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numba
+import numpy as np
 
 from .layout import (
     C_HEAP,
@@ -13,6 +26,8 @@ from .layout import (
     C_OVERFLOW,
     C_RHEAP_TOTAL,
     C_SEQ,
+    C_TQ_HEAD,
+    C_TQ_LEN,
     C_WAITERS,
     H_AT,
     H_CNOW,
@@ -23,7 +38,13 @@ from .layout import (
     H_PRIO,
     H_ROWS,
     H_SEQ,
+    K_WAIT_TIMEOUT,
     N_RLEN,
+    TQ_AT,
+    TQ_I,
+    TQ_POS,
+    TQ_PRIO,
+    TQ_SEQ,
 )
 
 
@@ -124,6 +145,70 @@ def _insert(
     H[j, H_POS] = pos
     H[j, H_CNOW] = cnow
     H[j, H_DL] = dl
+
+
+@numba.njit(cache=True)
+def push_timeout(H: Any, C: Any, TQ: Any, at: int, prio: int, i: int, pos: int) -> None:
+    """Post request ``i``'s wait timeout at layer ``pos`` (``K_WAIT_TIMEOUT``, keyed ``(at,
+    prio)`` and the next sequence number): on the ring when it comes after the ring's last
+    and the ring has room, else on the heap (module docstring)."""
+    seq = C[C_SEQ]
+    C[C_SEQ] += 1
+    n = TQ.shape[0]
+    length = C[C_TQ_LEN]
+    if length < n:
+        j = C[C_TQ_HEAD] + length
+        if j >= n:
+            j -= n
+        last = j - 1 if j > 0 else n - 1
+        if length == 0 or (
+            at > TQ[last, TQ_AT]
+            or (
+                at == TQ[last, TQ_AT]
+                and (
+                    prio > TQ[last, TQ_PRIO]
+                    or (prio == TQ[last, TQ_PRIO] and seq > TQ[last, TQ_SEQ])
+                )
+            )
+        ):
+            TQ[j, TQ_AT] = at
+            TQ[j, TQ_PRIO] = prio
+            TQ[j, TQ_SEQ] = seq
+            TQ[j, TQ_I] = i
+            TQ[j, TQ_POS] = pos
+            C[C_TQ_LEN] = length + 1
+            return
+    _insert(H, C, at, prio, seq, K_WAIT_TIMEOUT, i, pos, 0, 0)
+
+
+@numba.njit(cache=True)
+def feed_timeout(H: Any, C: Any, TQ: Any) -> None:
+    """Move the ring's first timeout into the heap when it comes before the heap's top (or
+    the heap is empty): then the heap's top is the earliest event of both. The caller makes
+    sure the heap has a row free."""
+    if C[C_TQ_LEN] == 0:
+        return
+    h = C[C_TQ_HEAD]
+    at = TQ[h, TQ_AT]
+    prio = TQ[h, TQ_PRIO]
+    seq = TQ[h, TQ_SEQ]
+    if C[C_HEAP] > 0 and not _key_less(at, prio, seq, H, 0):
+        return
+    _insert(H, C, at, prio, seq, K_WAIT_TIMEOUT, TQ[h, TQ_I], TQ[h, TQ_POS], 0, 0)
+    h += 1
+    C[C_TQ_HEAD] = h if h < TQ.shape[0] else 0
+    C[C_TQ_LEN] -= 1
+
+
+def grown_ring(TQ: Any, C: Any, rows: int) -> Any:
+    """The wait timeouts' ring with ``rows`` rows (at least its length), its timeouts first in
+    order from row 0 (``C_TQ_HEAD`` set to 0)."""
+    length = int(C[C_TQ_LEN])
+    out = np.zeros((max(rows, length, 1), TQ.shape[1]), dtype=TQ.dtype)
+    idx = (int(C[C_TQ_HEAD]) + np.arange(length)) % TQ.shape[0]
+    out[:length] = TQ[idx]
+    C[C_TQ_HEAD] = 0
+    return out
 
 
 @numba.njit(cache=True)

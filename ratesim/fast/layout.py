@@ -47,6 +47,7 @@ class World(NamedTuple):
     CMD: Any  # (3, commands): per executed command: arrival, finish, shard
     H: Any  # (room, H_ROWS): the event heap (replaced when it grows)
     C: Any  # (C_COLS,): counters
+    TQ: Any  # (room, TQ_COLS): the pools' wait timeouts in key order, a ring (C_TQ_HEAD, C_TQ_LEN)
     OUTAGES: Any  # model.faults.FaultTables.outages
     OUT_SHARDS: Any  # model.faults.FaultTables.outage_shards
     PARTS: Any  # model.faults.FaultTables.parts
@@ -164,8 +165,11 @@ NV_COLS = 7
     C_USERS,
     C_GLOGS,
     C_OVERFLOW,
-) = range(24)
-C_COLS = 24
+    C_TQ_HEAD,
+    C_TQ_LEN,
+) = range(26)
+C_COLS = 26
+# (C_TQ_HEAD / C_TQ_LEN: the first row and the length of the ring of wait timeouts, TQ)
 # (C_OVERFLOW: 1 when a push found the event heap full, a bug ``run`` raises on)
 # (C_GLOGS: 1 when a global layer has a sliding log: the loop prefetches its rings)
 # (clients that retry: C_CLIENTS set; C_ROWS rows of R in use; C_PENDING retries to come,
@@ -174,6 +178,11 @@ C_COLS = 24
 # event heap: one row of H per event, these columns
 H_AT, H_PRIO, H_SEQ, H_KIND, H_I, H_POS, H_CNOW, H_DL = range(8)
 H_ROWS = 8
+# the wait timeouts' ring (ratesim.fast.heaps.push_timeout): the key and the request, as H's
+TQ_AT, TQ_PRIO, TQ_SEQ, TQ_I, TQ_POS = range(5)
+TQ_COLS = 5
+#: Rows of ``TQ`` at most (the timeouts past them go to the heap): 40 MiB.
+TQ_MAX = 1 << 20
 # event kinds
 K_SERVE, K_SERVE_LATE, K_RELEASE, K_WAIT_TIMEOUT, K_PROCEED, K_FAIL_LOCAL = range(6)
 K_SNAPSHOT, K_FAILOVER, K_CONC_TIMEOUT, K_BACKEND_START, K_RELEASE_HELD, K_BACKEND_DONE = range(

@@ -24,7 +24,7 @@ from ..outcomes import (
     REJECTED,
     SHADOW_REJECTED,
 )
-from .heaps import pop, push, rheap_pop, rheap_push, room
+from .heaps import feed_timeout, pop, push, push_timeout, rheap_pop, rheap_push, room
 from .kernels import (
     GCRA_CODE,
     TB_CODE,
@@ -65,6 +65,7 @@ from .layout import (
     C_ROWS,
     C_SHARDS,
     C_STACK,
+    C_TQ_LEN,
     C_UNFILLED,
     C_WAITERS,
     G_CONCURRENCY,
@@ -443,6 +444,7 @@ def run(limit: int, world: World) -> int:
     CMD = world.CMD
     H = world.H
     C = world.C
+    TQ = world.TQ
     PRL = world.PRL
     CQ = world.CQ
     STACK = world.STACK
@@ -542,6 +544,12 @@ def run(limit: int, world: World) -> int:
                 op = OP_FINISH
                 pos = rej
         else:
+            if C[C_TQ_LEN]:
+                # the wait timeouts' ring: its head into the heap when it is the earliest
+                # event (ratesim.fast.heaps), with a row free for it
+                if C[C_HEAP] >= H.shape[0]:
+                    return ST_GROW
+                feed_timeout(H, C, TQ)
             b = C[C_BATCH]
             hn = C[C_HEAP]
             if b < n_batches:
@@ -897,17 +905,7 @@ def run(limit: int, world: World) -> int:
                                 push(H, C, RH[nd, j], PRIO_RELEASE, K_RELEASE, nd, 0, 0, 0)
                             C[C_RHEAP_TOTAL] -= NV[nd, N_RLEN]
                             NV[nd, N_RLEN] = 0
-                        push(
-                            H,
-                            C,
-                            x + C[C_POOL_WAIT],
-                            i * PRIO_STRIDE + pos,
-                            K_WAIT_TIMEOUT,
-                            i,
-                            pos,
-                            0,
-                            0,
-                        )
+                        push_timeout(H, C, TQ, x + C[C_POOL_WAIT], i * PRIO_STRIDE + pos, i, pos)
                         op = OP_DONE
                         continue
                 if R[i, R_CONN] == 2:

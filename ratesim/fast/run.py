@@ -73,6 +73,8 @@ from .layout import (
     ST_FINISHED,
     ST_GROW,
     ST_RETRY,
+    TQ_COLS,
+    TQ_MAX,
     World,
 )
 from .logpool import first_rings, is_log, new_pools, table_size
@@ -311,6 +313,7 @@ def assemble_world(
         CMD=np.zeros((3, R.shape[0] * g_count), dtype=np.int64),
         H=H,
         C=C,
+        TQ=np.zeros((timeout_room(R.shape[0]), TQ_COLS), dtype=np.int64),
         OUTAGES=faults.outages,
         OUT_SHARDS=faults.outage_shards,
         PARTS=faults.parts,
@@ -327,6 +330,13 @@ def assemble_world(
         SB=_store_breaker_table(layers, scenario.topology.slots),
         **client_fields,
     )
+
+
+def timeout_room(rows: int) -> int:
+    """Rows of the wait timeouts' ring for request tables of ``rows`` rows: one a request at
+    the most (a request waits once at a time, and a stale timeout pins its row), capped at
+    :data:`TQ_MAX` (the ones past it go to the event heap)."""
+    return max(1, min(rows, TQ_MAX))
 
 
 def _lat_dtype(draws: Draws, compact: bool) -> type:
