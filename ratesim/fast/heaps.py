@@ -46,6 +46,7 @@ from .layout import (
     TQ_PRIO,
     TQ_SEQ,
 )
+from .prefetch import prefetch
 
 
 @numba.njit(cache=True, inline="always")
@@ -228,6 +229,13 @@ def pop(H: Any, C: Any) -> None:
         m = 2 * j + 1
         if m >= last:
             break
+        # the grandchildren's rows (2m + 1 .. 2m + 4, one line each), asked for while the
+        # children are compared: the next level's loads then overlap this level's (a large
+        # heap: the wait timeouts stay on their ring, but other events can be many)
+        prefetch(H, (2 * m + 1) * H_ROWS)
+        prefetch(H, (2 * m + 2) * H_ROWS)
+        prefetch(H, (2 * m + 3) * H_ROWS)
+        prefetch(H, (2 * m + 4) * H_ROWS)
         if m + 1 < last and less(H, m + 1, m):
             m += 1
         if not _row_less(H, m, at, prio, seq):
