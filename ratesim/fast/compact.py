@@ -127,7 +127,7 @@ def first_pinned(
     for _ in range(C[C_TQ_LEN]):
         cut = min(cut, TQ[j, TQ_I])
         j = j + 1 if j + 1 < TQ.shape[0] else 0
-    for i in range(rows):
+    for i in range(cut):  # below the bounds so far only: a row's own state lowers it
         if R[i, R_DECIDED] < 0 or R[i, R_HOLDS] != 0 or R[i, R_CWAIT] != 0 or R[i, R_WAITING]:
             cut = i
             break
