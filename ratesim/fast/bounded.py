@@ -40,7 +40,14 @@ from ..model.clock import NodeClock
 from ..model.redis_server import queue_depths
 from ..results import RunData
 from .chunks import cut_layer, join_layers
-from .compact import first_pinned, move_rows_down, prune_waiters, renumber, take_columns
+from .compact import (
+    first_pinned,
+    move_rows_down,
+    prune_timeouts,
+    prune_waiters,
+    renumber,
+    take_columns,
+)
 from .heaps import grown_ring
 from .layout import (
     C_ARRIVED,
@@ -330,6 +337,7 @@ class _Bounded:
         if int(w.C[C_STACK]) != 0:
             raise AssertionError("bounded run: the hand-off stack is not empty between chunks")
         waiting = int(prune_waiters(w.R, w.NV, w.CQ, w.PRL, w.LY))
+        prune_timeouts(w.TQ, w.C, w.R)
         n_heap = int(w.C[C_HEAP])
         cut = int(first_pinned(w.R, self.used, w.H, n_heap, w.TQ, w.C, waiting, w.CQ, w.SB))
         if cut == 0:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..model.store_breaker import SB_COLS, SB_PROBE
 from ..ordering import PRIO_STRIDE
+from .heaps import stale
 from .layout import (
     C_TQ_HEAD,
     C_TQ_LEN,
@@ -231,3 +232,23 @@ def take_columns(R: Any, rows: int, cols: Any) -> Any:
         for j in range(cols.shape[0]):
             out[j, i] = R[i, cols[j]]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def prune_timeouts(TQ: Any, C: Any, R: Any) -> None:
+    """Drop the wait timeouts on the ring whose request no longer waits (``heaps.stale``:
+    each would change nothing when it fires), keeping the others in order: a stale timeout
+    would otherwise pin its row until it fires, ``pool_max_wait`` after the wait began."""
+    n = TQ.shape[0]
+    src = C[C_TQ_HEAD]
+    dst = src
+    kept = 0
+    for _ in range(C[C_TQ_LEN]):
+        if not stale(TQ, src, R):
+            if dst != src:
+                for col in range(TQ.shape[1]):
+                    TQ[dst, col] = TQ[src, col]
+            dst = dst + 1 if dst + 1 < n else 0
+            kept += 1
+        src = src + 1 if src + 1 < n else 0
+    C[C_TQ_LEN] = kept

@@ -40,6 +40,7 @@ from .layout import (
     H_SEQ,
     K_WAIT_TIMEOUT,
     N_RLEN,
+    R_WAITING,
     TQ_AT,
     TQ_I,
     TQ_POS,
@@ -183,13 +184,19 @@ def push_timeout(H: Any, C: Any, TQ: Any, at: int, prio: int, i: int, pos: int) 
 
 
 @numba.njit(cache=True)
-def feed_timeout(H: Any, C: Any, TQ: Any) -> None:
+def feed_timeout(H: Any, C: Any, TQ: Any, R: Any) -> None:
     """Move the ring's first timeout into the heap when it comes before the heap's top (or
     the heap is empty): then the heap's top is the earliest event of both. The caller makes
-    sure the heap has a row free."""
+    sure the heap has a row free. Timeouts first on the ring whose request no longer waits
+    are dropped: a request waits for a connection once at most (``R_CONN`` never returns to
+    0), so such a timeout would change nothing when it fires (:func:`stale`)."""
+    h = C[C_TQ_HEAD]
+    while C[C_TQ_LEN] and stale(TQ, h, R):
+        h = h + 1 if h + 1 < TQ.shape[0] else 0
+        C[C_TQ_HEAD] = h
+        C[C_TQ_LEN] -= 1
     if C[C_TQ_LEN] == 0:
         return
-    h = C[C_TQ_HEAD]
     at = TQ[h, TQ_AT]
     prio = TQ[h, TQ_PRIO]
     seq = TQ[h, TQ_SEQ]
@@ -199,6 +206,13 @@ def feed_timeout(H: Any, C: Any, TQ: Any) -> None:
     h += 1
     C[C_TQ_HEAD] = h if h < TQ.shape[0] else 0
     C[C_TQ_LEN] -= 1
+
+
+@numba.njit(cache=True, inline="always")
+def stale(TQ: Any, j: int, R: Any) -> bool:
+    """The timeout in row ``j`` of the ring is for a request that no longer waits (it was
+    handed a connection): when it fires, the loop does nothing."""
+    return R[TQ[j, TQ_I], R_WAITING] == 0
 
 
 def grown_ring(TQ: Any, C: Any, rows: int) -> Any:

@@ -549,7 +549,7 @@ def run(limit: int, world: World) -> int:
                 # event (ratesim.fast.heaps), with a row free for it
                 if C[C_HEAP] >= H.shape[0]:
                     return ST_GROW
-                feed_timeout(H, C, TQ)
+                feed_timeout(H, C, TQ, R)
             b = C[C_BATCH]
             hn = C[C_HEAP]
             if b < n_batches:
