@@ -30,7 +30,7 @@ import numpy as np
 
 from ..model.store_breaker import SB_COLS, SB_PROBE
 from ..ordering import PRIO_STRIDE
-from .heaps import stale
+from .heaps import ring_next, stale
 from .layout import (
     C_TQ_HEAD,
     C_TQ_LEN,
@@ -127,7 +127,7 @@ def first_pinned(
     j = C[C_TQ_HEAD]
     for _ in range(C[C_TQ_LEN]):
         cut = min(cut, TQ[j, TQ_I])
-        j = j + 1 if j + 1 < TQ.shape[0] else 0
+        j = ring_next(j, TQ.shape[0])
     for i in range(cut):  # below the bounds so far only: a row's own state lowers it
         if R[i, R_DECIDED] < 0 or R[i, R_HOLDS] != 0 or R[i, R_CWAIT] != 0 or R[i, R_WAITING]:
             cut = i
@@ -175,7 +175,7 @@ def renumber(
     for _ in range(C[C_TQ_LEN]):  # wait timeouts: request events all
         TQ[j, TQ_I] -= cut
         TQ[j, TQ_PRIO] -= shift
-        j = j + 1 if j + 1 < TQ.shape[0] else 0
+        j = ring_next(j, TQ.shape[0])
     for nd in range(NV.shape[0]):
         for col in (N_WHEAD, N_WTAIL):
             if NV[nd, col] >= 0:
@@ -248,7 +248,7 @@ def prune_timeouts(TQ: Any, C: Any, R: Any) -> None:
             if dst != src:
                 for col in range(TQ.shape[1]):
                     TQ[dst, col] = TQ[src, col]
-            dst = dst + 1 if dst + 1 < n else 0
+            dst = ring_next(dst, n)
             kept += 1
-        src = src + 1 if src + 1 < n else 0
+        src = ring_next(src, n)
     C[C_TQ_LEN] = kept

@@ -163,16 +163,8 @@ def push_timeout(H: Any, C: Any, TQ: Any, at: int, prio: int, i: int, pos: int) 
         if j >= n:
             j -= n
         last = j - 1 if j > 0 else n - 1
-        if length == 0 or (
-            at > TQ[last, TQ_AT]
-            or (
-                at == TQ[last, TQ_AT]
-                and (
-                    prio > TQ[last, TQ_PRIO]
-                    or (prio == TQ[last, TQ_PRIO] and seq > TQ[last, TQ_SEQ])
-                )
-            )
-        ):
+        # the ring's key columns are the heap's (layout): the heap's comparison serves
+        if length == 0 or _row_less(TQ, last, at, prio, seq):
             TQ[j, TQ_AT] = at
             TQ[j, TQ_PRIO] = prio
             TQ[j, TQ_SEQ] = seq
@@ -192,7 +184,7 @@ def feed_timeout(H: Any, C: Any, TQ: Any, R: Any) -> None:
     0), so such a timeout would change nothing when it fires (:func:`stale`)."""
     h = C[C_TQ_HEAD]
     while C[C_TQ_LEN] and stale(TQ, h, R):
-        h = h + 1 if h + 1 < TQ.shape[0] else 0
+        h = ring_next(h, TQ.shape[0])
         C[C_TQ_HEAD] = h
         C[C_TQ_LEN] -= 1
     if C[C_TQ_LEN] == 0:
@@ -203,9 +195,14 @@ def feed_timeout(H: Any, C: Any, TQ: Any, R: Any) -> None:
     if C[C_HEAP] > 0 and not _key_less(at, prio, seq, H, 0):
         return
     _insert(H, C, at, prio, seq, K_WAIT_TIMEOUT, TQ[h, TQ_I], TQ[h, TQ_POS], 0, 0)
-    h += 1
-    C[C_TQ_HEAD] = h if h < TQ.shape[0] else 0
+    C[C_TQ_HEAD] = ring_next(h, TQ.shape[0])
     C[C_TQ_LEN] -= 1
+
+
+@numba.njit(cache=True, inline="always")
+def ring_next(j: int, n: int) -> int:
+    """The ring row after row ``j`` of ``n`` (scalars only: inlined at no reference count)."""
+    return j + 1 if j + 1 < n else 0
 
 
 @numba.njit(cache=True, inline="always")

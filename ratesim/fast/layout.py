@@ -181,6 +181,8 @@ H_ROWS = 8
 # the wait timeouts' ring (ratesim.fast.heaps.push_timeout): the key and the request, as H's
 TQ_AT, TQ_PRIO, TQ_SEQ, TQ_I, TQ_POS = range(5)
 TQ_COLS = 5
+# the key in the same columns as H's, so that one comparison serves both
+assert (TQ_AT, TQ_PRIO, TQ_SEQ) == (H_AT, H_PRIO, H_SEQ)
 #: Rows of ``TQ`` at most (the timeouts past them go to the heap): 40 MiB.
 TQ_MAX = 1 << 20
 # event kinds
